@@ -8,10 +8,10 @@ export PATH := $(BIN):$(PATH)
 
 # Debian packages used by the suite and the drill (real parts, started as child processes).
 DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
-PY_DIRS := $(wildcard swell stacks autoscaler loadtests)
+PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench clean
+.PHONY: setup debs test lint typecheck unit preview bench clean dashboards
 
 setup: debs $(STAMP)
 
@@ -38,3 +38,7 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the Prometheus rule file and the Grafana dashboard from dashboards/mixin.py.
+dashboards: setup
+	$(BIN)/python -m dashboards

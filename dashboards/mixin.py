@@ -1,0 +1,358 @@
+"""The monitoring mixin: selectors, thresholds, recording rules, alerts and the Grafana dashboard.
+
+This is the one place that knows which exporter metric means what (in the spirit of
+kubernetes-mixin): every rule, alert and panel is built from `MixinConfig`, and
+`python -m dashboards` writes the files Prometheus and Grafana load. The suite checks that the
+committed files equal what this module generates, so they cannot drift apart.
+
+Demand is measured as *offered* load, never as served throughput or CPU (DESIGN.md): a saturated
+tier cannot report more than 100% busy, so only offered load can ask for x4 in one step.
+
+- web: HTTP requests arriving at the load balancer listener, per second, rejected ones included.
+- chat: concurrent sessions (WebSocket/BOSH) held open at the load balancer listener.
+- video: participants (endpoints) on the bridges. Jitsi Videobridge never refuses a participant:
+  Jicofo keeps placing them and `stress_level` climbs past 1, so endpoints is the offered demand.
+
+The load balancer metrics use the names of Octavia's PROMETHEUS listener, whose proxy renames
+HAProxy's `haproxy_frontend_*` to `octavia_listener_*` (label `listener`) and `haproxy_backend_*` to
+`octavia_pool_*` (label `pool`). A drill scraping a bare HAProxy renames them the same way with
+metric_relabel_configs (see `HAPROXY_AS_OCTAVIA_RELABEL`), so one rule set serves both.
+Every series carries a `tier` label, set by the scrape configuration (Nova metadata `tier` through
+openstack_sd in production, file_sd labels in a drill).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+TIERS = ("web", "chat", "video")
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """Label matchers for each scrape job, without braces."""
+
+    load_balancer: str = 'job="swell-lb"'
+    node: str = 'job="node"'
+    video_bridge: str = 'job="jvb"'
+    autoscaler: str = 'job="swell-autoscaler"'
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds; each says what an on-call engineer would act on."""
+
+    # Demand averaged over 5 minutes at least doubled within 30 minutes: the start of a 4-5x day.
+    surge_growth_factor: float = 2.0
+    surge_window: str = "30m"
+    surge_for: str = "5m"
+    # More than 1% of requests refused (5xx at the load balancer), or a bridge past full stress.
+    refused_ratio: float = 0.01
+    video_stress: float = 1.0
+    exhausted_for: str = "5m"
+    # The autoscaler loops every 15 s; four missed loops is stale.
+    autoscaler_stale_seconds: int = 60
+    autoscaler_stale_for: str = "2m"
+    actuation_failing_for: str = "10m"
+    capped_for: str = "10m"
+
+
+@dataclass(frozen=True)
+class MixinConfig:
+    selectors: Selectors = field(default_factory=Selectors)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # Where each alert's runbook lives; an alert links to `<base>#<alertname lowercased>`.
+    runbook_base_url: str = "docs/runbooks.md"
+    rate_window: str = "1m"
+
+
+# Metric renames done by Octavia's amphora prometheus-proxy, for a drill that scrapes bare HAProxy.
+HAPROXY_AS_OCTAVIA_RELABEL: list[dict[str, Any]] = [
+    {
+        "source_labels": ["__name__"],
+        "regex": "haproxy_frontend_(.*)",
+        "target_label": "__name__",
+        "replacement": "octavia_listener_$1",
+    },
+    {
+        "source_labels": ["__name__"],
+        "regex": "haproxy_backend_(.*)",
+        "target_label": "__name__",
+        "replacement": "octavia_pool_$1",
+    },
+    {"source_labels": ["__name__", "proxy"], "regex": "octavia_listener_.*;(.+)", "target_label": "listener"},
+    {"source_labels": ["__name__", "proxy"], "regex": "octavia_pool_.*;(.+)", "target_label": "pool"},
+    {"regex": "proxy", "action": "labeldrop"},
+]
+
+# The one query the autoscaler asks every interval: offered demand of every tier at once.
+DEMAND_RECORD = "tier:swell_offered_demand:current"
+READY_RECORD = "tier:swell_ready_instances:count"
+UTILIZATION_RECORD = "tier:swell_utilization:ratio"
+
+
+def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
+    lb, node, jvb, w = (
+        cfg.selectors.load_balancer,
+        cfg.selectors.node,
+        cfg.selectors.video_bridge,
+        cfg.rate_window,
+    )
+    return [
+        {
+            "record": "tier:swell_offered_requests:rate1m",
+            "expr": f"sum by (tier) (rate(octavia_listener_http_requests_total{{{lb}}}[{w}]))",
+        },
+        {
+            "record": "tier:swell_refused_requests:rate1m",
+            "expr": f'sum by (tier) (rate(octavia_listener_http_responses_total{{{lb},code="5xx"}}[{w}]))',
+        },
+        {
+            "record": "tier:swell_refused_requests:ratio_rate1m",
+            "expr": "tier:swell_refused_requests:rate1m / (tier:swell_offered_requests:rate1m > 0)",
+        },
+        {
+            "record": "tier:swell_queued_requests:sum",
+            "expr": f"sum by (tier) (octavia_pool_current_queue{{{lb}}})",
+        },
+        {
+            "record": "tier:swell_offered_sessions:sum",
+            "expr": f"sum by (tier) (octavia_listener_current_sessions{{{lb}}})",
+        },
+        {
+            "record": "tier:swell_offered_participants:sum",
+            "expr": f"sum by (tier) (jitsi_jvb_endpoints{{{jvb}}})",
+        },
+        {
+            # One series per tier, in the unit that tier's capacity is sized in.
+            "record": DEMAND_RECORD,
+            "expr": (
+                'tier:swell_offered_requests:rate1m{tier="web"}'
+                ' or tier:swell_offered_sessions:sum{tier="chat"}'
+                ' or tier:swell_offered_participants:sum{tier="video"}'
+            ),
+        },
+        {
+            "record": "tier:swell_offered_demand:avg5m",
+            "expr": f"avg_over_time({DEMAND_RECORD}[5m])",
+        },
+        {
+            "record": f"tier:swell_offered_demand:growth{cfg.thresholds.surge_window}",
+            "expr": (
+                "tier:swell_offered_demand:avg5m"
+                f" / (tier:swell_offered_demand:avg5m offset {cfg.thresholds.surge_window} > 0)"
+            ),
+        },
+        {
+            "record": READY_RECORD,
+            "expr": f"count by (tier) (up{{{node}}} == 1)",
+        },
+        {
+            # Bridges report their own stress (load / threshold, may exceed 1); other tiers use CPU.
+            "record": UTILIZATION_RECORD,
+            "expr": (
+                f"avg by (tier) (jitsi_jvb_stress_level{{{jvb}}})"
+                f' or (1 - avg by (tier) (rate(node_cpu_seconds_total{{{node},mode="idle"}}[{w}])))'
+            ),
+        },
+    ]
+
+
+def _alert(
+    cfg: MixinConfig, name: str, expr: str, for_: str, severity: str, summary: str, description: str
+) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {
+            "summary": summary,
+            "description": description,
+            "runbook_url": f"{cfg.runbook_base_url}#{name.lower()}",
+        },
+    }
+
+
+def _alerts(cfg: MixinConfig) -> list[dict[str, Any]]:
+    t, a = cfg.thresholds, cfg.selectors.autoscaler
+    return [
+        _alert(
+            cfg,
+            "SwellSurgeDetected",
+            f"tier:swell_offered_demand:growth{t.surge_window} >= {t.surge_growth_factor}",
+            t.surge_for,
+            "warning",
+            '{{ $labels.tier }} demand grew x{{ $value | printf "%.1f" }} in ' + t.surge_window,
+            "Offered demand on the {{ $labels.tier }} tier at least doubled within "
+            f"{t.surge_window}. The autoscaler should be adding capacity now: "
+            "compare desired and ready instances.",
+        ),
+        _alert(
+            cfg,
+            "SwellCapacityExhausted",
+            f"tier:swell_refused_requests:ratio_rate1m > {t.refused_ratio}"
+            f' or tier:swell_utilization:ratio{{tier="video"}} > {t.video_stress}',
+            t.exhausted_for,
+            "critical",
+            "{{ $labels.tier }} is refusing work",
+            "The {{ $labels.tier }} tier refuses more than "
+            f"{t.refused_ratio:.0%} of requests, or its bridges run past full stress. Users see errors.",
+        ),
+        _alert(
+            cfg,
+            "SwellAutoscalerStale",
+            f"time() - max(swell_autoscaler_last_successful_loop_timestamp_seconds{{{a}}})"
+            f" > {t.autoscaler_stale_seconds}"
+            f" or absent(swell_autoscaler_last_successful_loop_timestamp_seconds{{{a}}})",
+            t.autoscaler_stale_for,
+            "critical",
+            "The autoscaler has not completed a loop recently",
+            f"No successful autoscaler loop for more than {t.autoscaler_stale_seconds} s: "
+            "capacity follows no demand until it is back.",
+        ),
+        _alert(
+            cfg,
+            "SwellActuationFailing",
+            f"sum by (tier) (rate(swell_autoscaler_actuation_errors_total{{{a}}}[5m])) > 0",
+            t.actuation_failing_for,
+            "critical",
+            "Scaling {{ $labels.tier }} keeps failing",
+            "The autoscaler decided a new size for {{ $labels.tier }} but applying it "
+            f"(pulumi up or the Kubernetes API) has failed for {t.actuation_failing_for}.",
+        ),
+        _alert(
+            cfg,
+            "SwellCappedByLimit",
+            f'max by (tier, limit) (swell_autoscaler_limited{{{a},limit=~"max|quota"}}) == 1',
+            t.capped_for,
+            "warning",
+            "{{ $labels.tier }} wants more instances than its {{ $labels.limit }} allows",
+            "The autoscaler wants more {{ $labels.tier }} instances but its {{ $labels.limit }} "
+            "caps it. Raise tiers.{{ $labels.tier }}.max or the OVHcloud quota before demand outgrows it.",
+        ),
+    ]
+
+
+def rules_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
+    """The Prometheus rule file: recording rules first, then alerts."""
+    cfg = cfg or MixinConfig()
+    return {
+        "groups": [
+            {"name": "swell.rules", "rules": _recording_rules(cfg)},
+            {"name": "swell.alerts", "rules": _alerts(cfg)},
+        ]
+    }
+
+
+def _panel(panel_id: int, title: str, exprs: list[tuple[str, str]], y: int, x: int, unit: str) -> dict:
+    return {
+        "id": panel_id,
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+            for i, (expr, legend) in enumerate(exprs)
+        ],
+    }
+
+
+def dashboard_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
+    """The Grafana dashboard: per tier, demand against capacity, and what the autoscaler did."""
+    cfg = cfg or MixinConfig()
+    a = cfg.selectors.autoscaler
+    sel = 'tier=~"$tier"'
+    panels = [
+        _panel(1, "Offered demand", [(f"{DEMAND_RECORD}{{{sel}}}", "{{tier}}")], 0, 0, "short"),
+        _panel(
+            2,
+            "Instances: ready, current, desired",
+            [
+                (f"{READY_RECORD}{{{sel}}}", "{{tier}} ready"),
+                (f"swell_autoscaler_current_instances{{{a},{sel}}}", "{{tier}} current"),
+                (f"swell_autoscaler_desired_instances{{{a},{sel}}}", "{{tier}} desired"),
+            ],
+            0,
+            12,
+            "short",
+        ),
+        _panel(
+            3,
+            "Utilization (CPU, or bridge stress)",
+            [(f"{UTILIZATION_RECORD}{{{sel}}}", "{{tier}}")],
+            8,
+            0,
+            "percentunit",
+        ),
+        _panel(
+            4,
+            "Refused requests and queue",
+            [
+                (f"tier:swell_refused_requests:ratio_rate1m{{{sel}}}", "{{tier}} refused"),
+                (f"tier:swell_queued_requests:sum{{{sel}}}", "{{tier}} queued"),
+            ],
+            8,
+            12,
+            "short",
+        ),
+        _panel(
+            5,
+            "Scaling decisions",
+            [
+                (
+                    f"sum by (tier, direction) (increase(swell_autoscaler_decisions_total{{{a},{sel}}}[5m]))",
+                    "{{tier}} {{direction}}",
+                )
+            ],
+            16,
+            0,
+            "short",
+        ),
+        _panel(
+            6,
+            "Demand growth over " + cfg.thresholds.surge_window,
+            [(f"tier:swell_offered_demand:growth{cfg.thresholds.surge_window}{{{sel}}}", "{{tier}}")],
+            16,
+            12,
+            "short",
+        ),
+    ]
+    return {
+        "uid": "swell-capacity",
+        "title": "swell: capacity per tier",
+        "tags": ["swell"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus"},
+                {
+                    "name": "tier",
+                    "type": "custom",
+                    "query": ",".join(TIERS),
+                    "multi": True,
+                    "includeAll": True,
+                    "current": {"text": "All", "value": "$__all"},
+                },
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def render_rules(cfg: MixinConfig | None = None) -> str:
+    header = "# Generated by `python -m dashboards` from dashboards/mixin.py: edit that, not this file.\n"
+    return header + yaml.safe_dump(rules_document(cfg), sort_keys=False, width=120)
+
+
+def render_dashboard(cfg: MixinConfig | None = None) -> str:
+    return json.dumps(dashboard_document(cfg), indent=2) + "\n"
