@@ -5,20 +5,16 @@ refused ones included, must come out as the tier's offered demand."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dashboards.mixin import DEMAND_RECORD, HAPROXY_AS_OCTAVIA_RELABEL
+from tests.realparts import free_port, http_get, instant_query, running_prometheus, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "dashboards" / "rules" / "swell.rules.yml"
@@ -29,32 +25,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str, timeout: float = 2.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return bytes(response.read())
-
-
-def _wait_until(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.fixture
 def haproxy(tmp_path: Path) -> Iterator[dict[str, int]]:
-    ports = {"web": _free_port(), "stats": _free_port()}
+    ports = {"web": free_port(), "stats": free_port()}
     # No server in the backend: every request is refused with 503, as by a tier with no capacity.
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(
@@ -79,7 +52,7 @@ frontend stats
         ["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        _wait_until(lambda: _get(f"http://127.0.0.1:{ports['stats']}/metrics"), "haproxy metrics")
+        wait_until(lambda: http_get(f"http://127.0.0.1:{ports['stats']}/metrics"), "haproxy metrics")
         yield ports
     finally:
         proc.terminate()
@@ -88,7 +61,6 @@ frontend stats
 
 @pytest.fixture
 def prometheus(tmp_path: Path, haproxy: dict[str, int]) -> Iterator[str]:
-    port = _free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
@@ -100,29 +72,8 @@ def prometheus(tmp_path: Path, haproxy: dict[str, int]) -> Iterator[str]:
             }
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until(lambda: _get(f"{url}/-/ready"), "prometheus ready")
+    with running_prometheus(tmp_path / "prometheus", config) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-def _query(url: str, promql: str) -> list[dict]:
-    body = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
-    return list(json.loads(body)["data"]["result"])
 
 
 @pytest.mark.slow
@@ -136,17 +87,17 @@ def test_refused_requests_through_haproxy_count_as_offered_web_demand(
     while time.monotonic() < deadline and not demand:
         for _ in range(20):
             try:
-                _get(f"http://127.0.0.1:{haproxy['web']}/")
+                http_get(f"http://127.0.0.1:{haproxy['web']}/")
             except OSError:
                 sent += 1  # 503: refused, yet offered
         time.sleep(0.2)
-        demand = [s for s in _query(prometheus, DEMAND_RECORD) if float(s["value"][1]) > 0]
+        demand = [s for s in instant_query(prometheus, DEMAND_RECORD) if float(s["value"][1]) > 0]
     assert sent > 0
     assert demand, "no offered demand recorded for web"
     assert demand[0]["metric"] == {"__name__": DEMAND_RECORD, "tier": "web"}
-    refused = _query(prometheus, "tier:swell_refused_requests:ratio_rate1m")
+    refused = instant_query(prometheus, "tier:swell_refused_requests:ratio_rate1m")
     # Every request was refused; the two counters are scraped at slightly different instants.
     assert refused and float(refused[0]["value"][1]) > 0.9
     # The renamed series keep HAProxy's proxy name under Octavia's label.
-    raw = _query(prometheus, 'octavia_listener_http_requests_total{listener="web-https"}')
+    raw = instant_query(prometheus, 'octavia_listener_http_requests_total{listener="web-https"}')
     assert raw and "proxy" not in raw[0]["metric"]

@@ -1,0 +1,181 @@
+"""A stand-in `pulumi` executable for the Automation API tests. It is NOT the Pulumi CLI.
+
+The Pulumi CLI and its provider plugins cannot be installed on these machines (both download from
+the internet), so tests put this script on PATH as `pulumi`. It answers the few commands the
+Automation API sends for select / config get / config set --path / up / stack output / stack
+history, in the formats the CLI uses, and records every call's arguments (one JSON list per line in
+`.pulumi-standin/calls.jsonl` of the working directory). It edits `Pulumi.<stack>.yaml` as
+`pulumi config set --path` does, so the stack program can then be run under Pulumi's mocks with the
+configuration the actuator wrote. `up` builds outputs following the stack outputs contract of
+ARCHITECTURE.md from the configured counts; it provisions nothing.
+
+Failure injection, through files in `.pulumi-standin/`: `locked` holds how many next `up`s fail as
+a stack locked by a concurrent update (or `always`); `fail` likewise for a failed update.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+STATE = Path(".pulumi-standin")
+CONFLICT = "error: [409] Conflict: Another update is currently in progress."
+
+
+def _opt(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def _stack_file(stack: str) -> Path:
+    return Path(f"Pulumi.{stack}.yaml")
+
+
+def _load_config(stack: str) -> dict:
+    data = yaml.safe_load(_stack_file(stack).read_text()) or {}
+    return dict(data.get("config") or {})
+
+
+def _save_config(stack: str, config: dict) -> None:
+    path = _stack_file(stack)
+    data = yaml.safe_load(path.read_text()) or {}
+    data["config"] = config
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _split_path(key: str) -> tuple[str, list[str]]:
+    # "swell:tiers.web.count" -> ("swell:tiers", ["web", "count"])
+    namespace, _, rest = key.partition(":")
+    head, *tail = rest.split(".")
+    return f"{namespace}:{head}", tail
+
+
+def _literal(text: str) -> object:
+    # `config set --path` stores numbers and booleans as YAML scalars, not strings.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _consume(name: str) -> bool:
+    flag = STATE / name
+    if not flag.exists():
+        return False
+    text = flag.read_text().strip()
+    if text == "always":
+        return True
+    left = int(text or "0")
+    if left <= 0:
+        return False
+    flag.write_text(str(left - 1))
+    return True
+
+
+def _outputs(stack: str, config: dict) -> dict:
+    tiers = config.get("swell:tiers") or {}
+    out: dict[str, object] = {"stack": stack, "region": config.get("openstack:region"), "tiers": {}}
+    for n, (tier, spec) in enumerate(sorted(tiers.items())):
+        count = int(spec.get("count", 0))
+        instances = [
+            {
+                "name": f"swell-{stack}-{tier}-{i}",
+                "private_ip": f"10.42.{n}.{10 + i}",
+                "public_ipv4": None,
+                "public_ipv6": None,
+            }
+            for i in range(count)
+        ]
+        out["tiers"][tier] = {"instances": instances, "load_balancer": None}  # type: ignore[index]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    STATE.mkdir(exist_ok=True)
+    with (STATE / "calls.jsonl").open("a") as log:
+        log.write(json.dumps(argv) + "\n")
+    stack = _opt(argv, "--stack")
+    words = [a for a in argv if not a.startswith("-")]
+
+    if argv[:1] == ["version"]:
+        print("v3.150.0")
+        return 0
+    if stack is None or not _stack_file(stack).exists():
+        print(f"error: no stack named '{stack}' found", file=sys.stderr)
+        return 255
+    state_file = STATE / f"{stack}.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {"outputs": {}, "history": []}
+
+    if words[:2] == ["stack", "select"]:
+        return 0
+    if words[:2] == ["config", "get"]:
+        config = _load_config(stack)
+        key = words[2]
+        if "--path" in argv:
+            top, path = _split_path(key)
+            value = config.get(top)
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+        else:
+            value = config.get(key)
+        if value is None:
+            print(f"error: configuration key '{key}' not found for stack '{stack}'", file=sys.stderr)
+            return 255
+        text = value if isinstance(value, str) else json.dumps(value)
+        print(json.dumps({"value": text, "secret": False}))
+        return 0
+    if words[:2] == ["config", "set"]:
+        key, value = words[2], argv[argv.index("--") + 1]
+        config = _load_config(stack)
+        if "--path" in argv:
+            top, path = _split_path(key)
+            node = config.setdefault(top, {})
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = _literal(value)
+        else:
+            config[key] = value
+        _save_config(stack, config)
+        return 0
+    if words[:1] == ["up"]:
+        if _consume("locked"):
+            print(CONFLICT, file=sys.stderr)
+            return 255
+        if _consume("fail"):
+            print(
+                "error: update failed\nerror: 1 error occurred: Quota exceeded for instances", file=sys.stderr
+            )
+            return 255
+        print(f"Updating ({stack})\n\nResources:\n    ~ 1 updated\n")
+        state["outputs"] = _outputs(stack, _load_config(stack))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        state["history"].append(
+            {
+                "kind": "update",
+                "startTime": now,
+                "endTime": now,
+                "message": _opt(argv, "--message") or "",
+                "environment": {},
+                "config": {},
+                "result": "succeeded",
+                "version": len(state["history"]) + 1,
+                "resourceChanges": {"update": 1},
+            }
+        )
+        state_file.write_text(json.dumps(state))
+        return 0
+    if words[:2] == ["stack", "output"]:
+        print(json.dumps(state["outputs"]))
+        return 0
+    if words[:2] == ["stack", "history"]:
+        print(json.dumps(list(reversed(state["history"]))[:1]))
+        return 0
+    print(f"pulumi stand-in: unsupported command: {argv}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
