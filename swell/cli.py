@@ -6,6 +6,9 @@ command never drags in another area's heavy dependencies (Pulumi, Locust, Ansibl
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from swell import __version__
@@ -31,6 +34,70 @@ def _root(
     ),
 ) -> None:
     """Capacity as code for the web, chat and video tiers on OVHcloud."""
+
+
+# --- autoscaler: trace simulator (autoscaler/sim) ---------------------------------------------
+trace_app = typer.Typer(help="Demand traces for the simulator.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+
+
+@app.command("simulate")
+def _simulate(
+    trace: Annotated[Path, typer.Option("--trace", help="CSV with header timestamp,demand.")],
+    policies: Annotated[
+        str, typer.Option("--policies", help="Comma-separated.")
+    ] = "swell,hpa,keda,target-tracking,step,static,oracle",
+    tick: Annotated[float, typer.Option("--tick", help="Simulation tick, seconds.")] = 15.0,
+    lead_time: Annotated[float, typer.Option("--lead-time", help="Provisioning lead time, seconds.")] = 180.0,
+    capacity_per_instance: Annotated[
+        float | None,
+        typer.Option(
+            "--capacity-per-instance", help="Demand one instance serves within its SLO [median / 10]."
+        ),
+    ] = None,
+    metric_lag: Annotated[
+        float, typer.Option("--metric-lag", help="Scrape plus evaluation delay, s.")
+    ] = 30.0,
+    min_instances: Annotated[int, typer.Option("--min", help="Minimum instances.")] = 1,
+    max_instances: Annotated[int, typer.Option("--max", help="Maximum instances.")] = 10_000,
+    price: Annotated[float, typer.Option("--price", help="EUR per instance-hour (b3-16, Jan 2026).")] = 0.10,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write demand and supply per policy as PNG.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics as JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Replay a demand trace through the scaling policies and compare elasticity and cost."""
+    from autoscaler.sim.cli import simulate_command
+
+    simulate_command(
+        trace,
+        policies,
+        tick,
+        lead_time,
+        capacity_per_instance,
+        metric_lag,
+        min_instances,
+        max_instances,
+        price,
+        plot,
+        as_json,
+    )
+
+
+@trace_app.command("generate")
+def _trace_generate(
+    shape: Annotated[str, typer.Option("--shape", help="daily, surge400 or spike.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    days: Annotated[float, typer.Option("--days", help="Length in days.")] = 7.0,
+    noise: Annotated[float, typer.Option("--noise", help="Per-minute multiplicative noise (std).")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed, the same trace.")] = 0,
+) -> None:
+    """Generate a demand trace: a 4-5x daily curve, a 400% surge, or a x4 spike."""
+    from autoscaler.sim.cli import generate_command
+
+    generate_command(shape, days, noise, seed, out)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The scaling policies: `swell` and the baselines it is measured against, one module each."""

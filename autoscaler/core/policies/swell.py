@@ -1,0 +1,243 @@
+"""`swell`: the surge-aware policy. Sizes each tier from offered demand, projected across the
+provisioning lead time, with headroom in proportion to the measured volatility of demand.
+
+Per decision (every sync period, 15 s):
+
+1. Fresh data only: a missing sample or one older than `stale_after_s` holds (no scale-down,
+   no data-driven scale-up).
+2. Demand level and trend: two EWMAs of offered demand (fast and slow half-lives). Their log
+   ratio is the growth rate g (per second) for an exponential trend, since an EWMA lags by its
+   mean age: ln(fast / slow) = g x (age_slow - age_fast).
+3. Volatility: an EWMA of the squared relative residual of each sample against the fast level;
+   its root sigma sets the headroom: k x sigma (bounded), instead of one flat target.
+4. Forecast across the horizon H = lead time + sample age + one sync period:
+   - trend: fast x exp(g x (H + age_fast)) when the growth is significant against the noise
+     (ln(fast/slow) above z x the noise of that ratio), capped at x4;
+   - seasonality: once every 15-minute bucket of the day has been seen `season_min_days` times,
+     the ratio of the highest bucket mean in [now, now + H] to the current bucket's mean
+     (pre-scaling ahead of the daily rise, the 4-5x daily curve).
+   The forecast is the larger of the two (and of the current level).
+5. Surge: a growth significant at the surge z-score that projects at least `surge_ratio` across
+   H. Then the decision jumps to x2 of the current count (x4 when the projection exceeds x2), so
+   new instances are ready when the load arrives.
+6. Recommendation: ceil(forecast x (1 + headroom) / capacity). On the way down the chain applies a
+   tolerance, at most halving, and a stabilization window (the highest recommendation of the last
+   `stabilization_down_s`, kept as per-minute maxima), so the count never falls below the
+   lead-time forecast; then min, max, quota, override floor.
+
+State is bounded: a few floats, at most `stabilization_down_s / 60` minute maxima, and a 96-bucket
+daily profile with per-bucket counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from autoscaler.core.chain import Guards, finish, rate_limit, tolerance
+from autoscaler.core.state import state_from_dict, state_to_dict
+from autoscaler.core.types import Decision, Observation, is_missing
+
+LN2 = math.log(2)
+BUCKETS_PER_DAY = 96
+BUCKET_S = 86400 / BUCKETS_PER_DAY
+
+
+@dataclass(frozen=True)
+class SwellParams:
+    capacity_per_instance: float
+    lead_time_s: float = 180.0
+    sync_period_s: float = 15.0
+    stale_after_s: float = 120.0
+    fast_halflife_s: float = 45.0
+    level_halflife_s: float = 120.0
+    slow_halflife_s: float = 240.0
+    volatility_halflife_s: float = 1800.0
+    initial_volatility: float = 0.15  # until measured: assume noisy
+    headroom_sigmas: float = 2.5
+    min_headroom: float = 0.03
+    max_headroom: float = 1.0
+    trend_z: float = 2.0
+    surge_z: float = 3.0
+    surge_ratio: float = 1.25
+    surge_jump: bool = True
+    down_tolerance: float = 0.05
+    stabilization_down_s: float = 600.0
+    season_min_days: int = 2
+    season_weight: float = 0.35  # weight of the newest day in each bucket's mean
+    guards: Guards = field(default_factory=Guards)
+
+    def __post_init__(self) -> None:
+        if not self.capacity_per_instance > 0:
+            raise ValueError(f"capacity_per_instance must be > 0, got {self.capacity_per_instance}")
+        if self.lead_time_s < 0:
+            raise ValueError(f"lead_time_s must be >= 0, got {self.lead_time_s}")
+        if not 0 < self.fast_halflife_s < self.slow_halflife_s:
+            raise ValueError("need 0 < fast_halflife_s < slow_halflife_s")
+
+
+class SwellState(NamedTuple):
+    last_t: float | None = None
+    fast: float = 0.0
+    level: float = 0.0
+    slow: float = 0.0
+    var: float = 0.0
+    samples: int = 0
+    surge_until: float = 0.0
+    # Stabilization window: (minute index, highest recommendation in that minute), oldest first.
+    minute_max: tuple[tuple[int, int], ...] = ()
+    # Daily profile: mean demand per 15-minute bucket (EWMA across days) and days seen per bucket.
+    profile: tuple[float, ...] = ()
+    seen: tuple[int, ...] = ()
+    bucket: int = -1  # absolute index of the bucket being accumulated
+    bucket_sum: float = 0.0
+    bucket_n: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return state_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SwellState:
+        return state_from_dict(cls, data)
+
+
+def _ema_alpha(dt: float, halflife: float) -> float:
+    return 1.0 - 0.5 ** (dt / halflife)
+
+
+def _season_ratio(state: SwellState, now: float, horizon: float, min_days: int) -> float:
+    """Highest upcoming bucket mean over the current one, once the profile has enough days."""
+    seen = state.seen
+    if not seen:
+        return 1.0
+    b0 = int(now // BUCKET_S)
+    b1 = int((now + horizon) // BUCKET_S)
+    profile = state.profile
+    cur_i = b0 % BUCKETS_PER_DAY
+    if seen[cur_i] < min_days or profile[cur_i] <= 0:
+        return 1.0
+    top = 0.0
+    for b in range(b0 + 1, b1 + 2):  # the next bucket too: the rise starts inside it
+        i = b % BUCKETS_PER_DAY
+        if seen[i] < min_days:
+            return 1.0
+        if profile[i] > top:
+            top = profile[i]
+    return top / profile[cur_i]
+
+
+def _close_bucket(state: SwellState, weight: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    profile = list(state.profile) if state.profile else [0.0] * BUCKETS_PER_DAY
+    seen = list(state.seen) if state.seen else [0] * BUCKETS_PER_DAY
+    i = state.bucket % BUCKETS_PER_DAY
+    mean = state.bucket_sum / state.bucket_n
+    profile[i] = mean if seen[i] == 0 else profile[i] + weight * (mean - profile[i])
+    seen[i] = min(seen[i] + 1, 10_000)
+    return tuple(profile), tuple(seen)
+
+
+def decide(
+    obs: Observation, state: SwellState, params: SwellParams, now: float
+) -> tuple[Decision, SwellState]:
+    current = obs.current
+    demand = obs.demand
+    if is_missing(demand) or obs.sample_age_s > params.stale_after_s:
+        why = "missing" if is_missing(demand) else f"{obs.sample_age_s:.0f} s old"
+        return finish(current, obs, params.guards, now, f"hold: demand {why}", [], False), state
+    assert demand is not None
+    d = demand if demand > 0 else 0.0
+
+    # 2-3. Level, trend and volatility.
+    if state.last_t is None or state.samples == 0:
+        fast = level = slow = d
+        var = params.initial_volatility**2
+        samples = 1
+    else:
+        dt = now - state.last_t
+        if dt <= 0:
+            dt = params.sync_period_s
+        fast, level, slow = state.fast, state.level, state.slow
+        resid = d / fast - 1.0 if fast > 0 else (0.0 if d == 0 else 1.0)
+        if resid > 2.0:
+            resid = 2.0  # one outlier must not set the headroom for half an hour
+        var = state.var + _ema_alpha(dt, params.volatility_halflife_s) * (resid * resid - state.var)
+        fast += _ema_alpha(dt, params.fast_halflife_s) * (d - fast)
+        level += _ema_alpha(dt, params.level_halflife_s) * (d - level)
+        slow += _ema_alpha(dt, params.slow_halflife_s) * (d - slow)
+        samples = state.samples + 1
+    sigma = math.sqrt(var)
+
+    # 4. Forecast across the horizon.
+    horizon = params.lead_time_s + obs.sample_age_s + params.sync_period_s
+    age_fast = params.fast_halflife_s / LN2
+    age_slow = params.slow_halflife_s / LN2
+    forecast = level
+    surge = False
+    log_ratio = math.log(fast / slow) if fast > 0 and slow > 0 else 0.0
+    # Noise of ln(fast/slow) for iid relative noise sigma: about sigma x sqrt(a / (2 - a)) of the
+    # fast EWMA at a one-minute sample rate (the slow one adds little).
+    a_min = _ema_alpha(60.0, params.fast_halflife_s)
+    ratio_noise = sigma * math.sqrt(a_min / (2.0 - a_min))
+    if log_ratio > params.trend_z * ratio_noise and samples * params.sync_period_s >= params.slow_halflife_s:
+        growth = log_ratio / (age_slow - age_fast)
+        projected = min(4.0, math.exp(growth * (horizon + age_fast)))
+        forecast = fast * projected
+        surge = log_ratio > params.surge_z * ratio_noise and projected >= params.surge_ratio
+    # A sample far above the level is the first evidence of a surge: size from it at once
+    # rather than waiting for the EWMAs (up fast, down slow).
+    jump = d / level - 1.0 if level > 0 else 0.0
+    if jump > params.surge_z * sigma and jump >= params.surge_ratio - 1.0:
+        forecast = max(forecast, d)
+        surge = True
+    season = _season_ratio(state, now, horizon, params.season_min_days)
+    if season > 1.0 and level * min(season, 4.0) > forecast:
+        forecast = level * min(season, 4.0)
+    headroom = min(max(params.headroom_sigmas * sigma, params.min_headroom), params.max_headroom)
+    cap = params.capacity_per_instance
+    rec = math.ceil(forecast * (1.0 + headroom) / cap - 1e-9)
+    reason = f"forecast {forecast:.1f} (level {level:.1f}) +{headroom:.0%} headroom -> {rec}"
+
+    surge_until = state.surge_until
+    if surge and params.surge_jump and rec > current:
+        jump = 2 if rec <= 2 * current else 4
+        rec = max(rec, current * jump)
+        surge_until = now + params.stabilization_down_s
+        reason = f"surge: x{jump}, {reason}"
+
+    # 6. The chain: tolerance, rate limit, stabilization.
+    limited: list[str] = []
+    desired, _ = tolerance(rec, current, 0.0, params.down_tolerance)
+    desired, tag = rate_limit(desired, current, params.guards)
+    if tag:
+        limited.append(tag)
+    minute = int(now // 60)
+    window = state.minute_max
+    cutoff = minute - int(params.stabilization_down_s // 60)
+    if window and window[0][0] <= cutoff:
+        window = tuple(m for m in window if m[0] > cutoff)
+    if window and window[-1][0] == minute:
+        if rec > window[-1][1]:
+            window = (*window[:-1], (minute, rec))
+    else:
+        window = (*window, (minute, rec))
+    if desired < current:
+        top = current if now < surge_until else max(m[1] for m in window)
+        if top > desired:
+            desired = min(top, current)
+            limited.append("stabilization")
+
+    # Seasonal profile: close the bucket when a new one starts.
+    bucket = int(now // BUCKET_S)
+    profile, seen = state.profile, state.seen
+    if bucket != state.bucket:
+        if state.bucket_n > 0 and bucket == state.bucket + 1:
+            profile, seen = _close_bucket(state, params.season_weight)
+        bucket_sum, bucket_n = d, 1
+    else:
+        bucket_sum, bucket_n = state.bucket_sum + d, state.bucket_n + 1
+
+    new_state = SwellState(
+        now, fast, level, slow, var, samples, surge_until, window, profile, seen, bucket, bucket_sum, bucket_n
+    )
+    return finish(desired, obs, params.guards, now, reason, limited, True), new_state

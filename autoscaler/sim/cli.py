@@ -1,0 +1,123 @@
+"""The `swell simulate` and `swell trace generate` commands (wired in swell/cli.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.sim.engine import DEFAULT_POLICIES, DEFAULT_PRICE_PER_HOUR, SimParams, simulate
+from autoscaler.sim.metrics import rounded
+from autoscaler.sim.trace import TraceError, read_trace, write_trace
+
+
+def simulate_command(
+    trace_path: Path,
+    policies: str,
+    tick: float,
+    lead_time: float,
+    capacity_per_instance: float | None,
+    metric_lag: float,
+    min_instances: int,
+    max_instances: int,
+    price: float,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
+    err = Console(stderr=True)
+    names = tuple(p.strip() for p in policies.split(",") if p.strip())
+    unknown = [p for p in names if p not in DEFAULT_POLICIES]
+    if unknown or not names:
+        err.print(f"error: --policies: unknown {unknown}; expected some of {','.join(DEFAULT_POLICIES)}")
+        raise typer.Exit(2)
+    try:
+        trace = read_trace(trace_path)
+    except TraceError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    cap = capacity_per_instance if capacity_per_instance is not None else trace.median_demand() / 10
+    if not (cap > 0 and math.isfinite(cap)):
+        err.print("error: --capacity-per-instance: the trace's median demand is 0; give a capacity > 0")
+        raise typer.Exit(2)
+    try:
+        params = SimParams(
+            capacity_per_instance=cap,
+            tick_s=tick,
+            lead_time_s=lead_time,
+            metric_lag_s=metric_lag,
+            min_instances=min_instances,
+            max_instances=max_instances,
+            price_per_hour=price,
+        )
+    except ValueError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    workers = 2 if len(trace) * len(names) > 200_000 else 1
+    replay, runs = simulate(trace, params, names, workers=workers)
+    if plot is not None:
+        from autoscaler.sim.plot import plot_runs
+
+        plot_runs(replay, runs, cap, plot, f"{trace.name}: lead time {lead_time:.0f} s, tick {tick:.0f} s")
+    if as_json:
+        doc = {
+            "trace": str(trace_path),
+            "params": params.as_dict() | {"ticks": len(replay.t)},
+            "policies": {name: rounded(run.metrics) for name, run in runs.items()},
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"{trace.name}: {len(replay.t)} ticks of {tick:.0f} s, lead time {lead_time:.0f} s")
+    cols: list[tuple[str, str]] = [
+        ("policy", "policy"),
+        ("theta_U %", "theta_u"),
+        ("theta_O %", "theta_o"),
+        ("tau_U %", "tau_u"),
+        ("tau_O %", "tau_o"),
+        ("instab. %", "instability"),
+        ("jitter /h", "jitter"),
+        ("inst-h", "instance_hours"),
+        ("EUR", "cost_eur"),
+        ("unserved", "unserved_fraction"),
+        ("SLO min", "slo_violation_minutes"),
+        ("actions", "actions"),
+        ("reaction s", "reaction_time_s"),
+    ]
+    for title, _ in cols:
+        table.add_column(title, justify="left" if title == "policy" else "right")
+    for name, run in runs.items():
+        m = run.metrics
+        cells = [name]
+        for _, key in cols[1:]:
+            v = m[key]
+            cells.append(
+                f"{v:.4f}"
+                if key in ("theta_u", "unserved_fraction")
+                else f"{v:,.2f}"
+                if isinstance(v, float)
+                else str(v)
+            )
+        table.add_row(*cells)
+    console = Console()
+    # Thirteen columns: wider than 80, narrower than any terminal a table like this is read in.
+    Console(width=max(console.width, 150)).print(table)
+    Console().print(
+        f"capacity per instance {cap:g}, price {price:g} EUR/h (default b3-16 {DEFAULT_PRICE_PER_HOUR})"
+    )
+    if plot is not None:
+        Console().print(f"plot: {plot}")
+
+
+def generate_command(shape: str, days: float, noise: float, seed: int, out: Path) -> None:
+    from autoscaler.sim.generate import generate
+
+    try:
+        t, demand = generate(shape, days=days, noise=noise, seed=seed)
+    except ValueError as exc:
+        Console(stderr=True).print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    write_trace(out, t, demand)
+    typer.echo(f"wrote {out}: {len(t)} rows, {shape}, {days:g} days, noise {noise:g}, seed {seed}")

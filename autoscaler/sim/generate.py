@@ -1,0 +1,74 @@
+"""Synthetic demand traces with the shapes the platform has to survive, one row per minute.
+
+- `daily`: a 4-5x daily curve (trough about 04:00 UTC, peak about 14:00, a steeper morning rise
+  than evening fall) with a quieter weekend;
+- `surge400`: the daily curve, then on day 2 traffic grows x5 within a day (a logistic ramp over
+  about 12 hours) and stays there: the 400% rise;
+- `spike`: the daily curve with, every day at a random afternoon time, demand x4 within
+  10 minutes, held for 1-2 hours, then back over 30 minutes.
+
+Noise is multiplicative and independent per minute: demand x max(0, 1 + noise x N(0, 1)).
+The same seed gives the same trace.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+Shape = Literal["daily", "surge400", "spike"]
+SHAPES: tuple[str, ...] = ("daily", "surge400", "spike")
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
+
+
+def daily_curve(t: np.ndarray, base: float) -> np.ndarray:
+    """Peak/trough about 4.5 on weekdays; weekends at 70%."""
+    hour = (t % 86400) / 3600.0
+    phase = 2 * math.pi * (hour - 14.0) / 24.0
+    # The second harmonic steepens the morning rise and flattens the evening.
+    shape = 0.5 + 0.5 * np.cos(phase) + 0.12 * np.sin(2 * phase)
+    shape = np.clip(shape, 0.0, None) / 1.0
+    curve = base * (0.3 + 1.05 * shape)
+    weekday = ((t // 86400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday: 3 = Monday-based
+    return np.where(weekday >= 5, 0.7 * curve, curve)
+
+
+def generate(
+    shape: str,
+    *,
+    days: float = 7.0,
+    noise: float = 0.05,
+    seed: int = 0,
+    base: float = 1000.0,
+    step_s: float = 60.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+    if days <= 0:
+        raise ValueError(f"days must be > 0, got {days}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    rng = np.random.default_rng(seed)
+    n = int(days * 86400 / step_s)
+    t = START + np.arange(n) * step_s
+    demand = daily_curve(t, base)
+    if shape == "surge400":
+        # Logistic from x1 to x5 centred at noon of day 2 (or mid-trace if shorter):
+        # 5% to 95% of the rise within 12 hours.
+        centre = START + min(1.5, days / 2) * 86400
+        growth = 1.0 + 4.0 / (1.0 + np.exp(-(t - centre) / (12 * 3600 / 5.9)))
+        demand = demand * growth
+    elif shape == "spike":
+        factor = np.ones(n)
+        for day in range(math.ceil(days)):
+            onset = START + day * 86400 + rng.uniform(11, 17) * 3600
+            hold = rng.uniform(3600, 7200)
+            rise = np.clip((t - onset) / 600.0, 0.0, 1.0)  # x4 within 10 minutes
+            fall = np.clip((t - onset - 600 - hold) / 1800.0, 0.0, 1.0)
+            factor *= 1.0 + 3.0 * rise * (1.0 - fall)
+        demand = demand * factor
+    if noise > 0:
+        demand = demand * np.maximum(0.0, 1.0 + noise * rng.standard_normal(n))
+    return t, np.round(demand, 2)
