@@ -100,6 +100,15 @@ def _trace_generate(
     generate_command(shape, days, noise, seed, out)
 
 
+# The autoscaler's commands keep their options beside their code; importing them loads typer, rich
+# and pydantic only (adapters and SDKs are imported when a command runs).
+from autoscaler import cli as _autoscaler_cli  # noqa: E402
+
+app.command("autoscale")(_autoscaler_cli.autoscale)
+app.command("surge")(_autoscaler_cli.surge)
+app.command("status")(_autoscaler_cli.status)
+
+
 def main() -> None:
     app()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from policy_helpers import CAP, drive, observe, params_for
 
 from autoscaler.core.registry import POLICIES
 from autoscaler.core.types import Limits, Override
+from tests.autoscaler.policy_helpers import CAP, drive, observe, params_for
 
 STEADY = [100.0 + (i % 3) for i in range(80)]  # 20 minutes around 100: 10 instances' worth
 

@@ -8,10 +8,10 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_helpers import CAP, params_for
 
 from autoscaler.core.registry import POLICIES
 from autoscaler.core.types import Decision, Limits, Observation
+from tests.autoscaler.policy_helpers import CAP, params_for
 
 REAL_POLICIES = [p for p in POLICIES if p != "oracle"]  # the oracle is a bound, not rate-limited
 

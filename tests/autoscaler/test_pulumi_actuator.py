@@ -6,7 +6,6 @@ sends, the config it writes, its idempotence, and its handling of a locked stack
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,36 +13,6 @@ import yaml
 
 from autoscaler.adapters.pulumi import PulumiActuator, PulumiSettings
 from autoscaler.ports import ActuationError
-
-STANDIN = Path(__file__).with_name("pulumi_standin.py")
-
-
-@pytest.fixture
-def work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    cli = bin_dir / "pulumi"
-    cli.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" "$@"\n')
-    cli.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text("name: swell\nruntime: python\nmain: stacks/\n")
-    (project / "Pulumi.dev.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "config": {
-                    "openstack:region": "GRA11",
-                    "swell:tiers": {
-                        "web": {"flavor": "b3-8", "count": 2, "max": 32},
-                        "chat": {"flavor": "b3-8", "count": 1, "max": 8},
-                    },
-                }
-            }
-        )
-    )
-    return project
 
 
 def _calls(work_dir: Path) -> list[list[str]]:

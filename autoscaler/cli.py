@@ -1,0 +1,256 @@
+"""The autoscaler's commands: `swell autoscale`, `swell surge` and `swell status`.
+
+`surge` and `status` read and write the same state store the service uses (a SQLite file, or the
+ConfigMap in a cluster), so on-call can run them from a laptop: the service picks an override up
+on its next pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.config import AutoscalerConfig, ConfigError, load_config
+from autoscaler.ports import ActuationError, Override, StateStore, StateStoreError
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_FACTOR, MAX_FACTOR = 1.0, 4.0
+
+err = Console(stderr=True)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h', '1d' -> seconds."""
+    match = DURATION.match(text)
+    if not match:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration; expected a number and a unit: 90s, 15m, 2h, 1d"
+        )
+    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def _load(config: Path) -> AutoscalerConfig:
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    from autoscaler.wiring import build_redactor
+
+    err.print(f"error: {build_redactor(None)(message)}", highlight=False, markup=False)
+    return typer.Exit(code)
+
+
+def autoscale(
+    config: Path = typer.Option(..., "--config", "-c", help="Autoscaler YAML (see autoscaler.example.yaml)."),
+    once: bool = typer.Option(False, "--once", help="Run one pass and exit (exit 3: metrics unavailable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Decide and record, but never act."),
+    as_json: bool = typer.Option(False, "--json", help="With --once: print the pass's decisions as JSON."),
+) -> None:
+    """Run the autoscaler: every interval, read demand from Prometheus, decide per tier, act."""
+    from autoscaler.telemetry import Telemetry, TelemetryServer
+    from autoscaler.wiring import build_autoscaler, build_redactor
+
+    cfg = _load(config)
+    redact = build_redactor(cfg)
+    telemetry = Telemetry(redact)
+    try:
+        loop = build_autoscaler(cfg, dry_run=dry_run, telemetry=telemetry)
+    except ConfigError as exc:
+        raise _fail(redact(f"{config}: {exc}"), 2) from None
+    except (StateStoreError, ActuationError) as exc:
+        raise _fail(redact(str(exc)), 5) from None
+    if once:
+        result = loop.run_once()
+        if as_json:
+            keys = (
+                "tier",
+                "current",
+                "desired",
+                "direction",
+                "reason",
+                "limited_by",
+                "demand",
+                "acted",
+                "error",
+            )
+            typer.echo(redact(json.dumps([{k: d[k] for k in keys} for d in result.decisions], indent=2)))
+        if result.metrics_error:
+            err.print(redact(f"metrics unavailable, every tier held: {result.metrics_error}"), markup=False)
+        if result.state_error:
+            err.print(redact(f"state store unavailable, nothing decided: {result.state_error}"), markup=False)
+        raise typer.Exit(result.exit_code)
+    host, _, port = cfg.serve.listen.rpartition(":")
+    server = TelemetryServer(telemetry, host, int(port), cfg.stale_after_s, time.time).start()
+    telemetry.log("started", listen=f"{host}:{server.port}", tiers=list(cfg.tiers), dry_run=dry_run)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        loop.run_forever(stop)
+    finally:
+        server.stop()
+        telemetry.log("stopped")
+
+
+def _store(cfg: AutoscalerConfig) -> StateStore:
+    from autoscaler.wiring import build_store
+
+    try:
+        return build_store(cfg)
+    except StateStoreError as exc:
+        raise _fail(str(exc), 5) from None
+
+
+def surge(
+    config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
+    tier: str | None = typer.Option(None, "--tier", help="Tier to raise."),
+    factor: float | None = typer.Option(
+        None, "--factor", help="Keep at least FACTOR x today's count (2 or 4)."
+    ),
+    duration: str | None = typer.Option(None, "--for", help="How long: 90m, 2h, 1d."),
+    reason: str = typer.Option("", "--reason", help="Why, for the log and for whoever comes next."),
+    list_: bool = typer.Option(False, "--list", help="List overrides."),
+    cancel: str | None = typer.Option(None, "--cancel", help="Cancel the override with this id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Raise a tier now by a factor of its current count, until an expiry; or list or cancel such surges."""
+    cfg = _load(config)
+    store = _store(cfg)
+    now = time.time()
+    if list_:
+        overrides = store.overrides()
+        if as_json:
+            typer.echo(json.dumps([o.to_dict() | {"active": o.active(now)} for o in overrides], indent=2))
+            return
+        table = Table("id", "tier", "factor", "floor", "expires", "state", "reason", title="surge overrides")
+        for o in overrides:
+            left = o.expires_at - now
+            state = f"active, {left / 60:.0f} min left" if o.active(now) else "expired"
+            expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(o.expires_at))
+            table.add_row(o.id, o.tier, f"x{o.factor:g}", str(o.floor), expires, state, o.reason)
+        Console().print(table)
+        return
+    if cancel is not None:
+        if not store.cancel_override(cancel):
+            raise _fail(f"no override with id {cancel!r}; `swell surge --list` shows them", 1)
+        typer.echo(f"cancelled {cancel}")
+        return
+    if tier is None or factor is None or duration is None:
+        raise _fail("give --tier, --factor and --for (or --list, or --cancel ID)", 2)
+    if tier not in cfg.tiers:
+        raise _fail(f"unknown tier {tier!r}; expected one of {', '.join(cfg.tiers)}", 2)
+    if not MIN_FACTOR < factor <= MAX_FACTOR:
+        raise _fail(f"--factor must be above {MIN_FACTOR:g} and at most {MAX_FACTOR:g}, got {factor:g}", 2)
+    seconds = parse_duration(duration)
+    from autoscaler.wiring import build_actuators
+
+    try:
+        current = build_actuators(cfg)[tier].capacity(tier).current
+    except (ActuationError, ConfigError) as exc:
+        raise _fail(f"cannot read the current size of {tier}: {exc}", 5) from None
+    floor = min(math.ceil(factor * max(current, 1)), cfg.tiers[tier].max)
+    override = Override(
+        id=f"sg-{secrets.token_hex(3)}",
+        tier=tier,
+        factor=factor,
+        floor=floor,
+        created_at=now,
+        expires_at=now + seconds,
+        reason=reason or "manual surge",
+    )
+    store.add_override(override)
+    capped = " (capped by max)" if floor < math.ceil(factor * max(current, 1)) else ""
+    if as_json:
+        typer.echo(json.dumps(override.to_dict()))
+    else:
+        typer.echo(
+            f"{override.id}: {tier} kept at >= {floor} instances (x{factor:g} of {current}){capped} "
+            f"for {duration}; the autoscaler applies it on its next pass"
+        )
+
+
+def status(
+    config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Per tier: current, desired and ready instances, the last decision and why, overrides, data age."""
+    cfg = _load(config)
+    store = _store(cfg)
+    now = time.time()
+    state = store.load_loop_state()
+    overrides = [o for o in store.overrides() if o.active(now)]
+    rows: list[dict[str, Any]] = []
+    for tier in cfg.tiers:
+        history = state.recent_decisions.get(tier) or []
+        last = history[-1] if history else None
+        rows.append(
+            {
+                "tier": tier,
+                "current": last["current"] if last else None,
+                "desired": last["desired"] if last else None,
+                "ready": last["ready"] if last else None,
+                "direction": last["direction"] if last else None,
+                "reason": last["reason"] if last else "no decision yet",
+                "limited_by": last["limited_by"] if last else [],
+                "decided_s_ago": round(now - last["at"], 1) if last else None,
+                "sample_age_s": last["sample_age_s"] if last else None,
+                "error": last["error"] if last else None,
+                "overrides": [o.to_dict() for o in overrides if o.tier == tier],
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(
+        "tier",
+        "current",
+        "desired",
+        "ready",
+        "last decision",
+        "limited by",
+        "override",
+        "data",
+        title="swell status",
+    )
+    for r in rows:
+        arrow = {"up": "[green]up[/green]", "down": "[yellow]down[/yellow]", "hold": "hold"}.get(
+            r["direction"], "-"
+        )
+        decided = f"{r['decided_s_ago']:.0f} s ago" if r["decided_s_ago"] is not None else "never"
+        stale = r["decided_s_ago"] is None or r["decided_s_ago"] > cfg.stale_after_s
+        data = "[red]stale[/red]" if stale or r["sample_age_s"] is None else f"{r['sample_age_s']:.0f} s old"
+        note = f"{arrow} {r['reason']}" + (f" [red](failed: {r['error']})[/red]" if r["error"] else "")
+        table.add_row(
+            r["tier"],
+            str(r["current"] if r["current"] is not None else "-"),
+            str(r["desired"] if r["desired"] is not None else "-"),
+            str(r["ready"] if r["ready"] is not None else "-"),
+            f"{note} ({decided})",
+            ", ".join(r["limited_by"]) or "-",
+            ", ".join(
+                f">= {o['floor']} until {time.strftime('%H:%M', time.gmtime(o['expires_at']))}"
+                for o in r["overrides"]
+            )
+            or "-",
+            data,
+        )
+    Console().print(table)
+    if any(r["error"] for r in rows):
+        sys.exit(4)

@@ -1,0 +1,220 @@
+"""The autoscaler service's configuration: one YAML file, validated with pydantic at start-up.
+
+Layers, last wins: the defaults here, the file, then the environment for secrets (a token or a
+password is never written in the file: the file names the environment variable or the file that
+holds it, as a Kubernetes Secret provides them). Errors name the key and what was expected; a
+misspelled key is an error, not silently ignored. See `autoscaler.example.yaml` for every key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+TIER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """Where a secret lives: an environment variable or a file (a mounted Kubernetes Secret)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env` or `file`")
+        return self
+
+    def resolve(self, what: str) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"{what}: environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
+
+
+class BasicAuth(_Strict):
+    username: str
+    password: SecretRef
+
+
+class PrometheusConfig(_Strict):
+    url: str = Field(pattern=r"^https?://", description="base URL of the Prometheus HTTP API")
+    bearer_token: SecretRef | None = None
+    basic_auth: BasicAuth | None = None
+    ca_file: Path | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+class PulumiActuatorConfig(_Strict):
+    kind: Literal["pulumi"]
+    work_dir: Path = Path(".")
+    stack: str = Field(min_length=1)
+    lock_attempts: int = Field(5, ge=1, le=20)
+
+
+class KubernetesActuatorConfig(_Strict):
+    kind: Literal["kubernetes"]
+    namespace: str = Field(min_length=1)
+    deployment: str = Field(min_length=1)
+
+
+class LocalActuatorConfig(_Strict):
+    """Local processes of the reference tier service, for the drill (loadtests/)."""
+
+    kind: Literal["local"]
+    boot_delay_s: float = Field(20.0, ge=0)
+
+
+ActuatorConfig = Annotated[
+    PulumiActuatorConfig | KubernetesActuatorConfig | LocalActuatorConfig, Field(discriminator="kind")
+]
+
+
+class TierConfig(_Strict):
+    capacity_per_instance: float = Field(
+        gt=0, description="offered demand one instance serves within its SLO"
+    )
+    min: int = Field(1, ge=0)
+    max: int = Field(ge=1)
+    quota: int | None = Field(None, ge=0, description="instances the OpenStack quota leaves for this tier")
+    lead_time_s: float = Field(180.0, ge=0, description="request to ready: VM boot plus configuration")
+    policy: str = "swell"
+    policy_params: dict[str, Any] = Field(default_factory=dict)
+    actuator: ActuatorConfig
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TierConfig:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class SQLiteStateConfig(_Strict):
+    kind: Literal["sqlite"] = "sqlite"
+    path: Path = Path("var/autoscaler.db")
+
+
+class ConfigMapStateConfig(_Strict):
+    kind: Literal["configmap"]
+    namespace: str
+    name: str = "swell-autoscaler-state"
+
+
+class KubernetesAccess(_Strict):
+    """How to reach the cluster: in-cluster from a pod, else a kubeconfig (the on-call laptop)."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+class LeaderElectionConfig(_Strict):
+    namespace: str
+    lease_name: str = "swell-autoscaler"
+    lease_duration_s: float = Field(30.0, gt=0)
+    identity: str | None = Field(None, description="defaults to the pod name (HOSTNAME)")
+
+
+class ServeConfig(_Strict):
+    listen: str = Field("127.0.0.1:9180", pattern=r"^[^:]+:\d{1,5}$")
+
+
+class AutoscalerConfig(_Strict):
+    prometheus: PrometheusConfig
+    demand_query: str = "tier:swell_offered_demand:current"
+    interval_s: float = Field(15.0, ge=1, le=600)
+    state: Annotated[SQLiteStateConfig | ConfigMapStateConfig, Field(discriminator="kind")] = Field(
+        default_factory=SQLiteStateConfig
+    )
+    kubernetes: KubernetesAccess = Field(default_factory=KubernetesAccess)
+    leader_election: LeaderElectionConfig | None = None
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    tiers: dict[str, TierConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tier_names(self) -> AutoscalerConfig:
+        for name in self.tiers:
+            if not re.match(TIER_NAME, name):
+                raise ValueError(f"tier name {name!r} must match {TIER_NAME}")
+        return self
+
+    @property
+    def stale_after_s(self) -> float:
+        """Samples older than three intervals are stale: hold."""
+        return 3 * self.interval_s
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration resolves to, for redaction (unresolvable ones skipped)."""
+        refs = [
+            self.prometheus.bearer_token,
+            self.prometheus.basic_auth and self.prometheus.basic_auth.password,
+        ]
+        found = []
+        for ref in refs:
+            if isinstance(ref, SecretRef):
+                with contextlib.suppress(ConfigError):
+                    found.append(ref.resolve("secret"))
+        return found
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the key and what was expected."""
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid autoscaler configuration"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (misspelled?)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif item["type"] == "union_tag_invalid":
+            message = f"unknown kind; expected one of {item['ctx']['expected_tags']}"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> AutoscalerConfig:
+    try:
+        cfg = AutoscalerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    from autoscaler.core.registry import POLICIES  # the core validates its own parameter names
+
+    for name, tier in cfg.tiers.items():
+        if tier.policy not in POLICIES:
+            raise ConfigError(
+                f"{source}: tiers.{name}.policy: unknown policy {tier.policy!r}; "
+                f"expected one of {', '.join(POLICIES)}"
+            )
+    return cfg
+
+
+def load_config(path: Path) -> AutoscalerConfig:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys prometheus, tiers, ...")
+    return parse_config(data, str(path))

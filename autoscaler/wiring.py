@@ -1,0 +1,153 @@
+"""The one place that turns a validated configuration into adapters and a running loop.
+
+Adapters are imported here lazily, so that a laptop running `swell surge` against a SQLite file
+never imports the Kubernetes client, and a cluster replica never imports Pulumi's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from autoscaler.config import (
+    AutoscalerConfig,
+    ConfigError,
+    KubernetesActuatorConfig,
+    LocalActuatorConfig,
+    PulumiActuatorConfig,
+    SQLiteStateConfig,
+)
+from autoscaler.core.registry import build_params
+from autoscaler.core.types import Limits
+from autoscaler.ports import Actuator, LeaderElector, MetricsSource, StateStore
+from autoscaler.service import Autoscaler
+from autoscaler.telemetry import Redactor, Telemetry
+
+# Credentials an OpenStack or Kubernetes client may read from the environment: never printed.
+SECRET_ENV_VARS = (
+    "OS_PASSWORD",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "OS_TOKEN",
+    "PULUMI_ACCESS_TOKEN",
+    "PULUMI_CONFIG_PASSPHRASE",
+    "PROMETHEUS_TOKEN",
+)
+
+
+def build_redactor(cfg: AutoscalerConfig | None) -> Redactor:
+    secrets = [os.environ[name] for name in SECRET_ENV_VARS if os.environ.get(name)]
+    if cfg is not None:
+        secrets += cfg.secret_values()
+    return Redactor(secrets)
+
+
+def check_policy_params(cfg: AutoscalerConfig) -> None:
+    """Build every tier's policy parameters once, so a wrong name or value fails at start-up."""
+    for name, tier in cfg.tiers.items():
+        try:
+            build_params(
+                tier.policy,
+                capacity_per_instance=tier.capacity_per_instance,
+                lead_time_s=tier.lead_time_s,
+                limits=Limits(min=tier.min, max=tier.max, quota=tier.quota),
+                overrides=tier.policy_params,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"tiers.{name}.policy_params: {exc}") from None
+
+
+def build_source(cfg: AutoscalerConfig) -> MetricsSource:
+    from autoscaler.adapters.prometheus import PrometheusDemand, PrometheusSettings
+
+    p = cfg.prometheus
+    return PrometheusDemand(
+        PrometheusSettings(
+            url=p.url,
+            bearer_token=p.bearer_token.resolve("prometheus.bearer_token") if p.bearer_token else None,
+            basic_auth=(
+                p.basic_auth.username,
+                p.basic_auth.password.resolve("prometheus.basic_auth.password"),
+            )
+            if p.basic_auth
+            else None,
+            ca_file=p.ca_file,
+            timeout_s=p.timeout_s,
+        ),
+        cfg.demand_query,
+    )
+
+
+def build_store(cfg: AutoscalerConfig) -> StateStore:
+    if isinstance(cfg.state, SQLiteStateConfig):
+        from autoscaler.adapters.sqlite_store import SQLiteStateStore
+
+        return SQLiteStateStore(cfg.state.path)
+    from autoscaler.adapters.kubernetes import ConfigMapStateStore, load_client_config
+
+    api = load_client_config(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context)
+    return ConfigMapStateStore(api, namespace=cfg.state.namespace, name=cfg.state.name)
+
+
+def build_actuators(cfg: AutoscalerConfig) -> dict[str, Actuator]:
+    actuators: dict[str, Actuator] = {}
+    pulumi_by_stack: dict[tuple[str, str], Actuator] = {}
+    for name, tier in cfg.tiers.items():
+        spec = tier.actuator
+        if isinstance(spec, PulumiActuatorConfig):
+            from autoscaler.adapters.pulumi import PulumiActuator, PulumiSettings
+
+            key = (str(spec.work_dir), spec.stack)
+            if key not in pulumi_by_stack:  # tiers of one stack share one workspace
+                pulumi_by_stack[key] = PulumiActuator(
+                    PulumiSettings(work_dir=spec.work_dir, stack=spec.stack, lock_attempts=spec.lock_attempts)
+                )
+            actuators[name] = pulumi_by_stack[key]
+        elif isinstance(spec, KubernetesActuatorConfig):
+            from autoscaler.adapters.kubernetes import KubernetesActuator, load_client_config
+
+            api = load_client_config(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context)
+            actuators[name] = KubernetesActuator(api, {name: (spec.namespace, spec.deployment)})
+        elif isinstance(spec, LocalActuatorConfig):
+            raise ConfigError(
+                f"tiers.{name}.actuator.kind: `local` runs only inside `swell drill`, "
+                "which starts the instances itself"
+            )
+    return actuators
+
+
+def build_elector(cfg: AutoscalerConfig) -> LeaderElector | None:
+    le = cfg.leader_election
+    if le is None:
+        return None
+    from autoscaler.adapters.kubernetes import LeaseLeaderElector, load_client_config
+
+    api = load_client_config(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context)
+    identity = le.identity or os.environ.get("HOSTNAME") or f"swell-{os.getpid()}"
+    return LeaseLeaderElector(
+        api,
+        namespace=le.namespace,
+        name=le.lease_name,
+        identity=identity,
+        lease_duration_s=le.lease_duration_s,
+    )
+
+
+def build_autoscaler(
+    cfg: AutoscalerConfig,
+    *,
+    dry_run: bool,
+    telemetry: Telemetry,
+    clock: Callable[[], float] = time.time,
+) -> Autoscaler:
+    check_policy_params(cfg)
+    return Autoscaler(
+        cfg,
+        source=build_source(cfg),
+        actuators=build_actuators(cfg),
+        store=build_store(cfg),
+        telemetry=telemetry,
+        clock=clock,
+        elector=build_elector(cfg),
+        dry_run=dry_run,
+    )

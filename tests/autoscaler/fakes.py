@@ -1,0 +1,100 @@
+"""Fakes at the autoscaler's own ports (autoscaler/ports.py), for loop tests: a demand source the
+test sets, an actuator that records what it was asked, a clock the test moves, an elector."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoscaler.config import AutoscalerConfig, parse_config
+from autoscaler.ports import ActuationError, Capacity, MetricsSourceError, Sample
+from autoscaler.telemetry import Redactor, Telemetry
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeSource:
+    clock: FakeClock
+    demand_by_tier: dict[str, float | None] = field(default_factory=dict)
+    age_s: float = 5.0
+    down: bool = False
+
+    def demand(self) -> Mapping[str, Sample]:
+        if self.down:
+            raise MetricsSourceError("Prometheus at http://127.0.0.1:9 is unreachable (ConnectionError)")
+        stamp = self.clock() - self.age_s
+        return {t: Sample(v, stamp) for t, v in self.demand_by_tier.items()}
+
+
+@dataclass
+class FakeActuator:
+    sizes: dict[str, int]
+    name: str = "fake"
+    fail_next: int = 0
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def capacity(self, tier: str) -> Capacity:
+        return Capacity(current=self.sizes[tier], ready=self.sizes[tier])
+
+    def scale(self, tier: str, desired: int) -> None:
+        self.calls.append((tier, desired))
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise ActuationError(f"pulumi up of stack 'dev' ({tier} -> {desired}) failed: Quota exceeded")
+        self.sizes[tier] = desired
+
+
+@dataclass
+class FakeElector:
+    leads: bool
+    identity: str = "replica-a"
+    released: bool = False
+
+    def try_acquire_or_renew(self, now: float) -> bool:
+        return self.leads
+
+    def release(self) -> None:
+        self.released = True
+
+
+def config(tmp_path: object, **tier_overrides: object) -> AutoscalerConfig:
+    tiers = {
+        "web": {
+            "capacity_per_instance": 50,
+            "min": 2,
+            "max": 64,
+            "actuator": {"kind": "pulumi", "stack": "dev"},
+        },
+        "video": {
+            "capacity_per_instance": 200,
+            "min": 1,
+            "max": 16,
+            "actuator": {"kind": "pulumi", "stack": "dev"},
+        },
+    }
+    for tier, extra in tier_overrides.items():
+        tiers[tier] = {**tiers[tier], **extra}  # type: ignore[dict-item]
+    return parse_config(
+        {
+            "prometheus": {"url": "http://127.0.0.1:9090"},
+            "interval_s": 15,
+            "state": {"kind": "sqlite", "path": str(tmp_path) + "/state.db"},
+            "tiers": tiers,
+        }
+    )
+
+
+def telemetry(secrets: tuple[str, ...] = ()) -> tuple[Telemetry, io.StringIO]:
+    stream = io.StringIO()
+    return Telemetry(Redactor(secrets), log_stream=stream), stream

@@ -1,0 +1,157 @@
+"""`swell autoscale`, `swell surge` and `swell status` as on-call types them. The actuator is the
+Pulumi one, driven through the Automation API against the stand-in `pulumi` executable
+(tests/autoscaler/pulumi_standin.py; the real CLI cannot be installed here)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autoscaler.config import load_config
+from swell.cli import app
+from tests.realparts import free_port
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write_config(tmp_path: Path, work_dir: Path, **top: object) -> Path:
+    data = {
+        "prometheus": {"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 1},
+        "state": {"kind": "sqlite", "path": str(tmp_path / "state.db")},
+        "tiers": {
+            "web": {
+                "capacity_per_instance": 50,
+                "min": 2,
+                "max": 32,
+                "actuator": {"kind": "pulumi", "work_dir": str(work_dir), "stack": "dev"},
+            },
+            "chat": {
+                "capacity_per_instance": 2000,
+                "min": 1,
+                "max": 8,
+                "actuator": {"kind": "pulumi", "work_dir": str(work_dir), "stack": "dev"},
+            },
+        },
+        **top,
+    }
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    cfg = load_config(ROOT / "autoscaler.example.yaml")
+    assert set(cfg.tiers) == {"web", "chat", "video"}
+
+
+def test_once_with_prometheus_unreachable_holds_every_tier_and_exits_3(
+    tmp_path: Path, work_dir: Path
+) -> None:
+    config = _write_config(tmp_path, work_dir)
+    result = runner.invoke(app, ["autoscale", "--config", str(config), "--once", "--json"])
+    assert result.exit_code == 3, result.output
+    decisions = json.loads(result.stdout)
+    assert {d["tier"] for d in decisions} == {"web", "chat"}
+    for d in decisions:
+        assert d["direction"] == "hold" and d["desired"] == d["current"]
+        assert "metrics unavailable" in d["reason"] and "unreachable" in d["reason"]
+        assert set(d) >= {"tier", "current", "desired", "direction", "reason", "limited_by"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda c: c["tiers"]["web"].update(capacity_per_instanse=5),
+            "tiers.web.capacity_per_instanse: unknown key",
+        ),
+        (lambda c: c["tiers"]["web"].pop("max"), "tiers.web.max: required key is missing"),
+        (lambda c: c["tiers"]["web"].update(policy="magic"), "tiers.web.policy: unknown policy 'magic'"),
+        (lambda c: c["tiers"]["web"].update(min=9, max=3), "max (3) must be >= min (9)"),
+        (
+            lambda c: c["tiers"]["web"]["actuator"].update(kind="terraform"),
+            "tiers.web.actuator: unknown kind",
+        ),
+        (lambda c: c.update(interval_s=0), "interval_s"),
+        (lambda c: c["tiers"]["web"].update(policy_params={"headroom_sigma": 3}), "tiers.web.policy_params"),
+    ],
+    ids=[
+        "misspelled-key",
+        "missing-max",
+        "unknown-policy",
+        "max-below-min",
+        "unknown-actuator",
+        "bad-interval",
+        "bad-param",
+    ],
+)
+def test_bad_config_names_the_key_and_exits_2(
+    tmp_path: Path, work_dir: Path, mutate: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    path = _write_config(tmp_path, work_dir)
+    data = yaml.safe_load(path.read_text())
+    mutate(data)
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["autoscale", "--config", str(path), "--once"])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_surge_add_list_cancel_and_status(tmp_path: Path, work_dir: Path) -> None:
+    config = _write_config(tmp_path, work_dir)
+    added = runner.invoke(
+        app,
+        [
+            "surge",
+            "-c",
+            str(config),
+            "--tier",
+            "web",
+            "--factor",
+            "4",
+            "--for",
+            "2h",
+            "--reason",
+            "keynote",
+            "--json",
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    override = json.loads(added.stdout)
+    assert override["floor"] == 8  # x4 of the stack's count of 2
+    assert override["expires_at"] - override["created_at"] == pytest.approx(7200)
+    listed = json.loads(runner.invoke(app, ["surge", "-c", str(config), "--list", "--json"]).stdout)
+    assert [o["id"] for o in listed] == [override["id"]] and listed[0]["active"]
+    status = json.loads(runner.invoke(app, ["status", "-c", str(config), "--json"]).stdout)
+    web = next(r for r in status if r["tier"] == "web")
+    assert web["overrides"][0]["floor"] == 8 and web["reason"] == "no decision yet"
+    table = runner.invoke(app, ["status", "-c", str(config)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "web" in table.output and ">= 8 until" in table.output
+    assert runner.invoke(app, ["surge", "-c", str(config), "--cancel", override["id"]]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["surge", "-c", str(config), "--list", "--json"]).stdout) == []
+    again = runner.invoke(app, ["surge", "-c", str(config), "--cancel", override["id"]])
+    assert again.exit_code == 1 and "no override" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tier", "mail", "--factor", "2", "--for", "1h"], "unknown tier 'mail'"),
+        (["--tier", "web", "--factor", "9", "--for", "1h"], "--factor must be above 1 and at most 4"),
+        (["--tier", "web", "--factor", "2", "--for", "soon"], "is not a duration"),
+        (["--tier", "web"], "give --tier, --factor and --for"),
+    ],
+    ids=["unknown-tier", "factor-too-big", "bad-duration", "incomplete"],
+)
+def test_surge_refuses_bad_requests(tmp_path: Path, work_dir: Path, args: list[str], message: str) -> None:
+    config = _write_config(tmp_path, work_dir)
+    result = runner.invoke(app, ["surge", "-c", str(config), *args])
+    assert result.exit_code != 0
+    assert message in result.output
