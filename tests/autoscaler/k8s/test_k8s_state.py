@@ -224,3 +224,17 @@ def test_an_api_failure_is_a_state_store_error_naming_the_configmap(
     with pytest.raises(StateStoreError, match=r"saving the loop state in ConfigMap ops/swell-state: .*500"):
         store.save_loop_state(loop_state(16))
     assert store.load_loop_state() == loop_state(8)
+
+
+def test_state_too_large_for_a_configmap_is_refused_before_writing(
+    standin: StandInApiServer, new_store: StoreFactory
+) -> None:
+    store = new_store()
+    store.save_loop_state(loop_state(8))
+    huge = loop_state(16)
+    huge.recent_decisions["video"] = [{"reason": "x" * 1000, "at": NOW + i} for i in range(1100)]
+    writes = standin.count("PUT", CM)
+    with pytest.raises(StateStoreError, match=r"over the 1000000 a ConfigMap may hold; nothing was written"):
+        store.save_loop_state(huge)
+    assert standin.count("PUT", CM) == writes
+    assert store.load_loop_state() == loop_state(8)
