@@ -28,6 +28,7 @@ Lease whose times lack them, which `datetime.isoformat()` omits whenever microse
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -69,8 +70,6 @@ class LeaseSettings:
 def default_identity() -> str:
     """The pod name (the Deployment's downward API sets POD_NAME) or host name, plus a random suffix,
     as client-go's examples do, so a restarted replica is a new candidate."""
-    import os
-
     base = os.environ.get("POD_NAME") or socket.gethostname()
     return f"{base}_{uuid.uuid4().hex[:8]}"
 

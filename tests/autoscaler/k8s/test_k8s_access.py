@@ -20,6 +20,7 @@ from autoscaler.adapters.k8s import (
     LeaseLeaderElector,
     LeaseSettings,
     build_api_client,
+    default_identity,
 )
 from autoscaler.ports import ActuationError, StateStoreError
 
@@ -126,3 +127,10 @@ def test_a_rejected_token_never_appears_in_errors_or_logs(
     assert any("Lease prod/swell-autoscaler failed" in r.getMessage() for r in caplog.records)
     for text in [*seen, caplog.text]:
         assert CANARY not in text
+
+
+def test_each_process_is_a_new_election_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "swell-autoscaler-7d9f-abcde")
+    first, second = default_identity(), default_identity()
+    assert first.startswith("swell-autoscaler-7d9f-abcde_")
+    assert first != second  # a restarted pod with the same name waits for its old lease like anyone
