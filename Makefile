@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench clean dashboards
+.PHONY: setup debs test lint typecheck unit preview bench clean dashboards bench-k8s
 
 setup: debs $(STAMP)
 
@@ -42,3 +42,7 @@ clean:
 # Regenerate the Prometheus rule file and the Grafana dashboard from dashboards/mixin.py.
 dashboards: setup
 	$(BIN)/python -m dashboards
+
+# Kubernetes adapters: client cost of one pass over 100 tiers against the stand-in API server.
+bench-k8s: setup
+	$(BIN)/python tests/autoscaler/k8s/bench_k8s.py --tiers 100 --passes 20

@@ -127,8 +127,11 @@ class KubernetesAccess(_Strict):
 class LeaderElectionConfig(_Strict):
     namespace: str
     lease_name: str = "swell-autoscaler"
-    lease_duration_s: float = Field(30.0, gt=0)
-    identity: str | None = Field(None, description="defaults to the pod name (HOSTNAME)")
+    # Several loop intervals: a replica that misses one renewal keeps the lead.
+    lease_duration_s: int = Field(60, ge=1)
+    identity: str | None = Field(
+        None, description="defaults to POD_NAME (or the host name) plus a random suffix"
+    )
 
 
 class ServeConfig(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from autoscaler.config import (
     AutoscalerConfig,
@@ -83,15 +84,39 @@ def build_store(cfg: AutoscalerConfig) -> StateStore:
         from autoscaler.adapters.sqlite_store import SQLiteStateStore
 
         return SQLiteStateStore(cfg.state.path)
-    from autoscaler.adapters.kubernetes import ConfigMapStateStore, load_client_config
+    from autoscaler.adapters.k8s import ConfigMapStateSettings, ConfigMapStateStore
 
-    api = load_client_config(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context)
-    return ConfigMapStateStore(api, namespace=cfg.state.namespace, name=cfg.state.name)
+    return ConfigMapStateStore(
+        _api_client(cfg), ConfigMapStateSettings(name=cfg.state.name, namespace=cfg.state.namespace)
+    )
+
+
+def _api_client(cfg: AutoscalerConfig) -> Any:  # a kubernetes.client.ApiClient
+    from autoscaler.adapters.k8s import ClusterAccess, KubernetesAccessError, build_api_client
+
+    k = cfg.kubernetes
+    try:
+        return build_api_client(
+            ClusterAccess(
+                kubeconfig=str(k.kubeconfig.expanduser()) if k.kubeconfig else None, context=k.context
+            )
+        )
+    except KubernetesAccessError as exc:
+        raise ConfigError(f"kubernetes: {exc}") from None
 
 
 def build_actuators(cfg: AutoscalerConfig) -> dict[str, Actuator]:
     actuators: dict[str, Actuator] = {}
     pulumi_by_stack: dict[tuple[str, str], Actuator] = {}
+    k8s_tiers = {
+        n: t.actuator for n, t in cfg.tiers.items() if isinstance(t.actuator, KubernetesActuatorConfig)
+    }
+    if k8s_tiers:
+        from autoscaler.adapters.k8s import DeploymentRef, KubernetesActuator, KubernetesActuatorSettings
+
+        refs = {n: DeploymentRef(name=a.deployment, namespace=a.namespace) for n, a in k8s_tiers.items()}
+        shared = KubernetesActuator(_api_client(cfg), KubernetesActuatorSettings(deployments=refs))
+        actuators.update(dict.fromkeys(refs, shared))
     for name, tier in cfg.tiers.items():
         spec = tier.actuator
         if isinstance(spec, PulumiActuatorConfig):
@@ -103,11 +128,6 @@ def build_actuators(cfg: AutoscalerConfig) -> dict[str, Actuator]:
                     PulumiSettings(work_dir=spec.work_dir, stack=spec.stack, lock_attempts=spec.lock_attempts)
                 )
             actuators[name] = pulumi_by_stack[key]
-        elif isinstance(spec, KubernetesActuatorConfig):
-            from autoscaler.adapters.kubernetes import KubernetesActuator, load_client_config
-
-            api = load_client_config(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context)
-            actuators[name] = KubernetesActuator(api, {name: (spec.namespace, spec.deployment)})
         elif isinstance(spec, LocalActuatorConfig):
             raise ConfigError(
                 f"tiers.{name}.actuator.kind: `local` runs only inside `swell drill`, "

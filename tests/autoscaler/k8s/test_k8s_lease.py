@@ -1,0 +1,172 @@
+"""Leader election on a Lease: two autoscaler replicas, one official client each, one stand-in server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from k8s_standin import StandInApiServer
+from kubernetes import client
+
+from autoscaler.adapters.k8s import LeaseLeaderElector, LeaseSettings
+
+SETTINGS = LeaseSettings(name="swell-autoscaler", namespace="ops", lease_duration_s=30)
+LEASE = "/leases/swell-autoscaler"
+T0 = 1_790_000_000.0  # a round clock reading: MicroTime must still carry six fractional digits
+
+
+@pytest.fixture
+def electors(make_client: Callable[[], client.ApiClient]) -> dict[str, LeaseLeaderElector]:
+    return {name: LeaseLeaderElector(make_client(), SETTINGS, identity=f"pod-{name}") for name in ("a", "b")}
+
+
+def holder(standin: StandInApiServer) -> str | None:
+    lease = standin.get_object("leases", "ops", "swell-autoscaler")
+    assert lease is not None
+    return lease["spec"].get("holderIdentity")
+
+
+# Each step: (who tries, seconds after T0, what it must get, who holds the Lease afterwards).
+Step = tuple[str, float, bool, str]
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [
+            ("a", 0, True, "pod-a"),
+            ("b", 1, False, "pod-a"),
+            ("a", 15, True, "pod-a"),
+            ("b", 44, False, "pod-a"),
+        ],
+        [
+            ("a", 0, True, "pod-a"),
+            ("b", 29, False, "pod-a"),
+            ("b", 31, True, "pod-b"),
+            ("a", 32, False, "pod-b"),
+        ],
+        [
+            ("a", 0, True, "pod-a"),
+            ("a", 20, True, "pod-a"),
+            ("b", 45, False, "pod-a"),
+            ("b", 51, True, "pod-b"),
+            ("b", 70, True, "pod-b"),
+            ("a", 99, False, "pod-b"),
+            ("a", 101, True, "pod-a"),
+        ],
+    ],
+    ids=[
+        "renewing-leader-keeps-it",
+        "follower-takes-over-after-expiry",
+        "expiry-counts-from-the-last-renewal",
+    ],
+)
+def test_exactly_one_replica_leads_and_a_follower_waits_for_expiry(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector], steps: list[Step]
+) -> None:
+    for who, at, expected, expected_holder in steps:
+        assert electors[who].try_acquire_or_renew(T0 + at) is expected, f"{who} at +{at}s"
+        assert holder(standin) == expected_holder, f"after {who} at +{at}s"
+        leaders = [e.identity for e in electors.values() if e.is_leader]
+        # The replica that lost the Lease learns it at its next pass; the one that tried knows now.
+        if expected:
+            assert electors[who].identity in leaders
+
+
+def test_the_election_record_follows_client_go(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector]
+) -> None:
+    a, b = electors["a"], electors["b"]
+    assert a.try_acquire_or_renew(T0)
+    first = standin.get_object("leases", "ops", "swell-autoscaler")
+    assert first is not None
+    assert first["spec"]["leaseTransitions"] == 0
+    assert first["spec"]["leaseDurationSeconds"] == 30
+    assert first["spec"]["acquireTime"] == first["spec"]["renewTime"]
+    # metav1.MicroTime: six fractional digits even when the clock reads a whole second.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000000\+00:00", first["spec"]["renewTime"])
+
+    assert a.try_acquire_or_renew(T0 + 10)
+    renewed = standin.get_object("leases", "ops", "swell-autoscaler")
+    assert renewed is not None
+    assert renewed["spec"]["acquireTime"] == first["spec"]["acquireTime"]
+    assert renewed["spec"]["renewTime"] != first["spec"]["renewTime"]
+    assert renewed["spec"]["leaseTransitions"] == 0
+    assert int(renewed["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+
+    assert b.try_acquire_or_renew(T0 + 41)
+    taken = standin.get_object("leases", "ops", "swell-autoscaler")
+    assert taken is not None
+    assert taken["spec"]["holderIdentity"] == "pod-b"
+    assert taken["spec"]["leaseTransitions"] == 1
+    assert taken["spec"]["acquireTime"] == taken["spec"]["renewTime"]
+
+
+def test_a_conflicting_write_loses_cleanly(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector]
+) -> None:
+    a, b = electors["a"], electors["b"]
+    assert a.try_acquire_or_renew(T0)
+    # The Lease has expired for b (a was slow), but a renews between b's read and b's write.
+    standin.before("PUT", LEASE, lambda: a.try_acquire_or_renew(T0 + 40))
+    assert b.try_acquire_or_renew(T0 + 40) is False
+    assert standin.count("PUT", LEASE, status=409) == 1
+    assert holder(standin) == "pod-a"
+    assert a.is_leader and not b.is_leader
+
+
+def test_two_replicas_starting_together_create_one_lease(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector]
+) -> None:
+    a, b = electors["a"], electors["b"]
+    # Both read "no Lease"; a creates it between b's read and b's create: b gets AlreadyExists.
+    standin.before("POST", "/leases", lambda: a.try_acquire_or_renew(T0))
+    assert b.try_acquire_or_renew(T0) is False
+    assert standin.count("POST", "/leases", status=409) == 1
+    assert standin.count("POST", "/leases", status=201) == 1
+    assert holder(standin) == "pod-a"
+    assert a.is_leader and not b.is_leader
+
+
+@pytest.mark.parametrize("after", [1, 5], ids=["next-second", "a-few-seconds-later"])
+def test_release_hands_over_without_waiting_for_expiry(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector], after: float
+) -> None:
+    a, b = electors["a"], electors["b"]
+    assert a.try_acquire_or_renew(T0)
+    assert b.try_acquire_or_renew(T0 + after) is False
+    a.release()
+    assert holder(standin) is None
+    assert not a.is_leader
+    assert b.try_acquire_or_renew(T0 + after) is True
+    assert holder(standin) == "pod-b"
+
+
+def test_release_by_a_follower_changes_nothing(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector]
+) -> None:
+    a, b = electors["a"], electors["b"]
+    assert a.try_acquire_or_renew(T0)
+    assert not b.try_acquire_or_renew(T0 + 1)
+    writes = standin.count("PUT", LEASE)
+    b.release()
+    assert standin.count("PUT", LEASE) == writes
+    assert holder(standin) == "pod-a"
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "status"),
+    [("GET", LEASE, 500), ("GET", LEASE, 403), ("PUT", LEASE, 503)],
+    ids=["read-server-error", "read-forbidden", "renew-unavailable"],
+)
+def test_an_api_failure_means_not_leading_this_pass(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector], method: str, suffix: str, status: int
+) -> None:
+    a = electors["a"]
+    assert a.try_acquire_or_renew(T0)
+    standin.fail_next(method, suffix, status)
+    assert a.try_acquire_or_renew(T0 + 10) is False
+    assert not a.is_leader
+    # Still the holder on the server, so the next pass renews it.
+    assert a.try_acquire_or_renew(T0 + 20) is True
