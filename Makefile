@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench clean dashboards bench-k8s
+.PHONY: setup debs test lint typecheck unit preview bench clean dashboards bench-k8s bench-autoscaler
 
 setup: debs $(STAMP)
 
@@ -46,3 +46,7 @@ dashboards: setup
 # Kubernetes adapters: client cost of one pass over 100 tiers against the stand-in API server.
 bench-k8s: setup
 	$(BIN)/python tests/autoscaler/k8s/bench_k8s.py --tiers 100 --passes 20
+
+# One autoscaler pass over 100 tiers against a real Prometheus: target 200 ms.
+bench-autoscaler: setup
+	$(BIN)/python tests/autoscaler/bench_pass.py --tiers 100 --passes 30

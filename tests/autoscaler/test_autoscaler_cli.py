@@ -155,3 +155,36 @@ def test_surge_refuses_bad_requests(tmp_path: Path, work_dir: Path, args: list[s
     result = runner.invoke(app, ["surge", "-c", str(config), *args])
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_a_canary_secret_never_appears_in_any_output(
+    tmp_path: Path, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plant a canary in every secret the service reads (Prometheus token, basic-auth password, the
+    OpenStack password in the environment), make a pass fail, and search every output for it."""
+    canary = "canary-5e0c1b7a"
+    monkeypatch.setenv("PROMETHEUS_TOKEN", canary + "-token")
+    monkeypatch.setenv("PROM_PASSWORD", canary + "-password")
+    monkeypatch.setenv("OS_PASSWORD", canary + "-openstack")
+    config = _write_config(
+        tmp_path,
+        work_dir,
+        prometheus={
+            "url": f"http://127.0.0.1:{free_port()}/prom",
+            "bearer_token": {"env": "PROMETHEUS_TOKEN"},
+            "basic_auth": {"username": "swell", "password": {"env": "PROM_PASSWORD"}},
+            "timeout_s": 1,
+        },
+    )
+    results = [
+        runner.invoke(app, ["autoscale", "--config", str(config), "--once", "--json"]),
+        runner.invoke(app, ["autoscale", "--config", str(config), "--once"]),
+        runner.invoke(app, ["status", "--config", str(config), "--json"]),
+        runner.invoke(app, ["status", "--config", str(config)], env={"COLUMNS": "200"}),
+    ]
+    assert results[0].exit_code == 3
+    everything = "".join(r.output + (r.stderr or "") for r in results)
+    for stored in tmp_path.glob("state.db*"):  # the database and its write-ahead log
+        everything += stored.read_bytes().decode(errors="replace")
+    assert "unreachable" in everything
+    assert canary not in everything
