@@ -6,6 +6,8 @@ command never drags in another area's heavy dependencies (Pulumi, Locust, Ansibl
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from swell import __version__
@@ -31,6 +33,23 @@ def _root(
     ),
 ) -> None:
     """Capacity as code for the web, chat and video tiers on OVHcloud."""
+
+
+@app.command()
+def preview(
+    stack: str = typer.Option("dev", "--stack", help="Stack name: reads Pulumi.<stack>.yaml."),
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a config value, e.g. tiers.web.count=8 (repeatable; `swell:` implied)."
+        ),
+    ] = None,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and the stack outputs as JSON."),
+) -> None:
+    """Offline preview of a stack: resources per tier, vCPU/RAM against quota, monthly cost. No cloud call."""
+    from stacks.preview import main as preview_main
+
+    raise typer.Exit(preview_main(stack, sets or [], as_json))
 
 
 def main() -> None:
