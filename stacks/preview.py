@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stacks import catalog, config
+from stacks.policy import checks
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DISCLAIMER = (
@@ -112,6 +113,8 @@ class Summary:
     max_fits_quota: bool
     prices: dict[str, Any]
     unpriced: list[str]
+    # The policy pack's checks (stacks/policy/checks.py) over what the program declared.
+    policies: dict[str, list[str]]
     offline_note: str
 
 
@@ -181,6 +184,7 @@ def summarize(recording: Any) -> Summary:
             "hours_per_month": cat.hours_per_month,
         },
         unpriced=sorted(k for k in kinds if k in ("LoadBalancer", "FloatingIp")),
+        policies=checks.check_all([(r.type, r.inputs, r.id) for r in custom], quota, cat),
         offline_note=DISCLAIMER,
     )
 
@@ -232,6 +236,14 @@ def render(summary: Summary, console: Console) -> None:
         console.print(f"Every tier at its max ({at_max}) still fits the quota.")
     else:
         console.print(f"[red]Warning[/red]: every tier at its max ({at_max}) would exceed the quota.")
+    failed = {name: found for name, found in summary.policies.items() if found}
+    if failed:
+        console.print(f"[red]Policies: {len(failed)} of {len(summary.policies)} fail[/red]")
+        for name, found in failed.items():
+            for message in found:
+                console.print(f"  [red]{name}[/red]: {message}", highlight=False)
+    else:
+        console.print(f"Policies: all {len(summary.policies)} pass ({', '.join(summary.policies)}).")
     p = summary.prices
     console.print(
         f"Prices: {p['currency']} {p['basis']}, as of {p['as_of']} ({p['source']}); "
@@ -252,8 +264,10 @@ def main(stack: str, sets: Sequence[str], as_json: bool, project_dir: Path = PRO
         print(f"swell preview: {e}", file=sys.stderr)
         return 2
     summary = summarize(recording)
+    failed = any(summary.policies.values())
     if as_json:
         print(json.dumps({"summary": asdict(summary), "outputs": recording.outputs}, indent=2))
     else:
         render(summary, console)
-    return 0
+    # Mandatory policies: a violation fails the preview as it would fail `pulumi up`.
+    return 1 if failed else 0

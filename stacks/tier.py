@@ -8,6 +8,7 @@ with index >= min(N, M) and never replaces the others.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,10 @@ def _addresses(networks: Sequence[Mapping[str, Any]], public: bool) -> dict[str,
         "public_ipv4": outside.get("fixed_ip_v4") or None,
         "public_ipv6": outside.get("fixed_ip_v6") or None,
     }
+
+
+def _entry(name: str, public: bool, networks: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    return {"name": name, **_addresses(networks, public)}
 
 
 class Tier(pulumi.ComponentResource):
@@ -113,9 +118,10 @@ class Tier(pulumi.ComponentResource):
                     opts=instance_opts,
                 )
             )
+        # The Nova names are known here: one apply per instance, not an Output.all of name and networks.
         entries = [
-            pulumi.Output.all(i.name, i.networks).apply(lambda v: {"name": v[0], **_addresses(v[1], public)})
-            for i in instances
+            i.networks.apply(functools.partial(_entry, f"swell-{args.stack}-{args.tier}-{index}", public))
+            for index, i in enumerate(instances)
         ]
         self.instances = pulumi.Output.all(*entries).apply(list) if entries else pulumi.Output.from_input([])
         self.load_balancer = None

@@ -143,3 +143,35 @@ def quota_from_config(config: Mapping[str, Any], cat: catalog.Catalog) -> catalo
             names = ", ".join(q.name for q in cat.quota_tiers)
             raise ValueError(f"policy config quota: unknown tier {value!r}; allowed: {names}") from None
     return catalog.Quota("custom", int(value["instances"]), int(value["vcpus"]), int(value["ramGb"]))
+
+
+def check_all(
+    resources: Sequence[tuple[str, Mapping[str, Any], str]], quota: catalog.Quota, cat: catalog.Catalog
+) -> dict[str, list[str]]:
+    """Every policy over declared resources given as (type, properties, id): what `swell preview`
+    and the tests use. Instances reach their server group by the id in their scheduler hints."""
+    by_policy: dict[str, list[str]] = {
+        "no-management-port-open-to-the-world": [],
+        "flavor-in-allow-list": [],
+        "instance-has-tier-metadata": [],
+        "instance-in-anti-affinity-group": [],
+        "counts-within-quota": [],
+    }
+    instances = [(props, rid) for type_, props, rid in resources if type_ == INSTANCE]
+    for type_, props, _ in resources:
+        by_policy["no-management-port-open-to-the-world"] += world_open_management_port(type_, props)
+        by_policy["flavor-in-allow-list"] += flavor_allowed(type_, props, cat.flavors)
+        by_policy["instance-has-tier-metadata"] += tier_metadata(type_, props)
+    groups = {rid: props.get("policies") for type_, props, rid in resources if type_ == SERVER_GROUP}
+    refs = [
+        InstanceRef(
+            str(props.get("name") or rid),
+            tuple(str(h["group"]) for h in props.get("schedulerHints") or [] if h.get("group")),
+        )
+        for props, rid in instances
+    ]
+    by_policy["instance-in-anti-affinity-group"] += anti_affinity(refs, groups)
+    by_policy["counts-within-quota"] += within_quota(
+        [str(props.get("flavorName")) for props, _ in instances], quota, cat.flavors
+    )
+    return by_policy
