@@ -28,6 +28,12 @@ def test_prod_is_sized_for_a_400_percent_rise_and_can_double_again() -> None:
         assert tier.max >= 2 * tier.count, name
 
 
+def test_counts_written_as_strings_by_pulumi_config_set_are_accepted() -> None:
+    values = stack_values("dev")
+    values["swell:tiers"]["web"]["count"] = "2"
+    assert config.parse(values, "dev").tiers.web.count == 2
+
+
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def mutate(values: dict[str, Any]) -> None:
         key, *rest = path.split(".")
