@@ -15,12 +15,14 @@ import contextlib
 import gc
 import ipaddress
 import json
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi.runtime import settings
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -37,13 +39,18 @@ FLOATING_IP = "openstack:networking/floatingIp:FloatingIp"
 
 @dataclass(frozen=True)
 class Recorded:
-    """One resource the program declared: its Pulumi type, logical name, inputs and mocked state."""
+    """One resource the program declared: its Pulumi type, logical name, inputs and mocked state, and
+    what the engine would know of it: URN, parent URN, per-property dependencies, ignoreChanges."""
 
     type: str
     name: str
     id: str
     inputs: dict[str, Any]
     state: dict[str, Any]
+    urn: str = ""
+    parent: str = ""
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ignore_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,7 +105,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == FLOATING_IP:
             state["address"] = self._public_ips(args.name)[0]
         resource_id = f"{args.name}-id"
-        self.resources.append(Recorded(args.typ, args.name, resource_id, dict(args.inputs), state))
+        request = getattr(_current, "request", None)
+        extra: dict[str, Any] = {}
+        if request is not None and request.name == args.name and request.type == args.typ:
+            extra = {
+                "urn": getattr(_current, "urn", ""),
+                "parent": request.parent,
+                "property_dependencies": {k: tuple(v.urns) for k, v in request.propertyDependencies.items()},
+                "ignore_changes": tuple(request.ignoreChanges),
+            }
+        self.resources.append(Recorded(args.typ, args.name, resource_id, dict(args.inputs), state, **extra))
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -106,6 +122,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
             name = args.args.get("name", "network")
             return {"id": f"{name}-id", "name": name, "external": True}, []
         raise NotImplementedError(f"the offline engine has no answer for invoke {args.token}")
+
+
+# Pulumi calls the monitor from worker threads; the request being served is kept per thread so that
+# new_resource (which only gets the mock arguments) can record the engine-side facts too.
+_current = threading.local()
+
+
+class RecordingMonitor(MockMonitor):
+    """Pulumi's MockMonitor, keeping each registration's parent, dependencies and ignoreChanges."""
+
+    def RegisterResource(self, request: Any) -> Any:
+        _current.request = request
+        _current.urn = self.make_urn(request.parent, request.type, request.name)
+        try:
+            return super().RegisterResource(request)
+        finally:
+            _current.request = None
 
 
 def config_strings(values: Mapping[str, Any]) -> dict[str, str]:
@@ -132,21 +165,29 @@ def _batch_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def run(values: Mapping[str, Any], stack: str) -> Recording:
-    """Run the stack program offline on config `values` (keys as in Pulumi.<stack>.yaml)."""
+def run(values: Mapping[str, Any], stack: str, entry: Callable[[], object] | None = None) -> Recording:
+    """Run the stack program offline on config `values` (keys as in Pulumi.<stack>.yaml).
+
+    `entry` is the program (default `stacks.program.main`, what stacks/__main__.py calls); the outputs
+    are what it exported, as `pulumi stack output --json` would print them.
+    """
     from stacks import program
 
     cfg = config.parse(values, stack)  # fail before touching Pulumi's globals
     mocks = RecordingMocks(cfg.private_network.cidr)
     settings.reset_options(project=config.PROJECT, stack=stack, preview=False)
-    pulumi.runtime.set_mocks(mocks, project=config.PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_mocks(
+        mocks, project=config.PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
+    )
     settings.SETTINGS.rpc_manager.clear()
     pulumi.runtime.set_all_config(config_strings(values))
     resolved: dict[str, Any] = {}
 
     async def _program() -> None:
-        outputs = program.main()
-        resolved.update(await pulumi.Output.from_input(outputs).future() or {})
+        (entry or program.main)()
+        root = settings.get_root_resource()
+        exported = getattr(root, "outputs", {})
+        resolved.update(await pulumi.Output.from_input(exported).future() or {})
 
     with _batch_gc():
         _sync_await(run_pulumi_func(_program))

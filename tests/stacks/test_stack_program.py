@@ -4,13 +4,14 @@ and the cloud-init user_data checked by cloud-init's own schema validation."""
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from stack_fixtures import stack_values, with_tiers
+from stack_fixtures import ROOT, stack_values, with_tiers
 
 from stacks import engine
 
@@ -156,6 +157,44 @@ def test_running_the_program_twice_in_one_process_does_not_mix_runs() -> None:
         (r.type, r.name, repr(r.inputs)) for r in again.resources
     )
     assert small.outputs == again.outputs
+
+
+def test_stacks_main_runs_the_program_the_way_pulumi_runs_the_directory() -> None:
+    # Pulumi's python host runs `main: stacks/` as a directory: its __main__.py, with stacks/ on sys.path.
+    values = stack_values("dev")
+    via_main = engine.run(
+        values, "dev", entry=lambda: runpy.run_path(str(ROOT / "stacks"), run_name="__main__")
+    )
+    direct = engine.run(values, "dev")
+    assert sorted((r.type, r.name) for r in via_main.resources) == sorted(
+        (r.type, r.name) for r in direct.resources
+    )
+    assert via_main.outputs == direct.outputs and via_main.outputs["tiers"]["web"]["instances"]
+
+
+def test_a_failing_program_does_not_poison_the_next_run() -> None:
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        engine.run(stack_values("dev"), "dev", entry=broken)
+    assert len(_instances(engine.run(stack_values("dev"), "dev"), "web")) == 1
+
+
+def test_every_resource_is_a_child_of_its_component_and_instances_ignore_user_data_changes() -> None:
+    rec = engine.run(with_tiers(stack_values("dev"), web=2), "dev")
+    component_of = {r.urn: r for r in rec.resources if r.type.startswith("swell:")}
+    for r in rec.resources:
+        if r.type.startswith("swell:") or r.name == "admins":
+            continue
+        parent = component_of.get(r.parent)
+        assert parent is not None, f"{r.name} is not inside a swell component"
+        assert r.name.startswith(parent.name), (r.name, parent.name)
+    for inst in rec.of_type(engine.INSTANCE):
+        assert component_of[inst.parent].type == "swell:openstack:Tier"
+        assert inst.ignore_changes == ("userData",)
+    for member in rec.of_type(engine.MEMBER):
+        assert component_of[member.parent].type == "swell:openstack:LoadBalancer"
 
 
 @pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")
