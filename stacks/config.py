@@ -32,6 +32,7 @@ TierName = Literal["web", "chat", "video"]
 TIER_NAMES: tuple[TierName, ...] = ("web", "chat", "video")
 # Tiers reached through an Octavia load balancer; video bridges are reached directly on Ext-Net.
 BALANCED_TIERS: frozenset[str] = frozenset({"web", "chat"})
+PUBLIC_TIERS: frozenset[str] = frozenset({"video"})
 PROJECT = "swell"
 REGION_KEY = "openstack:region"
 
@@ -149,7 +150,8 @@ class StackConfig(_Model):
         )
         if value.split(" ", 1)[0] not in kinds or len(value.split()) < 2:
             raise ValueError(
-                f"not an OpenSSH public key; expected '<type> <base64> [comment]', type one of {kinds}"
+                "not an OpenSSH public key; expected '<type> <base64> [comment]' "
+                f"with type one of: {', '.join(kinds)}"
             )
         return value
 

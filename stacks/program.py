@@ -59,6 +59,7 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
                 key_pair=key_pair.name,
                 user_data=user_data,
                 load_balanced=name in config.BALANCED_TIERS,
+                public=name in config.PUBLIC_TIERS,
             ),
         )
         tiers[name] = {"instances": component.instances, "load_balancer": component.load_balancer}

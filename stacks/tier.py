@@ -38,7 +38,9 @@ class TierArgs:
     external_network: str
     key_pair: pulumi.Input[str]
     user_data: str
+    # Web and chat sit behind Octavia; video bridges take public addresses on Ext-Net instead.
     load_balanced: bool
+    public: bool
 
 
 def _private_ip(networks: Sequence[Mapping[str, Any]]) -> str:
@@ -47,7 +49,8 @@ def _private_ip(networks: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _addresses(networks: Sequence[Mapping[str, Any]], public: bool) -> dict[str, str | None]:
-    # Output.all hands nested output types over as plain dicts keyed by their Python names.
+    # Networks arrive as InstanceNetwork (a dict keyed by Python names) or, nested in Output.all,
+    # as plain dicts with the same keys: index them, don't use attributes.
     outside = networks[0] if public else {}
     return {
         "private_ip": _private_ip(networks),
@@ -67,7 +70,7 @@ class Tier(pulumi.ComponentResource):
     def __init__(self, name: str, args: TierArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("swell:openstack:Tier", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        public = not args.load_balanced
+        public = args.public
         group = openstack.networking.SecGroup(
             f"{name}-secgroup",
             name=f"swell-{args.stack}-{args.tier}",
