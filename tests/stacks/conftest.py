@@ -6,22 +6,16 @@ tests/stacks in a pytest process of its own, and this guard fails loudly if locu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from stack_fixtures import stack_values
+from stack_fixtures import assert_no_locust, stack_values
 
 
 @pytest.fixture(autouse=True)
 def _no_locust_in_this_process() -> Iterator[None]:
-    if "locust" in sys.modules:
-        pytest.fail(
-            "locust is imported in this pytest process: Pulumi mock tests hang under gevent. "
-            "Run tests/stacks in its own pytest process (see the Makefile's unit target).",
-            pytrace=False,
-        )
+    assert_no_locust()
     yield
 
 

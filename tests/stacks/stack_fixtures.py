@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,3 +26,13 @@ def with_tiers(values: dict[str, Any], **counts: int) -> dict[str, Any]:
         out["swell:tiers"][tier]["max"] = max(count, out["swell:tiers"][tier]["max"])
     out["swell:quota"] = {"instances": 10_000, "vcpus": 100_000, "ramGb": 1_000_000}
     return out
+
+
+def assert_no_locust() -> None:
+    """Fail the test at once if locust (and so gevent's monkey-patching) is loaded in this process."""
+    if "locust" in sys.modules:
+        pytest.fail(
+            "locust is imported in this pytest process: Pulumi mock tests hang under gevent. "
+            "Run tests/stacks in its own pytest process (see the Makefile's unit target).",
+            pytrace=False,
+        )

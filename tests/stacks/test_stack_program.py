@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import runpy
 import subprocess
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from stack_fixtures import ROOT, stack_values, with_tiers
+from stack_fixtures import ROOT, assert_no_locust, stack_values, with_tiers
 
 from stacks import engine
 
@@ -157,6 +159,13 @@ def test_running_the_program_twice_in_one_process_does_not_mix_runs() -> None:
         (r.type, r.name, repr(r.inputs)) for r in again.resources
     )
     assert small.outputs == again.outputs
+
+
+def test_the_locust_guard_fails_a_test_when_locust_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_no_locust()  # not loaded here: the Makefile runs tests/stacks in its own process
+    monkeypatch.setitem(sys.modules, "locust", types.ModuleType("locust"))
+    with pytest.raises(pytest.fail.Exception, match="own pytest process"):
+        assert_no_locust()
 
 
 def test_stacks_main_runs_the_program_the_way_pulumi_runs_the_directory() -> None:
