@@ -109,6 +109,23 @@ app.command("surge")(_autoscaler_cli.surge)
 app.command("status")(_autoscaler_cli.status)
 
 
+@app.command()
+def preview(
+    stack: str = typer.Option("dev", "--stack", help="Stack name: reads Pulumi.<stack>.yaml."),
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a config value, e.g. tiers.web.count=8 (repeatable; `swell:` implied)."
+        ),
+    ] = None,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and the stack outputs as JSON."),
+) -> None:
+    """Offline preview of a stack: resources per tier, vCPU/RAM against quota, monthly cost. No cloud call."""
+    from stacks.preview import main as preview_main
+
+    raise typer.Exit(preview_main(stack, sets or [], as_json))
+
+
 def main() -> None:
     app()
 

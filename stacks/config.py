@@ -1,0 +1,301 @@
+"""The stack configuration: the only place that reads `pulumi.Config`, and where every key is validated.
+
+Keys (documented for operators in Pulumi.yaml):
+
+- `openstack:region`             the OpenStack region (GRA11, SBG5, ...): never hard-coded here
+- `swell:tiers`                  object keyed by tier (web, chat, video): flavor, count, min, max, image.
+                                 The autoscaler writes `swell:tiers.<tier>.count` with
+                                 `pulumi config set --path`, so the count lives exactly there.
+- `swell:adminCidrs`             list of CIDRs allowed to reach SSH (never 0.0.0.0/0 or ::/0)
+- `swell:sshPublicKey`           the admins' SSH public key, installed on every instance
+- `swell:externalNetwork`        the public network (default Ext-Net, OVHcloud's)
+- `swell:privateNetwork`         {cidr, vlanId} of the private (vRack) network
+- `swell:playbooks`              {repo, ref}: what ansible-pull runs at first boot (playbooks/pull.yml)
+- `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
+
+`parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
+name the key and the allowed values); `load` feeds it from `pulumi.Config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from stacks import catalog
+
+TierName = Literal["web", "chat", "video"]
+TIER_NAMES: tuple[TierName, ...] = ("web", "chat", "video")
+# Tiers reached through an Octavia load balancer; video bridges are reached directly on Ext-Net.
+BALANCED_TIERS: frozenset[str] = frozenset({"web", "chat"})
+PUBLIC_TIERS: frozenset[str] = frozenset({"video"})
+PROJECT = "swell"
+REGION_KEY = "openstack:region"
+
+
+class ConfigError(ValueError):
+    """A stack configuration that cannot be deployed; each problem names its key and what is expected."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{value!r} is not a CIDR like 203.0.113.0/24 or 2001:db8::/48 ({e})") from None
+
+
+class TierConfig(_Model):
+    flavor: str
+    count: int = Field(ge=0)
+    min: int = Field(default=0, ge=0)
+    max: int = Field(ge=0)
+    # OVHcloud's public image name; the playbooks target Debian 12.
+    image: str = "Debian 12"
+
+    @field_validator("flavor")
+    @classmethod
+    def _known_flavor(cls, value: str) -> str:
+        allowed = catalog.load().flavors
+        if value not in allowed:
+            raise ValueError(f"unknown flavor {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+
+class TiersConfig(_Model):
+    web: TierConfig
+    chat: TierConfig
+    video: TierConfig
+
+    def items(self) -> Iterator[tuple[TierName, TierConfig]]:
+        for name in TIER_NAMES:
+            yield name, getattr(self, name)
+
+
+class PrivateNetworkConfig(_Model):
+    # A /16 leaves room for 4x surges and for Octavia's VIP and amphora ports (OVHcloud: at least a /28).
+    cidr: str = "10.42.0.0/16"
+    # OVHcloud vRack VLAN; 0 is the vRack's untagged default.
+    vlan_id: int = Field(default=0, alias="vlanId", ge=0, le=4000)
+
+    @field_validator("cidr")
+    @classmethod
+    def _private_v4(cls, value: str) -> str:
+        net = ipaddress.ip_network(_cidr(value))
+        if not (isinstance(net, ipaddress.IPv4Network) and net.is_private and net.prefixlen <= 28):
+            raise ValueError(f"{value!r} must be a private IPv4 CIDR of /28 or larger (e.g. 10.42.0.0/16)")
+        return str(net)
+
+
+class PlaybooksConfig(_Model):
+    repo: str
+    ref: str = "main"
+
+    @field_validator("repo")
+    @classmethod
+    def _git_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "ssh://", "git@", "file://")):
+            raise ValueError(f"{value!r} is not a git URL; expected https://, ssh://, git@ or file://")
+        return value
+
+
+class CustomQuota(_Model):
+    instances: int = Field(ge=0)
+    vcpus: int = Field(ge=0)
+    ram_gb: int = Field(alias="ramGb", ge=0)
+
+
+class StackConfig(_Model):
+    stack: str
+    region: str = Field(min_length=1)
+    tiers: TiersConfig
+    admin_cidrs: tuple[str, ...] = Field(alias="adminCidrs", min_length=1)
+    ssh_public_key: str = Field(alias="sshPublicKey")
+    external_network: str = Field(default="Ext-Net", alias="externalNetwork", min_length=1)
+    private_network: PrivateNetworkConfig = Field(default=PrivateNetworkConfig(), alias="privateNetwork")
+    playbooks: PlaybooksConfig
+    quota: str | CustomQuota
+
+    @field_validator("admin_cidrs")
+    @classmethod
+    def _admin_cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for value in values:
+            net = ipaddress.ip_network(_cidr(value))
+            if net.prefixlen == 0:
+                raise ValueError(f"{value!r} opens SSH to the whole internet; list the admins' networks")
+            out.append(str(net))
+        return tuple(out)
+
+    @field_validator("ssh_public_key")
+    @classmethod
+    def _ssh_key(cls, value: str) -> str:
+        kinds = (
+            "ssh-ed25519",
+            "ssh-rsa",
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521",
+        )
+        if value.split(" ", 1)[0] not in kinds or len(value.split()) < 2:
+            raise ValueError(
+                "not an OpenSSH public key; expected '<type> <base64> [comment]' "
+                f"with type one of: {', '.join(kinds)}"
+            )
+        return value
+
+    @field_validator("quota")
+    @classmethod
+    def _known_quota(cls, value: str | CustomQuota) -> str | CustomQuota:
+        names = [q.name for q in catalog.load().quota_tiers]
+        if isinstance(value, str) and value not in names:
+            raise ValueError(
+                f"unknown quota tier {value!r}; allowed: {', '.join(names)} or {{instances, vcpus, ramGb}}"
+            )
+        return value
+
+    @property
+    def quota_limits(self) -> catalog.Quota:
+        if isinstance(self.quota, str):
+            return catalog.load().quota(self.quota)
+        return catalog.Quota("custom", self.quota.instances, self.quota.vcpus, self.quota.ram_gb)
+
+    def totals(self) -> tuple[int, int, int]:
+        """Instances, vCPUs and GB of RAM that the configured counts ask for."""
+        flavors = catalog.load().flavors
+        tiers = list(self.tiers.items())
+        return (
+            sum(t.count for _, t in tiers),
+            sum(t.count * flavors[t.flavor].vcpus for _, t in tiers),
+            sum(t.count * flavors[t.flavor].ram_gb for _, t in tiers),
+        )
+
+
+# Config keys (without the `swell:` prefix) that parse() understands, for the unknown-key check.
+SWELL_KEYS = tuple(
+    (field.alias or name)
+    for name, field in StackConfig.model_fields.items()
+    if name not in ("stack", "region")
+)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the object at `loc` (to turn "extra input" into "allowed: ...")."""
+    model: type[BaseModel] = StackConfig
+    for part in loc:
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        field = fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [(f.alias or n) for n, f in model.model_fields.items()]
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    if loc and loc[0] == "region":
+        return REGION_KEY
+    parts = [str(p) for p in loc if p not in ("str", "CustomQuota")]
+    return f"{PROJECT}:" + ".".join(parts) if parts else f"{PROJECT}:<config>"
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "missing":
+        allowed = _allowed_keys(loc)
+        hint = f" (an object with keys: {', '.join(allowed)})" if allowed else ""
+        return f"{_key(loc)}: required key is missing{hint}"
+    if kind == "extra_forbidden":
+        return f"{_key(loc)}: unknown key; allowed: {', '.join(_allowed_keys(loc[:-1]))}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{_key(loc)}: {msg} (got {error.get('input')!r})"
+
+
+def _semantic_problems(cfg: StackConfig) -> list[str]:
+    problems = []
+    for name, tier in cfg.tiers.items():
+        key = f"{PROJECT}:tiers.{name}"
+        if tier.min > tier.max:
+            problems.append(f"{key}.min: {tier.min} is above max {tier.max}; expected min <= max")
+        elif not tier.min <= tier.count <= tier.max:
+            where = "above max" if tier.count > tier.max else "below min"
+            problems.append(
+                f"{key}.count: {tier.count} is {where}; allowed: {tier.min}..{tier.max} "
+                f"(raise {key}.max first to grow further)"
+            )
+    quota = cfg.quota_limits
+    instances, vcpus, ram_gb = cfg.totals()
+    for what, asked, limit in (
+        ("instances", instances, quota.instances),
+        ("vCPUs", vcpus, quota.vcpus),
+        ("GB of RAM", ram_gb, quota.ram_gb),
+    ):
+        if asked > limit:
+            problems.append(
+                f"{PROJECT}:quota: the tiers ask for {asked} {what}, "
+                f"above the {limit} of quota {quota.name!r}; "
+                "lower a count or raise the quota (OVHcloud quota tiers in stacks/data/ovhcloud.yaml)"
+            )
+    return problems
+
+
+def parse(values: Mapping[str, Any], stack: str) -> StackConfig:
+    """Validate config values keyed as in Pulumi.<stack>.yaml (`swell:tiers`, `openstack:region`, ...)."""
+    problems: list[str] = []
+    data: dict[str, Any] = {"stack": stack}
+    for full_key, value in values.items():
+        namespace, _, key = full_key.partition(":")
+        if full_key == REGION_KEY:
+            data["region"] = value
+        elif namespace == PROJECT:
+            if key not in SWELL_KEYS:
+                problems.append(
+                    f"{full_key}: unknown key; allowed: {', '.join(PROJECT + ':' + k for k in SWELL_KEYS)}"
+                )
+            data[key] = value
+    if "region" not in data:
+        problems.append(f"{REGION_KEY}: required key is missing (the OpenStack region, e.g. GRA11)")
+        data["region"] = "unset"
+    if problems:
+        raise ConfigError(problems)
+    try:
+        cfg = StackConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError([_describe(err) for err in e.errors()]) from None
+    semantic = _semantic_problems(cfg)
+    if semantic:
+        raise ConfigError(semantic)
+    return cfg
+
+
+def load() -> StackConfig:
+    """Read the running stack's configuration from Pulumi (the CLI, or the mocks' config)."""
+    import pulumi
+
+    values: dict[str, Any] = {}
+    region = pulumi.Config("openstack").get("region")
+    if region is not None:
+        values[REGION_KEY] = region
+    swell = pulumi.Config(PROJECT)
+    for key in SWELL_KEYS:
+        raw = swell.get(key)
+        if raw is None:
+            continue
+        try:
+            # Structured values (objects, lists) reach the program as JSON text.
+            values[f"{PROJECT}:{key}"] = json.loads(raw)
+        except ValueError:
+            values[f"{PROJECT}:{key}"] = raw
+    return parse(values, pulumi.get_stack())

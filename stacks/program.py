@@ -1,0 +1,78 @@
+"""The stack program: validated config in, OpenStack resources and the stack outputs out.
+
+`main()` is what `pulumi up` runs (through stacks/__main__.py) and what `swell preview` and the tests
+run under Pulumi's mocks; the outputs follow ARCHITECTURE.md, "Stack outputs".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_openstack as openstack
+
+from stacks import config
+from stacks.bootstrap import Bootstrap, render_user_data
+from stacks.network import PrivateNetwork, PrivateNetworkArgs
+from stacks.tier import Tier, TierArgs
+
+
+def build(cfg: config.StackConfig) -> dict[str, Any]:
+    """Declare every resource of the stack; return the stack outputs (values or Outputs)."""
+    network = PrivateNetwork(
+        "private",
+        PrivateNetworkArgs(
+            stack=cfg.stack,
+            cidr=cfg.private_network.cidr,
+            vlan_id=cfg.private_network.vlan_id,
+            external_network=cfg.external_network,
+        ),
+    )
+    key_pair = openstack.compute.Keypair(
+        "admins", name=f"swell-{cfg.stack}-admins", public_key=cfg.ssh_public_key
+    )
+    tiers: dict[str, Any] = {}
+    for name, tier in cfg.tiers.items():
+        user_data = render_user_data(
+            Bootstrap(
+                tier=name,
+                stack=cfg.stack,
+                private_network_cidr=cfg.private_network.cidr,
+                admin_cidrs=cfg.admin_cidrs,
+                playbooks_repo=cfg.playbooks.repo,
+                playbooks_ref=cfg.playbooks.ref,
+            )
+        )
+        component = Tier(
+            name,
+            TierArgs(
+                tier=name,
+                stack=cfg.stack,
+                flavor=tier.flavor,
+                image=tier.image,
+                count=tier.count,
+                network_id=network.network_id,
+                subnet_id=network.subnet_id,
+                private_cidr=cfg.private_network.cidr,
+                admin_cidrs=cfg.admin_cidrs,
+                external_network=cfg.external_network,
+                key_pair=key_pair.name,
+                user_data=user_data,
+                load_balanced=name in config.BALANCED_TIERS,
+                public=name in config.PUBLIC_TIERS,
+            ),
+        )
+        tiers[name] = {"instances": component.instances, "load_balancer": component.load_balancer}
+    return {
+        "stack": cfg.stack,
+        "region": cfg.region,
+        "private_network": {"cidr": cfg.private_network.cidr},
+        "tiers": tiers,
+    }
+
+
+def main() -> dict[str, Any]:
+    outputs = build(config.load())
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

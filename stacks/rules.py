@@ -1,0 +1,51 @@
+"""Which ports each tier opens, to whom: the security group rules as data (ARCHITECTURE.md, "Ports").
+
+A pure function, so the table is tested without Pulumi and the Tier component only turns it into
+SecGroupRule resources.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+@dataclass(frozen=True)
+class Rule:
+    protocol: str
+    port: int
+    remote: str
+    description: str
+
+    @property
+    def ethertype(self) -> str:
+        return "IPv6" if ipaddress.ip_network(self.remote).version == 6 else "IPv4"
+
+    @property
+    def slug(self) -> str:
+        """A stable, readable piece of the rule's logical name: `tcp-22-203.0.113.0-24`."""
+        where = {"0.0.0.0/0": "world-ipv4", "::/0": "world-ipv6"}.get(self.remote)
+        if where is None:
+            where = self.remote.replace("/", "-").replace(":", ".")
+        return f"{self.protocol}-{self.port}-{where}"
+
+
+def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> list[Rule]:
+    rules = [Rule("tcp", 22, cidr, "SSH from the admin networks only") for cidr in admin_cidrs]
+    rules.append(
+        Rule("tcp", 9100, private_cidr, "node exporter, scraped by Prometheus on the private network")
+    )
+    if tier in ("web", "chat"):
+        # The Octavia VIP and its amphorae sit on the private subnet: backends never face the internet.
+        rules.append(Rule("tcp", 80, private_cidr, "nginx /healthz for the load balancer health monitor"))
+        rules.append(Rule("tcp", 443, private_cidr, "nginx TLS behind the load balancer"))
+    if tier == "video":
+        # Jitsi Videobridge media must be reachable by every participant, over IPv4 and IPv6.
+        for world in WORLD:
+            rules.append(Rule("udp", 10000, world, "Jitsi Videobridge media"))
+            rules.append(Rule("tcp", 443, world, "Jitsi Videobridge TCP fallback"))
+        rules.append(Rule("tcp", 8080, private_cidr, "Jitsi Videobridge private HTTP interface (/metrics)"))
+    return rules

@@ -1,0 +1,147 @@
+"""The tier component: a security group, a soft-anti-affinity server group, `count` instances and,
+for web and chat, an Octavia load balancer with one member per instance.
+
+Scaling is configuration alone: instance i is named `<tier>-<i>` and its inputs depend on the tier
+and on i only, never on the count, so going from N to M instances adds or removes exactly the ones
+with index >= min(N, M) and never replaces the others.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_openstack as openstack
+
+from stacks.loadbalancer import LoadBalancer, LoadBalancerArgs
+from stacks.rules import ingress_rules
+
+# Soft anti-affinity: hard anti-affinity fails to schedule once members outnumber hypervisors
+# (DESIGN.md, OVHcloud facts), which is exactly when a surge needs more instances.
+SERVER_GROUP_POLICY = "soft-anti-affinity"
+
+
+@dataclass(frozen=True)
+class TierArgs:
+    tier: str
+    stack: str
+    flavor: str
+    image: str
+    count: int
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    private_cidr: str
+    admin_cidrs: tuple[str, ...]
+    external_network: str
+    key_pair: pulumi.Input[str]
+    user_data: str
+    # Web and chat sit behind Octavia; video bridges take public addresses on Ext-Net instead.
+    load_balanced: bool
+    public: bool
+
+
+def _private_ip(networks: Sequence[Mapping[str, Any]]) -> str:
+    # The private network is always the last one attached; video bridges have Ext-Net first.
+    return str(networks[-1]["fixed_ip_v4"])
+
+
+def _addresses(networks: Sequence[Mapping[str, Any]], public: bool) -> dict[str, str | None]:
+    # Networks arrive as InstanceNetwork (a dict keyed by Python names) or, nested in Output.all,
+    # as plain dicts with the same keys: index them, don't use attributes.
+    outside = networks[0] if public else {}
+    return {
+        "private_ip": _private_ip(networks),
+        "public_ipv4": outside.get("fixed_ip_v4") or None,
+        "public_ipv6": outside.get("fixed_ip_v6") or None,
+    }
+
+
+def _entry(name: str, public: bool, networks: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    return {"name": name, **_addresses(networks, public)}
+
+
+class Tier(pulumi.ComponentResource):
+    instances: pulumi.Output[list[dict[str, str | None]]]
+    load_balancer: pulumi.Output[dict[str, str]] | None
+
+    def __init__(self, name: str, args: TierArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("swell:openstack:Tier", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        public = args.public
+        group = openstack.networking.SecGroup(
+            f"{name}-secgroup",
+            name=f"swell-{args.stack}-{args.tier}",
+            description=f"swell {args.tier} instances (ARCHITECTURE.md, Ports)",
+            opts=child,
+        )
+        for rule in ingress_rules(args.tier, args.admin_cidrs, args.private_cidr):
+            openstack.networking.SecGroupRule(
+                f"{name}-in-{rule.slug}",
+                security_group_id=group.id,
+                direction="ingress",
+                ethertype=rule.ethertype,
+                protocol=rule.protocol,
+                port_range_min=rule.port,
+                port_range_max=rule.port,
+                remote_ip_prefix=rule.remote,
+                description=rule.description,
+                opts=child,
+            )
+        server_group = openstack.compute.ServerGroup(
+            f"{name}-servers",
+            name=f"swell-{args.stack}-{args.tier}",
+            policies=SERVER_GROUP_POLICY,
+            opts=child,
+        )
+        networks = [openstack.compute.InstanceNetworkArgs(uuid=args.network_id)]
+        if public:
+            # Ext-Net gives the bridge a public IPv4 and IPv6 (DESIGN.md, OVHcloud facts).
+            networks.insert(0, openstack.compute.InstanceNetworkArgs(name=args.external_network))
+        # A new user_data would replace the instance (Nova cannot change it in place): a new playbooks
+        # ref must reach running hosts through `swell configure`, not by rebuilding the fleet.
+        instance_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["userData"])
+        instances = []
+        for index in range(args.count):
+            instances.append(
+                openstack.compute.Instance(
+                    f"{name}-{index}",
+                    name=f"swell-{args.stack}-{args.tier}-{index}",
+                    flavor_name=args.flavor,
+                    image_name=args.image,
+                    key_pair=args.key_pair,
+                    security_groups=[group.name],
+                    scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=server_group.id)],
+                    # Prometheus openstack_sd selects on Nova metadata `tier` (not on tags).
+                    metadata={"tier": args.tier, "stack": args.stack, "index": str(index)},
+                    networks=networks,
+                    user_data=args.user_data,
+                    opts=instance_opts,
+                )
+            )
+        # The Nova names are known here: one apply per instance, not an Output.all of name and networks.
+        entries = [
+            i.networks.apply(functools.partial(_entry, f"swell-{args.stack}-{args.tier}-{index}", public))
+            for index, i in enumerate(instances)
+        ]
+        self.instances = pulumi.Output.all(*entries).apply(list) if entries else pulumi.Output.from_input([])
+        self.load_balancer = None
+        if args.load_balanced:
+            lb = LoadBalancer(
+                f"{name}-lb",
+                LoadBalancerArgs(
+                    stack=args.stack,
+                    tier=args.tier,
+                    subnet_id=args.subnet_id,
+                    external_network=args.external_network,
+                    members=[(index, i.networks.apply(_private_ip)) for index, i in enumerate(instances)],
+                    lb_method="SOURCE_IP" if args.tier == "chat" else "LEAST_CONNECTIONS",
+                ),
+                opts=child,
+            )
+            self.load_balancer = pulumi.Output.all(lb.vip_address, lb.public_ip).apply(
+                lambda v: {"vip_address": v[0], "public_ip": v[1]}
+            )
+        self.register_outputs({"instances": self.instances, "load_balancer": self.load_balancer})

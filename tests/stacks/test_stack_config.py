@@ -1,0 +1,152 @@
+"""Stack configuration: the shipped stacks parse; each bad value fails naming its key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stacks import config
+from tests.stacks.stack_fixtures import ROOT, stack_values
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod-gra11"])
+def test_shipped_stack_files_are_valid(stack: str) -> None:
+    cfg = config.parse(stack_values(stack), stack)
+    assert cfg.stack == stack
+    assert {name for name, _ in cfg.tiers.items()} == {"web", "chat", "video"}
+
+
+def test_prod_is_sized_for_a_400_percent_rise_and_can_double_again() -> None:
+    prod = config.parse(stack_values("prod-gra11"), "prod-gra11")
+    dev = config.parse(stack_values("dev"), "dev")
+    assert prod.totals()[0] >= 5 * dev.totals()[0]
+    for name, tier in prod.tiers.items():
+        assert tier.max >= 2 * tier.count, name
+
+
+def test_counts_written_as_strings_by_pulumi_config_set_are_accepted() -> None:
+    values = stack_values("dev")
+    values["swell:tiers"]["web"]["count"] = "2"
+    assert config.parse(values, "dev").tiers.web.count == 2
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(values: dict[str, Any]) -> None:
+        key, *rest = path.split(".")
+        if not rest:
+            values[key] = value
+            return
+        node = values[key]
+        for part in rest[:-1]:
+            node = node[part]
+        node[rest[-1]] = value
+
+    return mutate
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(values: dict[str, Any]) -> None:
+        key, *rest = path.split(".")
+        if not rest:
+            del values[key]
+            return
+        node = values[key]
+        for part in rest[:-1]:
+            node = node[part]
+        del node[rest[-1]]
+
+    return mutate
+
+
+def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(values: dict[str, Any]) -> None:
+        for m in mutations:
+            m(values)
+
+    return mutate
+
+
+BAD = [
+    (
+        "unknown-tier",
+        _set("swell:tiers.db", {"flavor": "b3-8", "count": 1, "max": 1}),
+        "swell:tiers.db",
+        "web, chat, video",
+    ),
+    ("missing-tier", _drop("swell:tiers.chat"), "swell:tiers.chat", "required"),
+    (
+        "negative-count",
+        _set("swell:tiers.web.count", -1),
+        "swell:tiers.web.count",
+        ">= 0|greater than or equal to 0",
+    ),
+    ("count-above-max", _set("swell:tiers.web.count", 9), "swell:tiers.web.count", "allowed: 1..3"),
+    ("count-below-min", _set("swell:tiers.web.count", 0), "swell:tiers.web.count", "allowed: 1..3"),
+    ("count-not-a-number", _set("swell:tiers.web.count", "many"), "swell:tiers.web.count", "integer"),
+    ("unknown-flavor", _set("swell:tiers.video.flavor", "x9-64"), "swell:tiers.video.flavor", "b3-8, b3-16"),
+    (
+        "misspelled-tier-key",
+        _set("swell:tiers.web.cont", 2),
+        "swell:tiers.web.cont",
+        "flavor, count, min, max",
+    ),
+    ("malformed-cidr", _set("swell:adminCidrs", ["203.0.113.0/33"]), "swell:adminCidrs", "CIDR"),
+    ("host-bits-cidr", _set("swell:adminCidrs", ["203.0.113.7/24"]), "swell:adminCidrs", "CIDR"),
+    ("ssh-from-world-v4", _set("swell:adminCidrs", ["0.0.0.0/0"]), "swell:adminCidrs", "whole internet"),
+    ("ssh-from-world-v6", _set("swell:adminCidrs", ["::/0"]), "swell:adminCidrs", "whole internet"),
+    ("no-admin-cidr", _set("swell:adminCidrs", []), "swell:adminCidrs", "at least 1"),
+    ("missing-region", _drop("openstack:region"), "openstack:region", "region"),
+    ("unknown-key", _set("swell:adminCidr", ["203.0.113.0/24"]), "swell:adminCidr", "swell:adminCidrs"),
+    ("bad-ssh-key", _set("swell:sshPublicKey", "hunter2"), "swell:sshPublicKey", "ssh-ed25519"),
+    (
+        "public-private-net",
+        _set("swell:privateNetwork.cidr", "8.8.8.0/24"),
+        "swell:privateNetwork.cidr",
+        "private",
+    ),
+    (
+        "tiny-private-net",
+        _set("swell:privateNetwork.cidr", "10.0.0.0/30"),
+        "swell:privateNetwork.cidr",
+        "/28",
+    ),
+    ("bad-playbooks-url", _set("swell:playbooks.repo", "swell.git"), "swell:playbooks.repo", "https://"),
+    ("unknown-quota", _set("swell:quota", "lots"), "swell:quota", "10-vms, 20-vms"),
+    # r3-32 web + b3-8 chat + c3-8 video = 48 GB of RAM, above the 40 GB of the 10-vms tier.
+    (
+        "over-quota",
+        _all(_set("swell:quota", "10-vms"), _set("swell:tiers.web.flavor", "r3-32")),
+        "swell:quota",
+        "48 GB of RAM",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "key", "allowed"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_names_the_key_and_what_is_allowed(
+    dev_values: dict[str, Any], mutate: Callable[[dict[str, Any]], None], key: str, allowed: str
+) -> None:
+    values = copy.deepcopy(dev_values)
+    mutate(values)
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(values, "dev")
+    lines = [p for p in caught.value.problems if p.startswith(key + ":") or p.startswith(key + " ")]
+    assert lines, f"no problem names {key}: {caught.value.problems}"
+    assert any(re.search(allowed, line) for line in lines), lines
+
+
+def test_pulumi_yaml_documents_every_key_the_program_reads() -> None:
+    text = (ROOT / "Pulumi.yaml").read_text()
+    for key in config.SWELL_KEYS:
+        assert f"swell:{key}" in text, key
+    assert config.REGION_KEY in text
+    assert "main: stacks/" in text
+
+
+def test_config_is_read_only_in_config_py() -> None:
+    readers = [p for p in (ROOT / "stacks").rglob("*.py") if "pulumi.Config(" in p.read_text()]
+    assert [p.name for p in readers] == ["config.py"]

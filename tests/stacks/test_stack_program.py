@@ -1,0 +1,264 @@
+"""The stack program under Pulumi's mocks: instances, scaling stability, ports, load balancers, outputs,
+and the cloud-init user_data checked by cloud-init's own schema validation."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stacks import engine
+from tests.stacks.stack_fixtures import ROOT, assert_no_locust, stack_values, with_tiers
+
+CLOUD_INIT = "/usr/bin/cloud-init"
+
+
+def _instances(rec: engine.Recording, tier: str) -> dict[str, engine.Recorded]:
+    return {n: r for n, r in rec.named(engine.INSTANCE).items() if n.startswith(f"{tier}-")}
+
+
+COUNTS = [
+    ("dev-like", {"web": 1, "chat": 1, "video": 1}),
+    ("video-only", {"web": 0, "chat": 0, "video": 3}),
+    ("surge", {"web": 8, "chat": 2, "video": 12}),
+]
+
+
+@pytest.mark.parametrize("counts", [c[1] for c in COUNTS], ids=[c[0] for c in COUNTS])
+def test_each_tier_gets_count_instances_with_tier_metadata_in_its_server_group(
+    counts: dict[str, int],
+) -> None:
+    rec = engine.run(with_tiers(stack_values("dev"), **counts), "dev")
+    groups = rec.named(engine.SERVER_GROUP)
+    for tier, count in counts.items():
+        instances = _instances(rec, tier)
+        assert sorted(instances) == sorted(f"{tier}-{i}" for i in range(count))
+        assert groups[f"{tier}-servers"].inputs["policies"] == "soft-anti-affinity"
+        for inst in instances.values():
+            assert inst.inputs["metadata"]["tier"] == tier
+            assert inst.inputs["schedulerHints"] == [{"group": groups[f"{tier}-servers"].id}]
+            assert inst.inputs["name"] == f"swell-dev-{inst.name}"
+    assert len(rec.outputs["tiers"]["video"]["instances"]) == counts["video"]
+
+
+SCALES = [(1, 3), (3, 1), (2, 8), (8, 2), (0, 2), (4, 0), (5, 5)]
+
+
+@pytest.mark.parametrize(("before", "after"), SCALES, ids=[f"{a}-to-{b}" for a, b in SCALES])
+def test_scaling_adds_or_removes_only_the_highest_indices_and_keeps_the_rest_unchanged(
+    before: int, after: int
+) -> None:
+    base = stack_values("dev")
+    old = engine.run(with_tiers(base, web=before, video=before), "dev")
+    new = engine.run(with_tiers(base, web=after, video=after), "dev")
+    for type_ in (engine.INSTANCE, engine.MEMBER):
+        old_named, new_named = old.named(type_), new.named(type_)
+        kept = old_named.keys() & new_named.keys()
+        changed = old_named.keys() ^ new_named.keys()
+        # Every name that appears or disappears has index >= min(before, after) ...
+        assert all(int(name.rsplit("-", 1)[1]) >= min(before, after) for name in changed), changed
+        # ... and every instance or member that stays has exactly the same inputs, so no replacement.
+        for name in kept:
+            assert old_named[name].inputs == new_named[name].inputs, name
+    assert len(_instances(new, "web")) == after
+    # Everything that is not per-instance is untouched by a count change.
+    fixed = {
+        (r.type, r.name): r.inputs for r in old.resources if r.type not in (engine.INSTANCE, engine.MEMBER)
+    }
+    assert fixed == {
+        (r.type, r.name): r.inputs for r in new.resources if r.type not in (engine.INSTANCE, engine.MEMBER)
+    }
+
+
+def _rules(rec: engine.Recording, tier: str) -> set[tuple[str, int, str]]:
+    return {
+        (r.inputs["protocol"], int(r.inputs["portRangeMin"]), r.inputs["remoteIpPrefix"])
+        for r in rec.of_type(engine.SEC_GROUP_RULE)
+        if r.name.startswith(f"{tier}-")
+    }
+
+
+def test_security_groups_open_exactly_the_contract_ports() -> None:
+    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
+    admins = {("tcp", 22, "198.51.100.0/24"), ("tcp", 22, "2001:db8:100::/48")}
+    private = "10.42.0.0/16"
+    balanced = admins | {("tcp", 9100, private), ("tcp", 80, private), ("tcp", 443, private)}
+    assert _rules(rec, "web") == balanced
+    assert _rules(rec, "chat") == balanced
+    assert _rules(rec, "video") == admins | {
+        ("tcp", 9100, private),
+        ("tcp", 8080, private),
+        ("udp", 10000, "0.0.0.0/0"),
+        ("udp", 10000, "::/0"),
+        ("tcp", 443, "0.0.0.0/0"),
+        ("tcp", 443, "::/0"),
+    }
+    for r in rec.of_type(engine.SEC_GROUP_RULE):
+        assert r.inputs["portRangeMin"] == r.inputs["portRangeMax"]
+        assert r.inputs["ethertype"] == ("IPv6" if ":" in r.inputs["remoteIpPrefix"] else "IPv4")
+
+
+def test_web_and_chat_have_a_load_balancer_with_one_member_per_instance_and_video_none() -> None:
+    rec = engine.run(with_tiers(stack_values("dev"), web=4, chat=2, video=3), "dev")
+    private_ip = {i["name"]: i["private_ip"] for t in rec.outputs["tiers"].values() for i in t["instances"]}
+    members = rec.named(engine.MEMBER)
+    for tier, count in (("web", 4), ("chat", 2)):
+        mine = {n: m for n, m in members.items() if n.startswith(f"{tier}-lb-member-")}
+        assert len(mine) == count
+        for i in range(count):
+            member = mine[f"{tier}-lb-member-{i}"]
+            assert member.inputs["address"] == private_ip[f"swell-dev-{tier}-{i}"]
+            assert (member.inputs["protocolPort"], member.inputs["monitorPort"]) == (443, 80)
+    monitors = rec.of_type("openstack:loadbalancer/monitor:Monitor")
+    assert {(m.inputs["type"], m.inputs["httpMethod"], m.inputs["urlPath"]) for m in monitors} == {
+        ("HTTP", "GET", "/healthz")
+    }
+    assert sorted(r.name for r in rec.of_type(engine.LOAD_BALANCER)) == ["chat-lb", "web-lb"]
+    assert {r.inputs["pool"] for r in rec.of_type(engine.FLOATING_IP)} == {"Ext-Net"}
+    # Video bridges sit on Ext-Net (public IPv4 and IPv6) and on the private network.
+    for video in _instances(rec, "video").values():
+        assert [n.get("name") for n in video.inputs["networks"]] == ["Ext-Net", None]
+    for web in _instances(rec, "web").values():
+        assert len(web.inputs["networks"]) == 1 and "uuid" in web.inputs["networks"][0]
+
+
+def test_outputs_follow_the_architecture_contract() -> None:
+    rec = engine.run(stack_values("dev"), "dev")
+    out = rec.outputs
+    assert out["stack"] == "dev" and out["region"] == "GRA11"
+    assert out["private_network"] == {"cidr": "10.42.0.0/16"}
+    assert set(out["tiers"]) == {"web", "chat", "video"}
+    for tier, data in out["tiers"].items():
+        for inst in data["instances"]:
+            assert set(inst) == {"name", "private_ip", "public_ipv4", "public_ipv6"}
+            assert inst["name"].startswith(f"swell-dev-{tier}-")
+            assert inst["private_ip"].startswith("10.42.")
+            assert (inst["public_ipv4"] is not None) == (tier == "video")
+            assert (inst["public_ipv6"] is not None) == (tier == "video")
+        if tier == "video":
+            assert data["load_balancer"] is None
+        else:
+            assert set(data["load_balancer"]) == {"vip_address", "public_ip"}
+    json.dumps(out)  # what `pulumi stack output --json` prints must be plain JSON
+
+
+def test_running_the_program_twice_in_one_process_does_not_mix_runs() -> None:
+    big = engine.run(with_tiers(stack_values("dev"), web=6), "dev")
+    small = engine.run(stack_values("dev"), "dev")
+    again = engine.run(stack_values("dev"), "dev")
+    assert len(_instances(big, "web")) == 6 and len(_instances(small, "web")) == 1
+    # Registration order follows asyncio scheduling; the set of resources and their inputs must not vary.
+    assert sorted((r.type, r.name, repr(r.inputs)) for r in small.resources) == sorted(
+        (r.type, r.name, repr(r.inputs)) for r in again.resources
+    )
+    assert small.outputs == again.outputs
+
+
+def test_the_locust_guard_fails_a_test_when_locust_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_no_locust()  # not loaded here: the Makefile runs tests/stacks in its own process
+    monkeypatch.setitem(sys.modules, "locust", types.ModuleType("locust"))
+    with pytest.raises(pytest.fail.Exception, match="own pytest process"):
+        assert_no_locust()
+
+
+def test_stacks_main_runs_the_program_the_way_pulumi_runs_the_directory() -> None:
+    # Pulumi's python host runs `main: stacks/` as a directory: its __main__.py, with stacks/ on sys.path.
+    values = stack_values("dev")
+    via_main = engine.run(
+        values, "dev", entry=lambda: runpy.run_path(str(ROOT / "stacks"), run_name="__main__")
+    )
+    direct = engine.run(values, "dev")
+    assert sorted((r.type, r.name) for r in via_main.resources) == sorted(
+        (r.type, r.name) for r in direct.resources
+    )
+    assert via_main.outputs == direct.outputs and via_main.outputs["tiers"]["web"]["instances"]
+
+
+def test_a_failing_program_does_not_poison_the_next_run() -> None:
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        engine.run(stack_values("dev"), "dev", entry=broken)
+    assert len(_instances(engine.run(stack_values("dev"), "dev"), "web")) == 1
+
+
+def test_every_resource_is_a_child_of_its_component_and_instances_ignore_user_data_changes() -> None:
+    rec = engine.run(with_tiers(stack_values("dev"), web=2), "dev")
+    component_of = {r.urn: r for r in rec.resources if r.type.startswith("swell:")}
+    for r in rec.resources:
+        if r.type.startswith("swell:") or r.name == "admins":
+            continue
+        parent = component_of.get(r.parent)
+        assert parent is not None, f"{r.name} is not inside a swell component"
+        assert r.name.startswith(parent.name), (r.name, parent.name)
+    for inst in rec.of_type(engine.INSTANCE):
+        assert component_of[inst.parent].type == "swell:openstack:Tier"
+        assert inst.ignore_changes == ("userData",)
+    for member in rec.of_type(engine.MEMBER):
+        assert component_of[member.parent].type == "swell:openstack:LoadBalancer"
+
+
+@pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")
+@pytest.mark.parametrize("tier", ["web", "chat", "video"])
+def test_user_data_passes_cloud_init_schema_and_runs_ansible_pull_per_contract(
+    tier: str, tmp_path: Path
+) -> None:
+    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
+    user_data = _instances(rec, tier)[f"{tier}-0"].inputs["userData"]
+    path = tmp_path / "user-data.yaml"
+    path.write_text(user_data)
+    result = subprocess.run(
+        [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert user_data.startswith("#cloud-config\n")
+    doc: dict[str, Any] = yaml.safe_load(user_data)
+    (vars_file,) = doc["write_files"]
+    assert vars_file["path"] == "/etc/swell/ansible-vars.json"
+    assert json.loads(vars_file["content"]) == {
+        "swell_tier": tier,
+        "swell_stack": "prod-gra11",
+        "swell_private_network_cidr": "10.42.0.0/16",
+        "swell_admin_cidrs": ["198.51.100.0/24", "2001:db8:100::/48"],
+    }
+    assert {"ansible", "git"} <= set(doc["packages"])
+    assert doc["runcmd"] == [
+        [
+            "ansible-pull",
+            "--url",
+            "https://git.example.org/swell/swell.git",
+            "--checkout",
+            "v1.0.0",
+            "--directory",
+            "/opt/swell",
+            "--inventory",
+            "localhost,",
+            "--extra-vars",
+            "@/etc/swell/ansible-vars.json",
+            "playbooks/pull.yml",
+        ]
+    ]
+
+
+@pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")
+def test_cloud_init_schema_check_rejects_a_broken_document(tmp_path: Path) -> None:
+    # The check above can fail: a document whose runcmd is not a list is refused.
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\nruncmd: {ansible-pull: now}\n")
+    result = subprocess.run(
+        [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+
+
+def test_cloud_init_is_a_debian_package_the_makefile_installs() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "cloud-init" in makefile.split("DEB_PACKAGES", 1)[1].splitlines()[0]
