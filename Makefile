@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench clean
+.PHONY: setup debs test lint typecheck unit preview bench bench-sim clean
 
 setup: debs $(STAMP)
 
@@ -35,6 +35,10 @@ unit: setup
 	$(BIN)/pytest tests
 
 test: lint typecheck unit
+
+# The elasticity benchmark set and the simulator speed run (docs/BENCHMARKS.md); a few minutes.
+bench-sim: setup
+	$(BIN)/python -m autoscaler.sim.bench --out docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
