@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -146,7 +147,11 @@ HEADERS = [
 
 
 def write_markdown(
-    out: Path, results: list[dict[str, Any]], speed: dict[str, float], figure: Path | None
+    out: Path,
+    results: list[dict[str, Any]],
+    speed: dict[str, float],
+    figure: Path | None,
+    spike_figure: Path | None,
 ) -> None:
     lines = [
         "# Elasticity benchmark",
@@ -202,9 +207,61 @@ def write_markdown(
         "(target: at most 10 s on 2 cores).",
         "",
     ]
+    lines += analysis(results)
     if figure is not None:
-        lines += ["## Figure", "", f"![swell against the best baseline]({figure.name})", ""]
+        lines += ["## Figures", "", f"![swell against the best baseline]({figure.name})", ""]
+    if spike_figure is not None:
+        lines += [
+            "One spike (x4 within 10 minutes), 5% noise, lead time 600 s: demand, requested and ready",
+            "supply.",
+            "",
+            f"![one spike]({spike_figure.name})",
+            "",
+        ]
     out.write_text("\n".join(lines))
+
+
+def analysis(results: list[dict[str, Any]]) -> list[str]:
+    """By how much each failing row misses, and how close swell comes to the oracle."""
+    lines = ["## Where swell misses, and by how much", ""]
+    for r in results:
+        if r["theta_ok"] and r["ih_ok"]:
+            continue
+        sw = r["metrics"]["swell"]
+        parts = []
+        if not r["theta_ok"]:
+            parts.append(
+                f"theta_U {sw['theta_u']:.4f}% is {sw['theta_u'] / r['theta_limit']:.1f}x the target"
+            )
+        if not r["ih_ok"]:
+            parts.append(
+                f"IH {r['ih_ratio']:.3f} x keda, {100 * (r['ih_ratio'] - r['ih_limit']):.1f} points over"
+            )
+        lines.append(f"- {r['case'].label}, lead {r['case'].lead:.0f} s: " + "; ".join(parts) + ".")
+    ratios = [
+        r["metrics"]["swell"]["instance_hours"] / r["metrics"]["oracle"]["instance_hours"] for r in results
+    ]
+    lines += [
+        "",
+        "## How close swell comes to the oracle",
+        "",
+        "The oracle never under-provisions; swell's instance-hours are "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x",
+        "the oracle's across the set (keda's are "
+        + f"{min(1 / r['oracle_ih_ratio'] for r in results):.2f}x to "
+        + f"{max(1 / r['oracle_ih_ratio'] for r in results):.2f}x).",
+        "",
+        "Why the spike rows cannot pass as the targets are set: demand rises x4 within 10 minutes, and",
+        "no instance requested after the first sample of the rise can serve before metric lag + lead",
+        "time (45 s + 180 s or 600 s) has passed. Everything demand gains in that window over the standing",
+        "supply is under-provisioned for any policy that does not know the future; swell's theta_U on",
+        "those rows is almost all that window (it doubles at the first sample and is covered one lead",
+        "time later; see the figure), while keda's standing 1/0.7 margin absorbs the first part of the",
+        "rise. Meeting 1/4 of keda's theta_U would need a standing margin of the order of x1.5-2 on a",
+        "tier that is quiet 23 hours a day, which the instance-hour target forbids.",
+        "",
+    ]
+    return lines
 
 
 def summary_figure(results: list[dict[str, Any]], out: Path) -> Path:
@@ -232,6 +289,22 @@ def summary_figure(results: list[dict[str, Any]], out: Path) -> Path:
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
+
+
+def spike_plot(out: Path) -> Path:
+    """The first spike of the benchmark's spike trace, swell against keda and the oracle."""
+    from autoscaler.sim.plot import plot_runs
+
+    t, d = generate("spike", days=1, noise=0.05, seed=SEEDS["spike"])
+    trace = Trace("spike", t, d)
+    params = SimParams(capacity_per_instance=trace.median_demand() / 10, lead_time_s=600.0)
+    replay, runs = simulate(trace, params, ("swell", "keda", "oracle"))
+    ratio = np.diff(np.log(np.maximum(replay.demand, 1e-9)), n=40)
+    onset_h = float((replay.t[int(np.nanargmax(ratio))] - replay.t[0]) / 3600.0)
+    window = (onset_h - 0.5, onset_h + 1.5)
+    return plot_runs(
+        replay, runs, params.capacity_per_instance, out, "spike, 5% noise, lead time 600 s", window
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         figure = summary_figure(results, args.out.with_name("benchmarks.png"))
-        write_markdown(args.out, results, speed, figure)
-        console.print(f"wrote {args.out} and {figure}")
+        spike_figure = spike_plot(args.out.with_name("benchmarks-spike.png"))
+        write_markdown(args.out, results, speed, figure, spike_figure)
+        console.print(f"wrote {args.out}, {figure} and {spike_figure}")
     return 0
 
 

@@ -52,7 +52,9 @@ def test_longest_run_counts_consecutive_ticks() -> None:
 def spike_runs() -> dict[str, dict[str, float]]:
     t, d = generate("spike", days=2, noise=0.05, seed=11)
     trace = Trace("spike", t, d)
-    _, runs = simulate(trace, SimParams(capacity_per_instance=trace.median_demand() / 10))
+    # A slow VM (600 s lead time): where the utilization HPA falls furthest behind.
+    params = SimParams(capacity_per_instance=trace.median_demand() / 10, lead_time_s=600.0)
+    _, runs = simulate(trace, params)
     return {name: run.metrics for name, run in runs.items()}
 
 

@@ -10,7 +10,7 @@ Per decision (every sync period, 15 s):
    (45 s, 240 s) give the growth rate g (per second) of an exponential trend, since an EWMA lags
    by its mean age: ln(fast / slow) = g x (age_slow - age_fast).
 3. Volatility: an EWMA (half-life 30 min) of the squared relative residual of each sample against
-   the fast level; its root sigma sets the headroom, k x sigma (k = 2.6, bounded to [3%, 100%]),
+   the fast level; its root sigma sets the headroom, k x sigma (k = 2.7, bounded to [3%, 100%]),
    instead of one flat utilization target: a quiet tier runs close to its capacity, a noisy one
    keeps the margin its noise needs.
 4. Forecast across the horizon H = lead time + sample age + one sync period, the larger of:
@@ -21,10 +21,13 @@ Per decision (every sync period, 15 s):
      `season_min_days` days, level x (highest bucket mean in [now, now + H + 15 min] / the current
      bucket's mean): pre-scaling ahead of the daily rise (the 4-5x daily curve).
 5. Surge: a growth significant at `surge_z` that projects at least `surge_ratio` across H, or one
-   sample above the level by more than `surge_z` sigmas and `surge_ratio` (the first evidence,
-   before the EWMAs move). Then the decision jumps to x2 of the current count (x4 when the
-   forecast needs more than x2), so new instances are ready when the load arrives, and the tier
-   is not scaled down for one stabilization window.
+   sample above the level by more than `jump_z` (4) sigmas and `surge_ratio` (the first evidence,
+   before the EWMAs move; 4 sigmas so that noise alone does it about once a month). Then the
+   decision jumps to x2 of the current count (x4 when the forecast needs more than x2), so new
+   instances are ready when the load arrives, and the tier is not scaled down for one
+   stabilization window. No second jump while most of the first is still booting.
+   Optional (`surge_memory_headroom`, off by default): extra headroom after a surge, decaying
+   with a one-day half-life, for tiers whose surges recur; it buys theta_U with instance-hours.
 6. Recommendation: ceil(forecast x (1 + headroom) / capacity). On the way down the chain applies a
    tolerance (5%), at most halving, and a stabilization window (the highest recommendation of the
    last `stabilization_down_s`, 10 min, kept as per-minute maxima), so the count never falls below
@@ -63,13 +66,18 @@ class SwellParams:
     slow_halflife_s: float = 240.0
     volatility_halflife_s: float = 1800.0
     initial_volatility: float = 0.15  # until measured: assume noisy
-    headroom_sigmas: float = 2.6
+    headroom_sigmas: float = 2.7
     min_headroom: float = 0.03
     max_headroom: float = 1.0
     trend_z: float = 2.0
     surge_z: float = 3.0
     surge_ratio: float = 1.25
+    jump_z: float = 4.0  # one sample this many sigmas above the level is a surge's first evidence
     surge_jump: bool = True
+    # After a surge, keep this much extra headroom, decaying with the half-life: a tier that just
+    # surged is likelier to surge again than one that never did.
+    surge_memory_headroom: float = 0.0
+    surge_memory_halflife_s: float = 86400.0
     down_tolerance: float = 0.05
     stabilization_down_s: float = 600.0
     season_min_days: int = 2
@@ -93,6 +101,7 @@ class SwellState(NamedTuple):
     var: float = 0.0
     samples: int = 0
     surge_until: float = 0.0
+    surge_memory: float = 0.0  # 1 at a surge's onset, halving every surge_memory_halflife_s
     # Stabilization window: (minute index, highest recommendation in that minute), oldest first.
     minute_max: tuple[tuple[int, int], ...] = ()
     # Daily profile: mean demand per 15-minute bucket (EWMA across days) and days seen per bucket.
@@ -195,23 +204,35 @@ def decide(
     # A sample far above the level is the first evidence of a surge: size from it at once
     # rather than waiting for the EWMAs (up fast, down slow).
     jump = d / level - 1.0 if level > 0 else 0.0
-    if jump > params.surge_z * sigma and jump >= params.surge_ratio - 1.0:
+    if jump > params.jump_z * sigma and jump >= params.surge_ratio - 1.0:
         forecast = max(forecast, d)
         surge = True
     season = _season_ratio(state, now, horizon, params.season_min_days)
     if season > 1.0 and level * min(season, 4.0) > forecast:
         forecast = level * min(season, 4.0)
-    headroom = min(max(params.headroom_sigmas * sigma, params.min_headroom), params.max_headroom)
+    memory = state.surge_memory
+    if memory > 0 and state.last_t is not None:
+        memory *= 0.5 ** ((now - state.last_t) / params.surge_memory_halflife_s)
+    if surge and now >= state.surge_until:
+        memory = 1.0
+    headroom = min(
+        max(params.headroom_sigmas * sigma, params.min_headroom) + params.surge_memory_headroom * memory,
+        params.max_headroom,
+    )
     cap = params.capacity_per_instance
     rec = math.ceil(forecast * (1.0 + headroom) / cap - 1e-9)
     reason = f"forecast {forecast:.1f} (level {level:.1f}) +{headroom:.0%} headroom -> {rec}"
 
     surge_until = state.surge_until
-    if surge and params.surge_jump and rec > current:
+    # One jump per surge: while most of an earlier jump is still booting (over a quarter of the
+    # count pending), jumping again would compound x2 into x8 on the same evidence; the
+    # forecast-sized recommendation stands.
+    if surge and params.surge_jump and rec > current and obs.pending <= 0.25 * current:
         jump = 2 if rec <= 2 * current else 4
         rec = max(rec, current * jump)
-        surge_until = now + params.stabilization_down_s
         reason = f"surge: x{jump}, {reason}"
+    if surge:
+        surge_until = now + params.stabilization_down_s
 
     # 6. The chain: tolerance, rate limit, stabilization.
     limited: list[str] = []
@@ -246,6 +267,19 @@ def decide(
         bucket_sum, bucket_n = state.bucket_sum + d, state.bucket_n + 1
 
     new_state = SwellState(
-        now, fast, level, slow, var, samples, surge_until, window, profile, seen, bucket, bucket_sum, bucket_n
+        now,
+        fast,
+        level,
+        slow,
+        var,
+        samples,
+        surge_until,
+        memory,
+        window,
+        profile,
+        seen,
+        bucket,
+        bucket_sum,
+        bucket_n,
     )
     return finish(desired, obs, params.guards, now, reason, limited, True), new_state
