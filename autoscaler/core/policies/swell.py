@@ -5,7 +5,7 @@ Per decision (every sync period, 15 s):
 
 1. Fresh data only: a missing sample or one older than `stale_after_s` holds (no scale-down,
    no data-driven scale-up).
-2. Demand level and trend: three EWMAs of offered demand. `level` (half-life 200 s) is what
+2. Demand level and trend: four EWMAs of offered demand. `level` (half-life 200 s) is what
    capacity is sized from: smooth enough that noise does not drive the count. `fast` and `slow`
    (45 s, 240 s) give the growth rate g (per second) of an exponential trend, since an EWMA lags
    by its mean age: ln(fast / slow) = g x (age_slow - age_fast).
@@ -17,6 +17,9 @@ Per decision (every sync period, 15 s):
    - the level;
    - trend: fast x exp(g x (H + age_fast)), capped at x4, when the growth is significant against
      the noise (ln(fast/slow) above `trend_z` x the noise of that ratio);
+   - slow trend: the same with `slow` against a 30-minute `glacial` EWMA, projected from the
+     level: hours-long growth (a 400% rise within a day) that fast/slow cannot tell from noise
+     but that outgrows the headroom across a 10-minute lead time;
    - seasonality: once the 15-minute buckets of the day ahead have been seen on
      `season_min_days` days, level x (highest bucket mean in [now, now + H + 15 min] / the current
      bucket's mean): pre-scaling ahead of the daily rise (the 4-5x daily curve).
@@ -64,6 +67,8 @@ class SwellParams:
     fast_halflife_s: float = 45.0
     level_halflife_s: float = 200.0
     slow_halflife_s: float = 240.0
+    # The slow trend (a surge over hours, the morning rise): slow against this much slower EWMA.
+    glacial_halflife_s: float = 1800.0
     volatility_halflife_s: float = 1800.0
     initial_volatility: float = 0.15  # until measured: assume noisy
     headroom_sigmas: float = 2.7
@@ -98,6 +103,7 @@ class SwellState(NamedTuple):
     fast: float = 0.0
     level: float = 0.0
     slow: float = 0.0
+    glacial: float = 0.0
     var: float = 0.0
     samples: int = 0
     surge_until: float = 0.0
@@ -167,14 +173,14 @@ def decide(
 
     # 2-3. Level, trend and volatility.
     if state.last_t is None or state.samples == 0:
-        fast = level = slow = d
+        fast = level = slow = glacial = d
         var = params.initial_volatility**2
         samples = 1
     else:
         dt = now - state.last_t
         if dt <= 0:
             dt = params.sync_period_s
-        fast, level, slow = state.fast, state.level, state.slow
+        fast, level, slow, glacial = state.fast, state.level, state.slow, state.glacial
         resid = d / fast - 1.0 if fast > 0 else (0.0 if d == 0 else 1.0)
         if resid > 2.0:
             resid = 2.0  # one outlier must not set the headroom for half an hour
@@ -182,6 +188,7 @@ def decide(
         fast += _ema_alpha(dt, params.fast_halflife_s) * (d - fast)
         level += _ema_alpha(dt, params.level_halflife_s) * (d - level)
         slow += _ema_alpha(dt, params.slow_halflife_s) * (d - slow)
+        glacial += _ema_alpha(dt, params.glacial_halflife_s) * (d - glacial)
         samples = state.samples + 1
     sigma = math.sqrt(var)
 
@@ -207,6 +214,21 @@ def decide(
     if jump > params.jump_z * sigma and jump >= params.surge_ratio - 1.0:
         forecast = max(forecast, d)
         surge = True
+    # The slow trend: hours-long growth too gentle for fast/slow to tell from noise, but enough to
+    # outgrow the headroom across a 10-minute lead time (a 400% rise within a day).
+    age_level = params.level_halflife_s / LN2
+    age_glacial = params.glacial_halflife_s / LN2
+    slow_ratio = math.log(slow / glacial) if slow > 0 and glacial > 0 else 0.0
+    a_slow = _ema_alpha(60.0, params.slow_halflife_s)
+    slow_noise = sigma * math.sqrt(a_slow / (2.0 - a_slow))
+    if (
+        slow_ratio > params.trend_z * slow_noise
+        and samples * params.sync_period_s >= params.glacial_halflife_s
+    ):
+        slow_growth = slow_ratio / (age_glacial - age_slow)
+        slow_forecast = level * min(4.0, math.exp(slow_growth * (horizon + age_level)))
+        if slow_forecast > forecast:
+            forecast = slow_forecast
     season = _season_ratio(state, now, horizon, params.season_min_days)
     if season > 1.0 and level * min(season, 4.0) > forecast:
         forecast = level * min(season, 4.0)
@@ -271,6 +293,7 @@ def decide(
         fast,
         level,
         slow,
+        glacial,
         var,
         samples,
         surge_until,
