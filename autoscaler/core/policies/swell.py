@@ -10,9 +10,10 @@ Per decision (every sync period, 15 s):
    (45 s, 240 s) give the growth rate g (per second) of an exponential trend, since an EWMA lags
    by its mean age: ln(fast / slow) = g x (age_slow - age_fast).
 3. Volatility: an EWMA (half-life 30 min) of the squared relative residual of each sample against
-   the fast level; its root sigma sets the headroom, k x sigma (k = 2.7, bounded to [3%, 100%]),
-   instead of one flat utilization target: a quiet tier runs close to its capacity, a noisy one
-   keeps the margin its noise needs.
+   the fast level, winsorized at 4 sigmas so that a surge's ramp does not pass for noise; its
+   root sigma sets the headroom, k x sigma (k = 2.7, bounded to [3%, 100%]), instead of one flat
+   utilization target: a quiet tier runs close to its capacity, a noisy one keeps the margin its
+   noise needs.
 4. Forecast across the horizon H = lead time + sample age + one sync period, the larger of:
    - the level;
    - trend: fast x exp(g x (H + age_fast)), capped at x4, when the growth is significant against
@@ -20,6 +21,8 @@ Per decision (every sync period, 15 s):
    - slow trend: the same with `slow` against a 30-minute `glacial` EWMA, projected from the
      level: hours-long growth (a 400% rise within a day) that fast/slow cannot tell from noise
      but that outgrows the headroom across a 10-minute lead time;
+   - both projections capped at `max_surge_factor` (4) x the 30-minute level, since surges end:
+     without it a x4-in-10-minutes spike extrapolates to x12 (observed demand is never capped);
    - seasonality: once the 15-minute buckets of the day ahead have been seen on
      `season_min_days` days, level x (highest bucket mean in [now, now + H + 15 min] / the current
      bucket's mean): pre-scaling ahead of the daily rise (the 4-5x daily curve).
@@ -77,6 +80,10 @@ class SwellParams:
     trend_z: float = 2.0
     surge_z: float = 3.0
     surge_ratio: float = 1.25
+    # A projection never exceeds this multiple of the 30-minute level: surges end (x4-5 is what
+    # the platform plans for); observed demand itself is never capped.
+    max_surge_factor: float = 4.0
+    resid_clip_sigmas: float = 4.0
     jump_z: float = 4.0  # one sample this many sigmas above the level is a surge's first evidence
     surge_jump: bool = True
     # After a surge, keep this much extra headroom, decaying with the half-life: a tier that just
@@ -182,8 +189,13 @@ def decide(
             dt = params.sync_period_s
         fast, level, slow, glacial = state.fast, state.level, state.slow, state.glacial
         resid = d / fast - 1.0 if fast > 0 else (0.0 if d == 0 else 1.0)
-        if resid > 2.0:
-            resid = 2.0  # one outlier must not set the headroom for half an hour
+        # Winsorize at `resid_clip_sigmas`: a surge's ramp or one outlier must not set the
+        # headroom for the next half hour; a real rise in noise still raises it, step by step.
+        clip = max(params.resid_clip_sigmas * math.sqrt(state.var), 0.1)
+        if resid > clip:
+            resid = clip
+        elif resid < -clip:
+            resid = -clip
         var = state.var + _ema_alpha(dt, params.volatility_halflife_s) * (resid * resid - state.var)
         fast += _ema_alpha(dt, params.fast_halflife_s) * (d - fast)
         level += _ema_alpha(dt, params.level_halflife_s) * (d - level)
@@ -206,7 +218,7 @@ def decide(
     if log_ratio > params.trend_z * ratio_noise and samples * params.sync_period_s >= params.slow_halflife_s:
         growth = log_ratio / (age_slow - age_fast)
         projected = min(4.0, math.exp(growth * (horizon + age_fast)))
-        forecast = fast * projected
+        forecast = min(fast * projected, params.max_surge_factor * glacial)
         surge = log_ratio > params.surge_z * ratio_noise and projected >= params.surge_ratio
     # A sample far above the level is the first evidence of a surge: size from it at once
     # rather than waiting for the EWMAs (up fast, down slow).
@@ -226,7 +238,9 @@ def decide(
         and samples * params.sync_period_s >= params.glacial_halflife_s
     ):
         slow_growth = slow_ratio / (age_glacial - age_slow)
-        slow_forecast = level * min(4.0, math.exp(slow_growth * (horizon + age_level)))
+        slow_forecast = min(
+            level * math.exp(slow_growth * (horizon + age_level)), params.max_surge_factor * glacial
+        )
         if slow_forecast > forecast:
             forecast = slow_forecast
     season = _season_ratio(state, now, horizon, params.season_min_days)
