@@ -91,3 +91,19 @@ def test_parallel_workers_give_the_same_results_as_one_process() -> None:
     _, one = simulate(trace, params, ("swell", "keda"), workers=1)
     _, two = simulate(trace, params, ("swell", "keda"), workers=2)
     assert {k: r.metrics for k, r in one.items()} == {k: r.metrics for k, r in two.items()}
+
+
+def test_no_policy_scales_down_during_a_gap_in_the_data() -> None:
+    t, d = generate("daily", days=1, noise=0.05, seed=5)
+    d = d.copy()
+    gap = slice(16 * 60, 19 * 60)  # 16:00-19:00, when demand falls
+    d[gap] = np.nan
+    trace = Trace("gap", t, d)
+    params = SimParams(capacity_per_instance=trace.median_demand() / 10)
+    replay, runs = simulate(trace, params, ("swell", "hpa", "keda", "target-tracking", "step"))
+    # Ticks of the gap, after the metric lag has carried the last sample through.
+    in_gap = np.flatnonzero(np.isnan(replay.observed))
+    for name, run in runs.items():
+        assert (np.diff(run.requested[in_gap]) >= 0).all(), name
+    # Gaps are left out of the demand metrics: nothing counts as under-provisioned in them.
+    assert all(np.isfinite(run.metrics["theta_u"]) for run in runs.values())
