@@ -11,7 +11,7 @@ Per decision (every sync period, 15 s):
    by its mean age: ln(fast / slow) = g x (age_slow - age_fast).
 3. Volatility: an EWMA (half-life 30 min) of the squared relative residual of each sample against
    the fast level, winsorized at 4 sigmas so that a surge's ramp does not pass for noise; its
-   root sigma sets the headroom, k x sigma (k = 2.7, bounded to [3%, 100%]), instead of one flat
+   root sigma sets the headroom, k x sigma (k = 2.8, bounded to [3%, 100%]), instead of one flat
    utilization target: a quiet tier runs close to its capacity, a noisy one keeps the margin its
    noise needs.
 4. Forecast across the horizon H = lead time + sample age + one sync period, the larger of:
@@ -23,9 +23,10 @@ Per decision (every sync period, 15 s):
      but that outgrows the headroom across a 10-minute lead time;
    - both projections capped at `max_surge_factor` (4) x the 30-minute level, since surges end:
      without it a x4-in-10-minutes spike extrapolates to x12 (observed demand is never capped);
-   - seasonality: once the 15-minute buckets of the day ahead have been seen on
-     `season_min_days` days, level x (highest bucket mean in [now, now + H + 15 min] / the current
-     bucket's mean): pre-scaling ahead of the daily rise (the 4-5x daily curve).
+   - seasonality: once the 15-minute buckets around now and now + H have been seen on
+     `season_min_days` days, level x (the daily profile at now + H / the profile now), the
+     profile interpolated between bucket centres: pre-scaling ahead of the daily rise (the
+     4-5x daily curve) by just what the coming lead time needs.
 5. Surge: a growth significant at `surge_z` that projects at least `surge_ratio` across H, or one
    sample above the level by more than `jump_z` (4) sigmas and `surge_ratio` (the first evidence,
    before the EWMAs move; 4 sigmas so that noise alone does it about once a month). Then the
@@ -74,7 +75,7 @@ class SwellParams:
     glacial_halflife_s: float = 1800.0
     volatility_halflife_s: float = 1800.0
     initial_volatility: float = 0.15  # until measured: assume noisy
-    headroom_sigmas: float = 2.7
+    headroom_sigmas: float = 2.8
     min_headroom: float = 0.03
     max_headroom: float = 1.0
     trend_z: float = 2.0
@@ -137,24 +138,22 @@ def _ema_alpha(dt: float, halflife: float) -> float:
 
 
 def _season_ratio(state: SwellState, now: float, horizon: float, min_days: int) -> float:
-    """Highest upcoming bucket mean over the current one, once the profile has enough days."""
+    """The daily profile at now + horizon over the profile now, interpolated between the bucket
+    centres, once every bucket involved has been seen on `min_days` days; 1 otherwise."""
     seen = state.seen
     if not seen:
         return 1.0
-    b0 = int(now // BUCKET_S)
-    b1 = int((now + horizon) // BUCKET_S)
     profile = state.profile
-    cur_i = b0 % BUCKETS_PER_DAY
-    if seen[cur_i] < min_days or profile[cur_i] <= 0:
-        return 1.0
-    top = 0.0
-    for b in range(b0 + 1, b1 + 2):  # the next bucket too: the rise starts inside it
-        i = b % BUCKETS_PER_DAY
-        if seen[i] < min_days:
+    values = []
+    for x in (now, now + horizon):
+        pos = x / BUCKET_S - 0.5
+        j = math.floor(pos)
+        frac = pos - j
+        i0, i1 = j % BUCKETS_PER_DAY, (j + 1) % BUCKETS_PER_DAY
+        if seen[i0] < min_days or seen[i1] < min_days:
             return 1.0
-        if profile[i] > top:
-            top = profile[i]
-    return top / profile[cur_i]
+        values.append(profile[i0] * (1.0 - frac) + profile[i1] * frac)
+    return values[1] / values[0] if values[0] > 0 else 1.0
 
 
 def _close_bucket(state: SwellState, weight: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
