@@ -107,3 +107,10 @@ def test_no_policy_scales_down_during_a_gap_in_the_data() -> None:
         assert (np.diff(run.requested[in_gap]) >= 0).all(), name
     # Gaps are left out of the demand metrics: nothing counts as under-provisioned in them.
     assert all(np.isfinite(run.metrics["theta_u"]) for run in runs.values())
+
+
+def test_supply_equal_to_demand_is_not_under_provisioning_despite_float_products() -> None:
+    demand = np.array([123.0, 123.0])
+    ready = np.array([30, 30])  # 30 x 4.1 = 122.99999999999999 in floating point
+    m = compute_metrics(demand, ready, ready, 4.1, 15.0, 0.1)
+    assert m["theta_u"] == 0.0 and m["tau_u"] == 0.0 and m["tau_o"] == 0.0
