@@ -32,7 +32,8 @@ Per decision (every sync period, 15 s):
    before the EWMAs move; 4 sigmas so that noise alone does it about once a month). Then the
    decision jumps to x2 of the current count (x4 when the forecast needs more than x2), so new
    instances are ready when the load arrives, and the tier is not scaled down for one
-   stabilization window. No second jump while most of the first is still booting.
+   stabilization window. A jump never goes beyond `max_surge_factor` x the 30-minute level (plus
+   headroom), so repeated evidence during one surge cannot compound x2 into x8.
    Optional (`surge_memory_headroom`, off by default): extra headroom after a surge, decaying
    with a one-day half-life, for tiers whose surges recur; it buys theta_U with instance-hours.
 6. Recommendation: ceil(forecast x (1 + headroom) / capacity). On the way down the chain applies a
@@ -259,13 +260,15 @@ def decide(
     reason = f"forecast {forecast:.1f} (level {level:.1f}) +{headroom:.0%} headroom -> {rec}"
 
     surge_until = state.surge_until
-    # One jump per surge: while most of an earlier jump is still booting (over a quarter of the
-    # count pending), jumping again would compound x2 into x8 on the same evidence; the
-    # forecast-sized recommendation stands.
-    if surge and params.surge_jump and rec > current and obs.pending <= 0.25 * current:
+    # Jump x2 or x4 at once, but never past x`max_surge_factor` the 30-minute level: repeated
+    # evidence during one surge (instances of the last jump still booting) must not compound.
+    if surge and params.surge_jump and rec > current:
         jump = 2 if rec <= 2 * current else 4
-        rec = max(rec, current * jump)
-        reason = f"surge: x{jump}, {reason}"
+        ceiling = math.ceil(params.max_surge_factor * glacial * (1.0 + headroom) / cap)
+        target = min(current * jump, ceiling)
+        if target > rec:
+            rec = target
+            reason = f"surge: x{jump}, {reason}"
     if surge:
         surge_until = now + params.stabilization_down_s
 
