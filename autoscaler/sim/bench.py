@@ -245,7 +245,8 @@ def analysis(results: list[dict[str, Any]]) -> list[str]:
         "",
         "## How close swell comes to the oracle",
         "",
-        "The oracle never under-provisions; swell's instance-hours are "
+        "The oracle under-provisions only before its first requests are ready (the first lead time "
+        "of a trace); swell's instance-hours are "
         f"{min(ratios):.2f}x to {max(ratios):.2f}x",
         "the oracle's across the set (keda's are "
         + f"{min(1 / r['oracle_ih_ratio'] for r in results):.2f}x to "
