@@ -54,7 +54,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from autoscaler.core.chain import Guards, finish, rate_limit, tolerance
+from autoscaler.core.chain import Guards, finish, rate_limit, stabilization, tolerance
 from autoscaler.core.state import state_from_dict, state_to_dict
 from autoscaler.core.types import Decision, Observation, is_missing
 
@@ -289,10 +289,11 @@ def decide(
     else:
         window = (*window, (minute, rec))
     if desired < current:
-        top = current if now < surge_until else max(m[1] for m in window)
-        if top > desired:
-            desired = min(top, current)
-            limited.append("stabilization")
+        # During a surge (and one window after it) the highest recommendation is the count itself.
+        recent = (current,) if now < surge_until else tuple(m[1] for m in window)
+        desired, tag = stabilization(desired, current, recent)
+        if tag:
+            limited.append(tag)
 
     # Seasonal profile: close the bucket when a new one starts.
     bucket = int(now // BUCKET_S)
