@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench bench-stacks bench-k8s bench-autoscaler clean dashboards
+.PHONY: setup debs test lint typecheck unit preview bench bench-stacks bench-sim bench-k8s bench-autoscaler clean dashboards
 
 setup: debs $(STAMP)
 
@@ -47,6 +47,10 @@ bench-stacks: setup
 
 test: lint typecheck unit
 
+# The elasticity benchmark set and the simulator speed run (docs/BENCHMARKS.md); a few minutes.
+bench-sim: setup
+	$(BIN)/python -m autoscaler.sim.bench --out docs/BENCHMARKS.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
@@ -61,3 +65,6 @@ bench-k8s: setup
 # One autoscaler pass over 100 tiers against a real Prometheus: target 200 ms.
 bench-autoscaler: setup
 	$(BIN)/python tests/autoscaler/bench_pass.py --tiers 100 --passes 30
+
+# Every benchmark, each printing its figures and ratios to its target (figures are noisy on 2 shared cores).
+bench: bench-stacks bench-sim bench-k8s bench-autoscaler

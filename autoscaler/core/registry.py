@@ -14,10 +14,6 @@ from autoscaler.core.policies import hpa, keda, oracle, static, step, swell, tar
 from autoscaler.core.types import Decision, Limits, Observation
 
 
-class PolicyState(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
 class DecideFn(Protocol):
     def __call__(self, obs: Observation, state: Any, params: Any, now: float) -> tuple[Decision, Any]: ...
 

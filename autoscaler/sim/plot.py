@@ -9,7 +9,15 @@ import numpy as np
 from autoscaler.sim.engine import PolicyRun, Replay
 
 
-def plot_runs(replay: Replay, runs: dict[str, PolicyRun], capacity: float, out: Path, title: str) -> Path:
+def plot_runs(
+    replay: Replay,
+    runs: dict[str, PolicyRun],
+    capacity: float,
+    out: Path,
+    title: str,
+    window_h: tuple[float, float] | None = None,
+) -> Path:
+    """`window_h`: (start, end) in hours since the trace start, to zoom on one event."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,6 +41,15 @@ def plot_runs(replay: Replay, runs: dict[str, PolicyRun], capacity: float, out: 
             loc="left",
         )
         ax.tick_params(labelsize=8)
+    if window_h is not None:
+        axes[-1, 0].set_xlim(*window_h)
+        inside = (hours >= window_h[0]) & (hours <= window_h[1])
+        top = max(
+            np.nanmax(replay.demand[inside]),
+            *(float(r.requested[inside].max()) * capacity for r in runs.values()),
+        )
+        for ax in axes[:, 0]:
+            ax.set_ylim(0, top * 1.05)
     axes[0, 0].legend(fontsize=7, loc="upper right", ncol=4)
     axes[-1, 0].set_xlabel("hours since trace start")
     fig.suptitle(title, fontsize=10)

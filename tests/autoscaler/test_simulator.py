@@ -52,7 +52,9 @@ def test_longest_run_counts_consecutive_ticks() -> None:
 def spike_runs() -> dict[str, dict[str, float]]:
     t, d = generate("spike", days=2, noise=0.05, seed=11)
     trace = Trace("spike", t, d)
-    _, runs = simulate(trace, SimParams(capacity_per_instance=trace.median_demand() / 10))
+    # A slow VM (600 s lead time): where the utilization HPA falls furthest behind.
+    params = SimParams(capacity_per_instance=trace.median_demand() / 10, lead_time_s=600.0)
+    _, runs = simulate(trace, params)
     return {name: run.metrics for name, run in runs.items()}
 
 
@@ -89,3 +91,26 @@ def test_parallel_workers_give_the_same_results_as_one_process() -> None:
     _, one = simulate(trace, params, ("swell", "keda"), workers=1)
     _, two = simulate(trace, params, ("swell", "keda"), workers=2)
     assert {k: r.metrics for k, r in one.items()} == {k: r.metrics for k, r in two.items()}
+
+
+def test_no_policy_scales_down_during_a_gap_in_the_data() -> None:
+    t, d = generate("daily", days=1, noise=0.05, seed=5)
+    d = d.copy()
+    gap = slice(16 * 60, 19 * 60)  # 16:00-19:00, when demand falls
+    d[gap] = np.nan
+    trace = Trace("gap", t, d)
+    params = SimParams(capacity_per_instance=trace.median_demand() / 10)
+    replay, runs = simulate(trace, params, ("swell", "hpa", "keda", "target-tracking", "step"))
+    # Ticks of the gap, after the metric lag has carried the last sample through.
+    in_gap = np.flatnonzero(np.isnan(replay.observed))
+    for name, run in runs.items():
+        assert (np.diff(run.requested[in_gap]) >= 0).all(), name
+    # Gaps are left out of the demand metrics: nothing counts as under-provisioned in them.
+    assert all(np.isfinite(run.metrics["theta_u"]) for run in runs.values())
+
+
+def test_supply_equal_to_demand_is_not_under_provisioning_despite_float_products() -> None:
+    demand = np.array([123.0, 123.0])
+    ready = np.array([30, 30])  # 30 x 4.1 = 122.99999999999999 in floating point
+    m = compute_metrics(demand, ready, ready, 4.1, 15.0, 0.1)
+    assert m["theta_u"] == 0.0 and m["tau_u"] == 0.0 and m["tau_o"] == 0.0
