@@ -88,7 +88,9 @@ def _simulate(
 
 @trace_app.command("generate")
 def _trace_generate(
-    shape: Annotated[str, typer.Option("--shape", help="daily, surge400 or spike.")],
+    shape: Annotated[
+        str, typer.Option("--shape", help="daily, surge400, spike or bursty (request counts, for tuning).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
     days: Annotated[float, typer.Option("--days", help="Length in days.")] = 7.0,
     noise: Annotated[float, typer.Option("--noise", help="Per-minute multiplicative noise (std).")] = 0.05,

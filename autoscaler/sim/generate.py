@@ -5,9 +5,14 @@
 - `surge400`: the daily curve, then on day 2 traffic grows x5 within a day (a logistic ramp over
   about 12 hours) and stays there: the 400% rise;
 - `spike`: the daily curve with, every day at a random afternoon time, demand x4 within
-  10 minutes, held for 1-2 hours, then back over 30 minutes.
+  10 minutes, held for 1-2 hours, then back over 30 minutes;
+- `bursty`: request counts as a real service logs them, for tuning: the daily curve peaking at
+  about 55 requests a minute, wandering for tens of minutes (AR(1), 20-minute memory), about four bursts a
+  day (x1.3-2 for 1-5 minutes), and overdispersed Poisson counts (gamma-mixed, `noise` the
+  relative sd of the mixing; counts are noisier than Poisson, as logged traffic is).
 
-Noise is multiplicative and independent per minute: demand x max(0, 1 + noise x N(0, 1)).
+For the other shapes noise is multiplicative and independent per minute: demand x
+max(0, 1 + noise x N(0, 1)).
 The same seed gives the same trace.
 """
 
@@ -18,8 +23,9 @@ from typing import Literal
 
 import numpy as np
 
-Shape = Literal["daily", "surge400", "spike"]
-SHAPES: tuple[str, ...] = ("daily", "surge400", "spike")
+Shape = Literal["daily", "surge400", "spike", "bursty"]
+SHAPES: tuple[str, ...] = ("daily", "surge400", "spike", "bursty")
+BURSTY_BASE = 40.0  # requests per minute: Poisson noise matters, as in a logged trace
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
 
 
@@ -69,6 +75,26 @@ def generate(
             fall = np.clip((t - onset - 600 - hold) / 1800.0, 0.0, 1.0)
             factor *= 1.0 + 3.0 * rise * (1.0 - fall)
         demand = demand * factor
+    elif shape == "bursty":
+        return t, _bursty(t, rng, noise, BURSTY_BASE * base / 1000.0)
     if noise > 0:
         demand = demand * np.maximum(0.0, 1.0 + noise * rng.standard_normal(n))
     return t, np.round(demand, 2)
+
+
+def _bursty(t: np.ndarray, rng: np.random.Generator, noise: float, base: float) -> np.ndarray:
+    n = len(t)
+    # Wander: AR(1) with 20-minute memory at one-minute steps, +-4% a step.
+    shocks = rng.standard_normal(n) * 0.04
+    wander = np.empty(n)
+    acc = 0.0
+    for i in range(n):
+        acc = 0.95 * acc + shocks[i]
+        wander[i] = acc
+    mean = daily_curve(t, base) * np.exp(wander)
+    for _ in range(rng.poisson(4 * n / 1440)):
+        start = int(rng.integers(0, n))
+        mean[start : start + int(rng.integers(1, 6))] *= rng.uniform(1.3, 2.0)
+    if noise > 0:
+        mean = mean * rng.gamma(1 / noise**2, noise**2, n)
+    return rng.poisson(mean).astype(float)

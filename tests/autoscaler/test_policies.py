@@ -4,6 +4,8 @@ holds on stale data, overrides obeyed, state that survives a restart as JSON."""
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import pytest
 
@@ -128,3 +130,40 @@ def test_surge_memory_keeps_extra_headroom_after_a_surge_only_when_asked() -> No
     _, _, without = drive("swell", demands, 12, params_for("swell"))
     _, _, with_memory = drive("swell", demands, 12, params_for("swell", surge_memory_headroom=0.5))
     assert with_memory > without
+
+
+# Two hours of demand around 100 with +-10% deterministic per-minute noise, at 15 s samples.
+NOISY = [100.0 * (1.0 + 0.1 * math.sin(i * 2.399)) for i in range(480) for _ in range(4)]
+BURST = [200.0] * 8  # two minutes at x2, then back
+RISE = [100.0 + 300.0 * min(1.0, i / 40) for i in range(80)]  # x4 within 10 minutes, held
+
+
+@pytest.mark.parametrize(
+    "after,overrides,released",
+    [
+        (BURST, {}, True),
+        (BURST, {"release_refuted": False}, False),
+        (RISE, {}, False),
+    ],
+    ids=["burst-over-released", "burst-held-without-release", "real-surge-kept"],
+)
+def test_swell_cancels_what_it_bought_for_a_burst_that_is_over(
+    after: list[float], overrides: dict[str, Any], released: bool
+) -> None:
+    params = params_for("swell", **overrides)
+    _, state, before = drive("swell", NOISY, 12, params)
+    spec = POLICIES["swell"]
+    now = len(NOISY) * 15.0
+    current = before
+    peak = before
+    demands = after + NOISY[: 4 * 6]  # then six minutes of the old demand
+    for d in demands:
+        decision, state = spec.decide(observe(d, current), state, params, now)
+        current = decision.desired
+        peak = max(peak, current)
+        now += 15.0
+    assert peak >= 2 * before  # the burst or the surge was met at once
+    # Six minutes on, well inside the 10-minute stabilization window: released, the count is back
+    # to what the level asks for (the burst raised the level and the volatility a little); held,
+    # it stays at the jump.
+    assert (current < 1.5 * before) is released

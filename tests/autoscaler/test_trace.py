@@ -93,3 +93,13 @@ def test_same_seed_same_trace_other_seed_other_noise() -> None:
     a = generate("daily", days=1, noise=0.1, seed=1)[1]
     assert np.array_equal(a, generate("daily", days=1, noise=0.1, seed=1)[1])
     assert not np.array_equal(a, generate("daily", days=1, noise=0.1, seed=2)[1])
+
+
+def test_bursty_counts_are_whole_noisier_than_poisson_and_reproducible() -> None:
+    _, d = generate("bursty", days=2, noise=0.25, seed=5)
+    assert np.array_equal(d, np.round(d)) and (d >= 0).all()
+    # Around a one-hour mean, the spread is well above Poisson's (variance = mean).
+    hourly = d[: len(d) // 60 * 60].reshape(-1, 60)
+    dispersion = (hourly.var(axis=1) / hourly.mean(axis=1)).mean()
+    assert dispersion > 2.0
+    assert np.array_equal(d, generate("bursty", days=2, noise=0.25, seed=5)[1])

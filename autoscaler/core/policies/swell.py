@@ -19,8 +19,9 @@ Per decision (every sync period, 15 s):
    - trend: fast x exp(g x (H + age_fast)), capped at x4, when the growth is significant against
      the noise (ln(fast/slow) above `trend_z` x the noise of that ratio);
    - slow trend: the same with `slow` against a 30-minute `glacial` EWMA, projected from the
-     level: hours-long growth (a 400% rise within a day) that fast/slow cannot tell from noise
-     but that outgrows the headroom across a 10-minute lead time;
+     level, when significant at `slow_trend_z` (5: real demand wanders for tens of minutes):
+     hours-long growth (a 400% rise within a day) that fast/slow cannot tell from noise but that
+     outgrows the headroom across a 10-minute lead time;
    - both projections capped at `max_surge_factor` (4) x the 30-minute level, since surges end:
      without it a x4-in-10-minutes spike extrapolates to x12 (observed demand is never capped);
    - seasonality: once the 15-minute buckets around now and now + H have been seen on
@@ -36,16 +37,22 @@ Per decision (every sync period, 15 s):
    headroom), so repeated evidence during one surge cannot compound x2 into x8.
    Optional (`surge_memory_headroom`, off by default): extra headroom after a surge, decaying
    with a one-day half-life, for tiers whose surges recur; it buys theta_U with instance-hours.
+   Release: a fast episode (trend or jump) that the demand takes back, both the last sample and
+   the fast EWMA back within `release_band_sigmas` (1.5) sigmas of the level the episode started
+   from, is over: its hold ends and its recommendations leave the stabilization window, so the
+   instances bought for a burst of a few minutes are cancelled, mostly while still pending,
+   instead of being held for a window. A real surge keeps demand above the band and is never
+   released.
 6. Recommendation: ceil(forecast x (1 + headroom) / capacity). On the way down the chain applies a
    tolerance (5%), at most halving, and a stabilization window (the highest recommendation of the
    last `stabilization_down_s`, 10 min, kept as per-minute maxima), so the count never falls below
    the lead-time forecast; then min, max, quota, override floor.
 
-Tuned on generated traces with seeds 101-103 and 201-203, never on the benchmark's seeds or on one
-file (docs/BENCHMARKS.md).
+Tuned on generated traces with seeds 101-103 and 201-203 (`bursty` included, for the noise of real
+request counts), never on the benchmark's seeds or on one file (docs/BENCHMARKS.md).
 
-State is bounded: a few floats, at most `stabilization_down_s / 60` minute maxima, and a 96-bucket
-daily profile with per-bucket counts.
+State is bounded: a few floats, at most 2 x `stabilization_down_s / 60` minute maxima, and a
+96-bucket daily profile with per-bucket counts.
 """
 
 from __future__ import annotations
@@ -80,6 +87,10 @@ class SwellParams:
     min_headroom: float = 0.03
     max_headroom: float = 1.0
     trend_z: float = 2.0
+    # The slow trend's noise is derived for independent samples, but real demand wanders for tens
+    # of minutes at a time, which that figure underestimates; at 2 the slow trend projected wander
+    # across a 10-minute lead time. 5 was picked on bursty tuning traces (docs/BENCHMARKS.md).
+    slow_trend_z: float = 5.0
     surge_z: float = 3.0
     surge_ratio: float = 1.25
     # A projection never exceeds this multiple of the 30-minute level: surges end (x4-5 is what
@@ -92,6 +103,12 @@ class SwellParams:
     # surged is likelier to surge again than one that never did.
     surge_memory_headroom: float = 0.0
     surge_memory_halflife_s: float = 86400.0
+    # A surge or trend the demand took back (the fast EWMA back within `release_band_sigmas` of
+    # the level the episode started from) is released: its hold ends and its recommendations leave
+    # the stabilization window, so instances bought for a burst that is already over are
+    # cancelled, most of them while still pending, instead of being held for a whole window.
+    release_refuted: bool = True
+    release_band_sigmas: float = 1.5
     down_tolerance: float = 0.05
     stabilization_down_s: float = 600.0
     season_min_days: int = 2
@@ -125,6 +142,12 @@ class SwellState(NamedTuple):
     bucket: int = -1  # absolute index of the bucket being accumulated
     bucket_sum: float = 0.0
     bucket_n: int = 0
+    # The same window without the fast trend and the jump: what stays if an episode is refuted.
+    base_max: tuple[tuple[int, int], ...] = ()
+    # The current fast episode (trend or jump): until when, the level it started from, its minute.
+    episode_until: float = 0.0
+    episode_ref: float = 0.0
+    episode_minute: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         return state_to_dict(self)
@@ -132,6 +155,19 @@ class SwellState(NamedTuple):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SwellState:
         return state_from_dict(cls, data)
+
+
+def _window_add(
+    window: tuple[tuple[int, int], ...], minute: int, rec: int, cutoff: int
+) -> tuple[tuple[int, int], ...]:
+    """Per-minute maxima of the recommendation, minutes after `cutoff` only, oldest first."""
+    if window and window[0][0] <= cutoff:
+        window = tuple(m for m in window if m[0] > cutoff)
+    if window and window[-1][0] == minute:
+        if rec > window[-1][1]:
+            window = (*window[:-1], (minute, rec))
+        return window
+    return (*window, (minute, rec))
 
 
 def _ema_alpha(dt: float, halflife: float) -> float:
@@ -210,6 +246,7 @@ def decide(
     age_slow = params.slow_halflife_s / LN2
     forecast = level
     surge = False
+    signal = False  # the fast trend or a jump is in the forecast
     log_ratio = math.log(fast / slow) if fast > 0 and slow > 0 else 0.0
     # Noise of ln(fast/slow) for iid relative noise sigma: about sigma x sqrt(a / (2 - a)) of the
     # fast EWMA at a one-minute sample rate (the slow one adds little).
@@ -219,6 +256,7 @@ def decide(
         growth = log_ratio / (age_slow - age_fast)
         projected = min(4.0, math.exp(growth * (horizon + age_fast)))
         forecast = min(fast * projected, params.max_surge_factor * glacial)
+        signal = True
         surge = log_ratio > params.surge_z * ratio_noise and projected >= params.surge_ratio
     # A sample far above the level is the first evidence of a surge: size from it at once
     # rather than waiting for the EWMAs (up fast, down slow).
@@ -226,26 +264,29 @@ def decide(
     if jump > params.jump_z * sigma and jump >= params.surge_ratio - 1.0:
         forecast = max(forecast, d)
         surge = True
+        signal = True
     # The slow trend: hours-long growth too gentle for fast/slow to tell from noise, but enough to
     # outgrow the headroom across a 10-minute lead time (a 400% rise within a day).
+    base = level  # the forecast without the fast trend and the jump
     age_level = params.level_halflife_s / LN2
     age_glacial = params.glacial_halflife_s / LN2
     slow_ratio = math.log(slow / glacial) if slow > 0 and glacial > 0 else 0.0
     a_slow = _ema_alpha(60.0, params.slow_halflife_s)
     slow_noise = sigma * math.sqrt(a_slow / (2.0 - a_slow))
     if (
-        slow_ratio > params.trend_z * slow_noise
+        slow_ratio > params.slow_trend_z * slow_noise
         and samples * params.sync_period_s >= params.glacial_halflife_s
     ):
         slow_growth = slow_ratio / (age_glacial - age_slow)
         slow_forecast = min(
             level * math.exp(slow_growth * (horizon + age_level)), params.max_surge_factor * glacial
         )
-        if slow_forecast > forecast:
-            forecast = slow_forecast
+        forecast = max(forecast, slow_forecast)
+        base = max(base, slow_forecast)
     season = _season_ratio(state, now, horizon, params.season_min_days)
-    if season > 1.0 and level * min(season, 4.0) > forecast:
-        forecast = level * min(season, 4.0)
+    if season > 1.0:
+        forecast = max(forecast, level * min(season, 4.0))
+        base = max(base, level * min(season, 4.0))
     memory = state.surge_memory
     if memory > 0 and state.last_t is not None:
         memory *= 0.5 ** ((now - state.last_t) / params.surge_memory_halflife_s)
@@ -257,6 +298,7 @@ def decide(
     )
     cap = params.capacity_per_instance
     rec = math.ceil(forecast * (1.0 + headroom) / cap - 1e-9)
+    base_rec = math.ceil(base * (1.0 + headroom) / cap - 1e-9)
     reason = f"forecast {forecast:.1f} (level {level:.1f}) +{headroom:.0%} headroom -> {rec}"
 
     surge_until = state.surge_until
@@ -271,6 +313,23 @@ def decide(
             reason = f"surge: x{jump}, {reason}"
     if surge:
         surge_until = now + params.stabilization_down_s
+    episode_until, episode_ref, episode_minute = state.episode_until, state.episode_ref, state.episode_minute
+    minute = int(now // 60)
+    refuted = False
+    if signal:
+        if now >= episode_until:
+            episode_ref = state.level if state.level > 0 else level
+            episode_minute = minute
+        episode_until = now + params.stabilization_down_s
+    elif (
+        params.release_refuted
+        and now < episode_until
+        and max(fast, d) <= episode_ref * (1.0 + params.release_band_sigmas * sigma)
+    ):
+        refuted = True
+        episode_until = now
+        surge_until = min(surge_until, now)
+        reason = f"released: demand back to {fast:.1f}, {reason}"
 
     # 6. The chain: tolerance, rate limit, stabilization.
     limited: list[str] = []
@@ -278,16 +337,16 @@ def decide(
     desired, tag = rate_limit(desired, current, params.guards)
     if tag:
         limited.append(tag)
-    minute = int(now // 60)
-    window = state.minute_max
     cutoff = minute - int(params.stabilization_down_s // 60)
-    if window and window[0][0] <= cutoff:
-        window = tuple(m for m in window if m[0] > cutoff)
-    if window and window[-1][0] == minute:
-        if rec > window[-1][1]:
-            window = (*window[:-1], (minute, rec))
-    else:
-        window = (*window, (minute, rec))
+    window = _window_add(state.minute_max, minute, rec, cutoff)
+    base_window = _window_add(state.base_max, minute, base_rec, cutoff)
+    if refuted:
+        # The episode's recommendations leave the window: from its first minute on, only what the
+        # forecast without the fast trend and the jump asked for.
+        kept = {m: r for m, r in base_window}
+        window = tuple(
+            (m, r) if m < episode_minute else (m, kept.get(m, min(r, base_rec))) for m, r in window
+        )
     if desired < current:
         # During a surge (and one window after it) the highest recommendation is the count itself.
         recent = (current,) if now < surge_until else tuple(m[1] for m in window)
@@ -321,5 +380,9 @@ def decide(
         bucket,
         bucket_sum,
         bucket_n,
+        base_window,
+        episode_until,
+        episode_ref,
+        episode_minute,
     )
     return finish(desired, obs, params.guards, now, reason, limited, True), new_state
