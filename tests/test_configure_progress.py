@@ -93,6 +93,7 @@ def test_events_fold_into_host_status_and_named_failures(
     for event in events:
         tally.apply(event)
     assert {h: p.status for h, p in tally.hosts.items()} == statuses
+    assert all(p.roles in ([], ["base"]) for p in tally.hosts.values())
     assert [f.describe() for f in tally.failures] == failures
     assert tally.succeeded is succeeded
 

@@ -24,6 +24,7 @@ from swell.cli import app
 from swell.configure.inventory import InventorySettings, build_inventory
 from swell.configure.outputs import parse_stack_outputs
 from swell.configure.progress import RunTally
+from swell.configure.runner import PLAYBOOKS_DIR as PLAYBOOKS
 from swell.configure.runner import AnsibleRunner, PlaybookRun
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -271,6 +272,72 @@ def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, t
     assert result.exit_code == 1, result.output
     assert "web-0: failed at task 'base : Check that the tier is one swell knows'" in result.output
     assert "expected one of web, chat, video" in result.output
+
+
+def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged, tmp_path: Path) -> None:
+    # What a new instance runs (ansible-pull ... playbooks/pull.yml) with its
+    # /etc/swell/ansible-vars.json, here through the chroot and in check mode: the same roles as
+    # site.yml, so nothing is left to do on the host site.yml converged.
+    bootstrap_vars = {
+        "swell_tier": "web",
+        "swell_stack": "test-chroot",
+        "swell_private_network_cidr": "10.42.0.0/16",
+        "swell_admin_cidrs": ["203.0.113.0/24", "2001:db8:ad::/48"],
+    }
+    inventory = {
+        "all": {
+            "hosts": {
+                "localhost": {
+                    "ansible_connection": "community.general.chroot",
+                    "ansible_host": str(converged.roots["web"]),
+                    "ansible_become": False,
+                    # A real instance finds it among its interfaces; a chroot sees none.
+                    "swell_private_ip": TIER_IPS["web"],
+                }
+            }
+        }
+    }
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(
+            inventory=inventory,
+            playbook=PLAYBOOKS / "pull.yml",
+            check=True,
+            extravars=EXTRAVARS | bootstrap_vars,
+            timeout_s=600,
+        ),
+        tally.apply,
+    )
+    assert outcome.rc == 0, describe(Run(outcome.rc, tally, outcome.output_tail))
+    localhost = tally.hosts["localhost"]
+    assert localhost.changed_tasks == []
+    assert localhost.roles == ["base", "node_exporter", "web"]
+
+
+@pytest.mark.parametrize(
+    ("bootstrap_vars", "expected"),
+    [
+        ({}, "swell_tier is unset; expected web, chat or video"),
+        ({"swell_tier": "db"}, "swell_tier is db; expected web, chat or video"),
+    ],
+    ids=["missing-tier", "unknown-tier"],
+)
+def test_pull_playbook_refuses_an_instance_without_a_tier(
+    bootstrap_vars: dict[str, Any], expected: str
+) -> None:
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(
+            inventory={"all": {"hosts": {"localhost": {}}}},
+            playbook=PLAYBOOKS / "pull.yml",
+            extravars=bootstrap_vars,
+            timeout_s=120,
+        ),
+        tally.apply,
+    )
+    assert outcome.rc != 0
+    assert [f.task for f in tally.failures] == ["Check that swell_tier names a tier"]
+    assert expected in tally.failures[0].message
 
 
 def test_services_were_not_started_in_the_chroot(converged: Converged) -> None:

@@ -42,6 +42,7 @@ class HostProgress:
     unreachable: int = 0
     current_task: str = ""
     changed_tasks: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -92,6 +93,8 @@ class RunTally:
         elif kind == "runner_on_ok" and host:
             progress = self.host(host)
             progress.ok += 1
+            if role and role not in progress.roles:
+                progress.roles.append(role)
             if res.get("changed"):
                 progress.changed += 1
                 progress.changed_tasks.append(f"{role} : {task}" if role else task)
