@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench clean
+.PHONY: setup debs test lint typecheck unit preview bench bench-ansible clean
 
 setup: debs $(STAMP)
 
@@ -35,6 +35,10 @@ unit: setup
 	$(BIN)/pytest tests
 
 test: lint typecheck unit
+
+# Real apply of site.yml to three Debian 12 chroots, timed per phase (needs root; see docs/ansible.md).
+bench-ansible: setup
+	$(BIN)/python scripts/bench-ansible
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -249,26 +249,36 @@ def test_chat_nginx_proxies_websocket_and_bosh_to_prosody(converged: Converged) 
     assert "location = /healthz" in site
 
 
-def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, tmp_path: Path) -> None:
+def chroot_cli_args(converged: Converged, tmp_path: Path, tier: str) -> list[str]:
+    """`swell configure` arguments reaching one root: connection variables as extra vars."""
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(outputs_json(["web"]))
-    result = CliRunner().invoke(
-        app,
-        [
-            "configure",
-            "--stack-outputs",
-            str(outputs),
-            "-e",
-            "ansible_connection=community.general.chroot",
-            "-e",
-            f"ansible_host={converged.roots['web']}",
-            "-e",
-            "ansible_become=false",
-            # An operator's typo: the base role refuses before it changes anything.
-            "-e",
-            "swell_tier=wbe",
-        ],
-    )
+    outputs.write_text(outputs_json([tier]))
+    args = ["configure", "--stack-outputs", str(outputs), "--limit", tier]
+    connection = {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(converged.roots[tier]),
+        "ansible_become": "false",
+    }
+    for key, value in connection.items():
+        args += ["-e", f"{key}={value}"]
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(EXTRAVARS))
+    return [*args, "-e", f"@{extra}"]
+
+
+def test_configure_check_on_a_converged_host_exits_0_with_a_summary(
+    converged: Converged, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, [*chroot_cli_args(converged, tmp_path, "chat"), "--check", "--diff"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "chat-0 │ chat │ ok" in output
+    assert "converged: 1 host(s), 0 change(s)" in output
+
+
+def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, tmp_path: Path) -> None:
+    # An operator's typo: the base role refuses before it changes anything.
+    result = CliRunner().invoke(app, [*chroot_cli_args(converged, tmp_path, "web"), "-e", "swell_tier=wbe"])
     assert result.exit_code == 1, result.output
     assert "web-0: failed at task 'base : Check that the tier is one swell knows'" in result.output
     assert "expected one of web, chat, video" in result.output
