@@ -37,6 +37,10 @@ ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2
 EXTRAVARS: dict[str, Any] = {
     "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
     "chat_xmpp_domain": "chat.swell.test",
+    "chat_jvb_password": "bridge-password-for-tests",
+    "video_xmpp_password": "bridge-password-for-tests",
+    "chat_turn_secret": "test-secret-not-for-production",
+    "chat_turn_host": "turn.swell.test",
     # download.jitsi.org is out of reach here: the rest of the video role still applies.
     "video_jitsi_install": False,
     "video_turn_secret": "test-secret-not-for-production",
@@ -239,6 +243,20 @@ def test_coturn_serves_turn_over_tls_on_443_only(converged: Converged) -> None:
         converged.roots["video"], "turnserver", "-c", "/etc/turnserver.conf", "--help"
     )
     assert "turnserver" in (result.stdout + result.stderr).lower()
+
+
+def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Converged) -> None:
+    from pyhocon import ConfigFactory
+
+    jvb = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
+    shard = jvb.get("videobridge.apis.xmpp-client.configs.swell")
+    assert (shard["DOMAIN"], shard["USERNAME"]) == ("auth.chat.swell.test", "jvb")
+    assert shard["MUC_JIDS"] == "jvbbrewery@internal.auth.chat.swell.test"
+    host = read(converged, "chat", "/etc/prosody/conf.d/chat.swell.test.cfg.lua")
+    assert 'Component "internal.auth.chat.swell.test" "muc"' in host
+    assert 'VirtualHost "auth.chat.swell.test"' in host
+    account = converged.roots["chat"] / "var/lib/prosody/auth%2echat%2eswell%2etest/accounts/jvb.dat"
+    assert account.exists()
 
 
 def test_chat_nginx_proxies_websocket_and_bosh_to_prosody(converged: Converged) -> None:
