@@ -143,6 +143,28 @@ def test_check_mode_on_converged_hosts_reports_nothing_to_do(converged: Converge
     assert {h: p.changed_tasks for h, p in run.tally.hosts.items() if p.changed} == {}
 
 
+def test_check_mode_on_a_fresh_host_reports_the_installs_and_writes_nothing(
+    converged: Converged, tmp_path: Path
+) -> None:
+    root = debian_root.fresh_root(tmp_path / "fresh-chat")
+    try:
+        # The apt module needs python3-apt to simulate installs; Debian's cloud images have it
+        # (unattended-upgrades depends on it), a minbase root does not.
+        installed = debian_root.in_root(
+            root, "apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-apt"
+        )
+        assert installed.returncode == 0, installed.stderr
+        run = run_site(chroot_inventory({"chat": root}), check=True)
+        assert run.rc == 0, describe(run)
+        changed = run.tally.hosts["chat-0"].changed_tasks
+        assert "chat : Install Prosody" in changed
+        assert "web : Install nginx" in changed
+        assert not (root / "etc" / "nginx").exists()
+        assert not (root / "etc" / "nftables.conf").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     ("tier", "argv"),
     [
