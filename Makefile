@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench bench-stacks bench-sim bench-k8s bench-autoscaler clean dashboards
+.PHONY: setup debs test lint typecheck unit preview bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible clean dashboards
 
 setup: debs $(STAMP)
 
@@ -51,6 +51,10 @@ test: lint typecheck unit
 bench-sim: setup
 	$(BIN)/python -m autoscaler.sim.bench --out docs/BENCHMARKS.md
 
+# Real apply of site.yml to three Debian 12 chroots, timed per phase (needs root; see docs/ansible.md).
+bench-ansible: setup
+	$(BIN)/python scripts/bench-ansible
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
@@ -67,4 +71,4 @@ bench-autoscaler: setup
 	$(BIN)/python tests/autoscaler/bench_pass.py --tiers 100 --passes 30
 
 # Every benchmark, each printing its figures and ratios to its target (figures are noisy on 2 shared cores).
-bench: bench-stacks bench-sim bench-k8s bench-autoscaler
+bench: bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible

@@ -1,0 +1,137 @@
+"""The stack outputs contract (ARCHITECTURE.md, "Stack outputs"), read and validated.
+
+`pulumi stack output --json` is the only thing the playbooks know about a stack. A mistake in it
+(a missing address, a tier nobody knows) must stop `swell configure` before Ansible starts, with
+an error naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+TIERS: tuple[str, ...] = ("web", "chat", "video")
+Tier = Literal["web", "chat", "video"]
+
+
+class StackOutputsError(ValueError):
+    """The stack outputs file cannot be used; the message says where and why."""
+
+
+class Instance(BaseModel):
+    """One server of a tier, as the stack reports it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    private_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    public_ipv4: ipaddress.IPv4Address | None = None
+    public_ipv6: ipaddress.IPv6Address | None = None
+
+
+class LoadBalancer(BaseModel):
+    """A tier's load balancer (absent for the video tier, which participants reach directly)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    vip_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    public_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+
+class TierOutputs(BaseModel):
+    """A tier's instances and load balancer."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    instances: list[Instance] = Field(default_factory=list)
+    load_balancer: LoadBalancer | None = None
+
+
+class PrivateNetwork(BaseModel):
+    """The stack's private network (vRack)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class StackOutputs(BaseModel):
+    """All of `pulumi stack output --json` that configuring hosts needs.
+
+    Keys the playbooks do not use are ignored, so the stacks may add outputs freely; tiers must
+    be among TIERS, so a misspelt tier cannot silently configure nothing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    stack: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    private_network: PrivateNetwork
+    tiers: dict[Tier, TierOutputs]
+    # Optional: where SSH may come from. Not part of the stack outputs contract today, so
+    # `swell configure --admin-cidr` can give it instead.
+    admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+
+    @field_validator("tiers")
+    @classmethod
+    def _unique_names(cls, tiers: dict[str, TierOutputs]) -> dict[str, TierOutputs]:
+        seen: dict[str, str] = {}
+        for tier, outputs in tiers.items():
+            for instance in outputs.instances:
+                if instance.name in seen:
+                    raise ValueError(
+                        f"instance name {instance.name!r} appears in tier {seen[instance.name]!r} "
+                        f"and in tier {tier!r}; names must be unique"
+                    )
+                seen[instance.name] = tier
+        return tiers
+
+    def instances(self, tier: str) -> list[Instance]:
+        """The instances of one tier (none when the stack has no such tier)."""
+        outputs = self.tiers.get(tier)  # type: ignore[call-overload]
+        return list(outputs.instances) if outputs else []
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def parse_stack_outputs(text: str, source: str = "stack outputs") -> StackOutputs:
+    """Parse and validate the JSON text; raise StackOutputsError naming each bad key."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StackOutputsError(
+            f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise StackOutputsError(
+            f"{source}: expected a JSON object (what `pulumi stack output --json` prints), "
+            f"got {type(data).__name__}"
+        )
+    try:
+        return StackOutputs.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            problems.append(f"  {_location(tuple(error['loc']))}: {error['msg']}")
+        raise StackOutputsError(f"{source}: {len(problems)} problem(s):\n" + "\n".join(problems)) from exc
+
+
+def load_stack_outputs(path: Path) -> StackOutputs:
+    """Read a stack outputs file; raise StackOutputsError when it is missing or invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StackOutputsError(f"{path}: cannot read the stack outputs: {exc.strerror}") from exc
+    return parse_stack_outputs(text, source=str(path))

@@ -1,0 +1,173 @@
+"""The inventory from stack outputs, and the errors a bad outputs file gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from swell.cli import app
+from swell.configure.inventory import InventorySettings, build_inventory, hosts_by_tier
+from swell.configure.outputs import StackOutputsError, load_stack_outputs, parse_stack_outputs
+
+SAMPLE = Path(__file__).parent / "data" / "stack-outputs-prod-gra11.json"
+ADMIN = ("203.0.113.0/24",)
+
+
+def sample() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(SAMPLE.read_text())
+    return data
+
+
+def test_sample_outputs_become_one_group_per_tier() -> None:
+    inventory = build_inventory(load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN))
+    assert hosts_by_tier(inventory) == {
+        "web": ["swell-prod-gra11-web-0", "swell-prod-gra11-web-1"],
+        "chat": ["swell-prod-gra11-chat-0"],
+        "video": ["swell-prod-gra11-video-0", "swell-prod-gra11-video-1"],
+    }
+    children = inventory["all"]["children"]
+    assert {tier: group["vars"]["swell_tier"] for tier, group in children.items()} == {
+        "web": "web",
+        "chat": "chat",
+        "video": "video",
+    }
+    video0 = children["video"]["hosts"]["swell-prod-gra11-video-0"]
+    assert video0 == {"ansible_host": "10.42.0.31", "swell_private_ip": "10.42.0.31"}
+    common = inventory["all"]["vars"]
+    assert common["swell_stack"] == "prod-gra11"
+    assert common["swell_private_network_cidr"] == "10.42.0.0/16"
+    assert common["swell_admin_cidrs"] == ["203.0.113.0/24"]
+    assert common["ansible_user"] == "debian"
+
+
+def test_limit_keeps_one_tier() -> None:
+    inventory = build_inventory(
+        load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN, tiers=("chat",))
+    )
+    assert hosts_by_tier(inventory) == {"chat": ["swell-prod-gra11-chat-0"]}
+
+
+def test_public_addresses_are_used_when_asked_and_missing_ones_are_named() -> None:
+    outputs = load_stack_outputs(SAMPLE)
+    inventory = build_inventory(
+        outputs, InventorySettings(admin_cidrs=ADMIN, address="public", tiers=("video",))
+    )
+    assert (
+        inventory["all"]["children"]["video"]["hosts"]["swell-prod-gra11-video-1"]["ansible_host"]
+        == "51.68.0.32"
+    )
+    with pytest.raises(StackOutputsError, match="swell-prod-gra11-web-0: --address public"):
+        build_inventory(outputs, InventorySettings(admin_cidrs=ADMIN, address="public"))
+
+
+def test_bastion_goes_into_the_ssh_arguments() -> None:
+    inventory = build_inventory(
+        load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN, ssh_jump="debian@51.68.0.99")
+    )
+    assert "-J debian@51.68.0.99" in inventory["all"]["vars"]["ansible_ssh_common_args"]
+
+
+def test_admin_networks_from_outputs_and_flags_are_merged_once() -> None:
+    data = sample() | {"admin_cidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+    inventory = build_inventory(
+        parse_stack_outputs(json.dumps(data)),
+        InventorySettings(admin_cidrs=("203.0.113.7/24", "198.51.100.0/24")),
+    )
+    assert inventory["all"]["vars"]["swell_admin_cidrs"] == [
+        "203.0.113.0/24",
+        "2001:db8::/32",
+        "198.51.100.0/24",
+    ]
+
+
+def broken(change: Any) -> str:
+    data = sample()
+    change(data)
+    return json.dumps(data)
+
+
+BAD_OUTPUTS = [
+    ('{"stack": "x",\n  "region": }', "line 2, column 13"),
+    ("[1, 2]", "expected a JSON object"),
+    (broken(lambda d: d.pop("private_network")), "private_network: Field required"),
+    (
+        broken(lambda d: d["tiers"]["web"]["instances"][0].update(private_ip="10.42.0.300")),
+        "tiers.web.instances[0].private_ip",
+    ),
+    (
+        broken(lambda d: d["tiers"].update(wbe=d["tiers"].pop("web"))),
+        "tiers.wbe.[key]: Input should be 'web', 'chat' or 'video'",
+    ),
+    (
+        broken(lambda d: d["tiers"]["chat"]["instances"][0].update(name="swell-prod-gra11-web-0")),
+        "appears in tier 'web' and in tier 'chat'",
+    ),
+    (broken(lambda d: d["private_network"].update(cidr="10.42.0.0/33")), "private_network.cidr"),
+    (
+        broken(lambda d: d["tiers"]["video"]["instances"][0].pop("name")),
+        "tiers.video.instances[0].name: Field required",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    BAD_OUTPUTS,
+    ids=[
+        "json-syntax",
+        "not-an-object",
+        "no-network",
+        "bad-address",
+        "unknown-tier",
+        "duplicate-name",
+        "bad-cidr",
+        "no-name",
+    ],
+)
+def test_bad_outputs_are_refused_naming_the_key(text: str, expected: str) -> None:
+    with pytest.raises(StackOutputsError) as excinfo:
+        parse_stack_outputs(text, source="outputs.json")
+    assert expected in str(excinfo.value)
+    assert str(excinfo.value).startswith("outputs.json:")
+
+
+def test_stack_with_no_instances_is_refused() -> None:
+    data = sample()
+    for tier in data["tiers"].values():
+        tier["instances"] = []
+    with pytest.raises(StackOutputsError, match="no instances"):
+        build_inventory(parse_stack_outputs(json.dumps(data)), InventorySettings(admin_cidrs=ADMIN))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--stack-outputs", "missing.json", "--admin-cidr", "203.0.113.0/24"],
+            "cannot read the stack outputs",
+        ),
+        (["--stack-outputs", "BAD", "--admin-cidr", "203.0.113.0/24"], "tiers.web.instances[0].private_ip"),
+        (["--stack-outputs", str(SAMPLE)], "no admin networks"),
+        (["--stack-outputs", str(SAMPLE), "--admin-cidr", "203.0.113.0/24", "--limit", "db"], "--limit 'db'"),
+        (["--stack-outputs", str(SAMPLE), "--admin-cidr", "nope"], "--admin-cidr 'nope': not a network"),
+        (
+            ["--stack-outputs", str(SAMPLE), "--admin-cidr", "203.0.113.0/24", "-e", "novalue"],
+            "expected KEY=VALUE",
+        ),
+    ],
+    ids=["missing-file", "bad-address", "no-admin-cidr", "unknown-limit", "bad-admin-cidr", "bad-extra-var"],
+)
+def test_configure_with_bad_input_exits_2_before_ansible_starts(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(broken(lambda d: d["tiers"]["web"]["instances"][0].update(private_ip="not-an-ip")))
+    args = [str(bad) if a == "BAD" else str(tmp_path / a) if a == "missing.json" else a for a in args]
+    result = CliRunner().invoke(app, ["configure", *args])
+    assert result.exit_code == 2
+    assert expected in " ".join(result.output.split())
+    assert "play:" not in result.output and "per-host summary" not in result.output

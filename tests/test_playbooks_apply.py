@@ -1,0 +1,397 @@
+"""site.yml applied for real to Debian 12 roots through the community.general.chroot connection.
+
+Three fresh copies of a debootstrap root (tests/debian_root.py) play a web, a chat and a video
+host of one stack. The run must converge, a second run must change nothing, check mode must
+report nothing to do, and the configurations must pass the programs' own checks inside the
+roots (nginx -t, prosodyctl check config, sshd -t, nft -c, chronyd -p, visudo -c).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from swell.cli import app
+from swell.configure.inventory import InventorySettings, build_inventory
+from swell.configure.outputs import parse_stack_outputs
+from swell.configure.progress import RunTally
+from swell.configure.runner import PLAYBOOKS_DIR as PLAYBOOKS
+from swell.configure.runner import AnsibleRunner, PlaybookRun
+
+sys.path.insert(0, str(Path(__file__).parent))
+import debian_root
+
+pytestmark = pytest.mark.slow
+
+TIER_IPS = {"web": "10.42.0.11", "chat": "10.42.0.21", "video": "10.42.0.31"}
+ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2d3Y1K1pL0mX0a alice@laptop"
+EXTRAVARS: dict[str, Any] = {
+    "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
+    "chat_xmpp_domain": "chat.swell.test",
+    "chat_jvb_password": "bridge-password-for-tests",
+    "video_xmpp_password": "bridge-password-for-tests",
+    "chat_turn_secret": "test-secret-not-for-production",
+    "chat_turn_host": "turn.swell.test",
+    # download.jitsi.org is out of reach here: the rest of the video role still applies.
+    "video_jitsi_install": False,
+    "video_turn_secret": "test-secret-not-for-production",
+}
+
+
+def outputs_json(tiers: list[str]) -> str:
+    return json.dumps(
+        {
+            "stack": "test-chroot",
+            "region": "GRA11",
+            "private_network": {"cidr": "10.42.0.0/16"},
+            "admin_cidrs": ["203.0.113.0/24", "2001:db8:ad::/48"],
+            "tiers": {
+                tier: {
+                    "instances": [{"name": f"{tier}-0", "private_ip": TIER_IPS[tier]}],
+                    "load_balancer": None,
+                }
+                for tier in tiers
+            },
+        }
+    )
+
+
+def chroot_inventory(roots: dict[str, Path]) -> dict[str, Any]:
+    """The inventory `swell configure` builds, pointed at the roots instead of SSH.
+
+    The host names stay aliases (web-0...) with `ansible_host` the root's path: a filesystem
+    path as the host name breaks ansible-runner's fact cache.
+    """
+    inventory = build_inventory(parse_stack_outputs(outputs_json(list(roots))), InventorySettings())
+    for tier, root in roots.items():
+        host = inventory["all"]["children"][tier]["hosts"][f"{tier}-0"]
+        host.update(
+            ansible_connection="community.general.chroot", ansible_host=str(root), ansible_become=False
+        )
+    return inventory
+
+
+@dataclass
+class Run:
+    rc: int
+    tally: RunTally
+    output_tail: str
+
+
+def run_site(inventory: dict[str, Any], check: bool = False) -> Run:
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(inventory=inventory, check=check, diff=check, extravars=EXTRAVARS, timeout_s=900),
+        tally.apply,
+    )
+    return Run(outcome.rc, tally, outcome.output_tail)
+
+
+@dataclass
+class Converged:
+    roots: dict[str, Path]
+    inventory: dict[str, Any]
+    first: Run
+    second: Run
+
+
+@pytest.fixture(scope="module")
+def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
+    reason = debian_root.can_chroot()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("roots")
+    roots = {tier: debian_root.fresh_root(base / tier) for tier in ("web", "chat", "video")}
+    inventory = chroot_inventory(roots)
+    first = run_site(inventory)
+    for root in roots.values():
+        debian_root.keep_archives(root)
+    second = run_site(inventory) if first.rc == 0 else first
+    yield Converged(roots, inventory, first, second)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def describe(run: Run) -> str:
+    return "; ".join(f.describe() for f in run.tally.failures) or f"rc={run.rc}: {run.output_tail}"
+
+
+def test_site_converges_every_tier_on_a_fresh_debian_root(converged: Converged) -> None:
+    assert converged.first.rc == 0, describe(converged.first)
+    assert set(converged.first.tally.hosts) == {"web-0", "chat-0", "video-0"}
+    for host, progress in converged.first.tally.hosts.items():
+        assert progress.changed > 0, f"{host} changed nothing on a fresh root"
+
+
+def test_second_run_changes_nothing(converged: Converged) -> None:
+    assert converged.second.rc == 0, describe(converged.second)
+    changed = {h: p.changed_tasks for h, p in converged.second.tally.hosts.items() if p.changed}
+    assert changed == {}
+
+
+def test_check_mode_on_converged_hosts_reports_nothing_to_do(converged: Converged) -> None:
+    run = run_site(converged.inventory, check=True)
+    assert run.rc == 0, describe(run)
+    assert {h: p.changed_tasks for h, p in run.tally.hosts.items() if p.changed} == {}
+
+
+def test_check_mode_on_a_fresh_host_reports_the_installs_and_writes_nothing(
+    converged: Converged, tmp_path: Path
+) -> None:
+    root = debian_root.fresh_root(tmp_path / "fresh-chat")
+    try:
+        # The apt module needs python3-apt to simulate installs; Debian's cloud images have it
+        # (unattended-upgrades depends on it), a minbase root does not.
+        installed = debian_root.in_root(
+            root, "apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-apt"
+        )
+        assert installed.returncode == 0, installed.stderr
+        run = run_site(chroot_inventory({"chat": root}), check=True)
+        assert run.rc == 0, describe(run)
+        changed = run.tally.hosts["chat-0"].changed_tasks
+        assert "chat : Install Prosody" in changed
+        assert "web : Install nginx" in changed
+        assert not (root / "etc" / "nginx").exists()
+        assert not (root / "etc" / "nftables.conf").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("tier", "argv"),
+    [
+        ("web", ["nginx", "-t"]),
+        ("chat", ["nginx", "-t"]),
+        ("chat", ["prosodyctl", "check", "config"]),
+        ("web", ["/usr/sbin/sshd", "-t"]),
+        ("video", ["nft", "-c", "-f", "/etc/nftables.conf"]),
+        ("web", ["nft", "-c", "-f", "/etc/nftables.conf"]),
+        ("chat", ["chronyd", "-p", "-f", "/etc/chrony/chrony.conf"]),
+        ("web", ["visudo", "-c"]),
+    ],
+    ids=[
+        "web-nginx",
+        "chat-nginx",
+        "chat-prosody",
+        "sshd",
+        "video-nftables",
+        "web-nftables",
+        "chrony",
+        "sudoers",
+    ],
+)
+def test_configs_pass_their_own_checks_inside_the_root(
+    converged: Converged, tier: str, argv: list[str]
+) -> None:
+    assert converged.first.rc == 0, describe(converged.first)
+    result = debian_root.in_root(converged.roots[tier], *argv)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def read(converged: Converged, tier: str, path: str) -> str:
+    return (converged.roots[tier] / path.lstrip("/")).read_text()
+
+
+def test_sshd_refuses_passwords_and_root(converged: Converged) -> None:
+    result = debian_root.in_root(converged.roots["web"], "/usr/sbin/sshd", "-T")
+    settings = result.stdout.lower()
+    assert "passwordauthentication no" in settings
+    assert "permitrootlogin no" in settings
+
+
+def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
+    keys = read(converged, "chat", "/home/alice/.ssh/authorized_keys")
+    assert keys.strip().splitlines() == [ADMIN_KEY]
+    groups = debian_root.in_root(converged.roots["chat"], "id", "-nG", "alice").stdout.split()
+    assert "sudo" in groups
+
+
+@pytest.mark.parametrize(
+    ("tier", "present", "absent"),
+    [
+        (
+            "web",
+            ["tcp dport 443 accept", "tcp dport 80 accept", "tcp dport 9100"],
+            ["udp dport 10000", "8080"],
+        ),
+        ("video", ["udp dport 10000 accept", "tcp dport 8080 accept"], ["tcp dport 80 "]),
+    ],
+    ids=["web", "video"],
+)
+def test_firewall_follows_the_tier(
+    converged: Converged, tier: str, present: list[str], absent: list[str]
+) -> None:
+    ruleset = read(converged, tier, "/etc/nftables.conf")
+    assert "policy drop" in ruleset
+    assert "ip saddr { 203.0.113.0/24 } tcp dport 22 accept" in ruleset
+    assert "ip6 saddr { 2001:db8:ad::/48 } tcp dport 22 accept" in ruleset
+    for fragment in present:
+        assert fragment in ruleset
+    for fragment in absent:
+        assert fragment not in ruleset
+
+
+def test_node_exporter_listens_on_the_private_address_only(converged: Converged) -> None:
+    for tier, ip in TIER_IPS.items():
+        assert f"--web.listen-address={ip}:9100" in read(
+            converged, tier, "/etc/default/prometheus-node-exporter"
+        )
+
+
+def test_video_bridge_config_is_valid_hocon_with_private_metrics(converged: Converged) -> None:
+    from pyhocon import ConfigFactory
+
+    config = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
+    assert config.get("videobridge.http-servers.private.host") == TIER_IPS["video"]
+    assert config.get_int("videobridge.http-servers.private.port") == 8080
+    assert config.get_int("videobridge.ice.udp.port") == 10000
+
+
+def test_coturn_serves_turn_over_tls_on_443_only(converged: Converged) -> None:
+    lines = read(converged, "video", "/etc/turnserver.conf").splitlines()
+    settings = [line for line in lines if line and not line.startswith("#")]
+    assert "tls-listening-port=443" in settings
+    assert {"no-udp", "no-tcp", "use-auth-secret"} <= set(settings)
+    # coturn reads its options like its command line: an unknown one stops it at start-up.
+    result = debian_root.in_root(
+        converged.roots["video"], "turnserver", "-c", "/etc/turnserver.conf", "--help"
+    )
+    assert "turnserver" in (result.stdout + result.stderr).lower()
+
+
+def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Converged) -> None:
+    from pyhocon import ConfigFactory
+
+    jvb = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
+    shard = jvb.get("videobridge.apis.xmpp-client.configs.swell")
+    assert (shard["DOMAIN"], shard["USERNAME"]) == ("auth.chat.swell.test", "jvb")
+    assert shard["MUC_JIDS"] == "jvbbrewery@internal.auth.chat.swell.test"
+    host = read(converged, "chat", "/etc/prosody/conf.d/chat.swell.test.cfg.lua")
+    assert 'Component "internal.auth.chat.swell.test" "muc"' in host
+    assert 'VirtualHost "auth.chat.swell.test"' in host
+    account = converged.roots["chat"] / "var/lib/prosody/auth%2echat%2eswell%2etest/accounts/jvb.dat"
+    assert account.exists()
+
+
+def test_chat_nginx_proxies_websocket_and_bosh_to_prosody(converged: Converged) -> None:
+    site = read(converged, "chat", "/etc/nginx/sites-available/swell.conf")
+    assert "location /xmpp-websocket" in site
+    assert "location /http-bind" in site
+    assert "proxy_set_header Upgrade $http_upgrade;" in site
+    assert "location = /healthz" in site
+
+
+def chroot_cli_args(converged: Converged, tmp_path: Path, tier: str) -> list[str]:
+    """`swell configure` arguments reaching one root: connection variables as extra vars."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(outputs_json([tier]))
+    args = ["configure", "--stack-outputs", str(outputs), "--limit", tier]
+    connection = {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(converged.roots[tier]),
+        "ansible_become": "false",
+    }
+    for key, value in connection.items():
+        args += ["-e", f"{key}={value}"]
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(EXTRAVARS))
+    return [*args, "-e", f"@{extra}"]
+
+
+def test_configure_check_on_a_converged_host_exits_0_with_a_summary(
+    converged: Converged, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, [*chroot_cli_args(converged, tmp_path, "chat"), "--check", "--diff"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "chat-0 │ chat │ ok" in output
+    assert "converged: 1 host(s), 0 change(s)" in output
+
+
+def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, tmp_path: Path) -> None:
+    # An operator's typo: the base role refuses before it changes anything.
+    result = CliRunner().invoke(app, [*chroot_cli_args(converged, tmp_path, "web"), "-e", "swell_tier=wbe"])
+    assert result.exit_code == 1, result.output
+    assert "web-0: failed at task 'base : Check that the tier is one swell knows'" in result.output
+    assert "expected one of web, chat, video" in result.output
+
+
+def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged, tmp_path: Path) -> None:
+    # What a new instance runs (ansible-pull ... playbooks/pull.yml) with its
+    # /etc/swell/ansible-vars.json, here through the chroot and in check mode: the same roles as
+    # site.yml, so nothing is left to do on the host site.yml converged.
+    bootstrap_vars = {
+        "swell_tier": "web",
+        "swell_stack": "test-chroot",
+        "swell_private_network_cidr": "10.42.0.0/16",
+        "swell_admin_cidrs": ["203.0.113.0/24", "2001:db8:ad::/48"],
+    }
+    inventory = {
+        "all": {
+            "hosts": {
+                "localhost": {
+                    "ansible_connection": "community.general.chroot",
+                    "ansible_host": str(converged.roots["web"]),
+                    "ansible_become": False,
+                    # A real instance finds it among its interfaces; a chroot sees none.
+                    "swell_private_ip": TIER_IPS["web"],
+                }
+            }
+        }
+    }
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(
+            inventory=inventory,
+            playbook=PLAYBOOKS / "pull.yml",
+            check=True,
+            extravars=EXTRAVARS | bootstrap_vars,
+            timeout_s=600,
+        ),
+        tally.apply,
+    )
+    assert outcome.rc == 0, describe(Run(outcome.rc, tally, outcome.output_tail))
+    localhost = tally.hosts["localhost"]
+    assert localhost.changed_tasks == []
+    assert localhost.roles == ["base", "node_exporter", "web"]
+
+
+@pytest.mark.parametrize(
+    ("bootstrap_vars", "expected"),
+    [
+        ({}, "swell_tier is unset; expected web, chat or video"),
+        ({"swell_tier": "db"}, "swell_tier is db; expected web, chat or video"),
+    ],
+    ids=["missing-tier", "unknown-tier"],
+)
+def test_pull_playbook_refuses_an_instance_without_a_tier(
+    bootstrap_vars: dict[str, Any], expected: str
+) -> None:
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(
+            inventory={"all": {"hosts": {"localhost": {}}}},
+            playbook=PLAYBOOKS / "pull.yml",
+            extravars=bootstrap_vars,
+            timeout_s=120,
+        ),
+        tally.apply,
+    )
+    assert outcome.rc != 0
+    assert [f.task for f in tally.failures] == ["Check that swell_tier names a tier"]
+    assert expected in tally.failures[0].message
+
+
+def test_services_were_not_started_in_the_chroot(converged: Converged) -> None:
+    # The roles saw no systemd and left services alone; nothing may run from the roots.
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    for root in converged.roots.values():
+        assert str(root) not in ps
