@@ -67,6 +67,8 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
         "stack": cfg.stack,
         "region": cfg.region,
         "private_network": {"cidr": cfg.private_network.cidr},
+        # `swell configure` opens the hosts' firewalls to the same admin networks as the security groups.
+        "admin_cidrs": list(cfg.admin_cidrs),
         "tiers": tiers,
     }
 

@@ -134,6 +134,7 @@ def test_outputs_follow_the_architecture_contract() -> None:
     out = rec.outputs
     assert out["stack"] == "dev" and out["region"] == "GRA11"
     assert out["private_network"] == {"cidr": "10.42.0.0/16"}
+    assert out["admin_cidrs"] == stack_values("dev")["swell:adminCidrs"]
     assert set(out["tiers"]) == {"web", "chat", "video"}
     for tier, data in out["tiers"].items():
         for inst in data["instances"]:
