@@ -94,15 +94,17 @@ def _outputs(stack: str, config: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["version"]:
+        # The Automation API asks for the version from the caller's working directory, not the
+        # project's: answer without leaving a trace there.
+        print("v3.150.0")
+        return 0
     STATE.mkdir(exist_ok=True)
     with (STATE / "calls.jsonl").open("a") as log:
         log.write(json.dumps(argv) + "\n")
     stack = _opt(argv, "--stack")
     words = [a for a in argv if not a.startswith("-")]
 
-    if argv[:1] == ["version"]:
-        print("v3.150.0")
-        return 0
     if stack is None or not _stack_file(stack).exists():
         print(f"error: no stack named '{stack}' found", file=sys.stderr)
         return 255
