@@ -495,7 +495,7 @@ class Drill:
 
     def _fault_on(self, fault: Fault, faulty: FaultyActuator, rel: float) -> None:
         assert self.actuator is not None and self.prometheus is not None
-        entry: dict[str, Any] = {**fault.to_dict(), "started_s": round(rel, 2)}
+        entry: dict[str, Any] = {**fault.to_dict(), "started_s": round(rel, 3)}
         if fault.kind == "prometheus-outage":
             os.killpg(self.prometheus.pid, signal.SIGSTOP)  # unreachable: queries time out
         elif fault.kind == "actuator-error":
@@ -513,14 +513,15 @@ class Drill:
             faulty.failing = False
         for entry in self.fault_log:
             if entry["kind"] == fault.kind and entry["at_s"] == fault.at:
-                entry["ended_s"] = round(rel, 2)
+                entry["ended_s"] = round(rel, 3)
 
     def _sample(self, rel: float) -> None:
         assert self.actuator is not None
         tl = self.timeline
         try:
-            demand = by_tier(self.prom_url, DEMAND)
-            ready_seen: dict[str, float] | None = by_tier(self.prom_url, READY)
+            # Short timeouts: a paused Prometheus (fault) must not slow the loop's passes.
+            demand = by_tier(self.prom_url, DEMAND, timeout=0.4)
+            ready_seen: dict[str, float] | None = by_tier(self.prom_url, READY, timeout=0.4)
         except (OSError, ValueError):
             demand, ready_seen = {}, None
         tl.t.append(round(rel, 3))

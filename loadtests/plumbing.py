@@ -167,8 +167,8 @@ def query(url: str, promql: str, timeout: float = 2.0) -> list[dict[str, Any]]:
         return list(json.loads(r.read())["data"]["result"])
 
 
-def by_tier(url: str, promql: str) -> dict[str, float]:
-    return {s["metric"].get("tier", ""): float(s["value"][1]) for s in query(url, promql)}
+def by_tier(url: str, promql: str, timeout: float = 2.0) -> dict[str, float]:
+    return {s["metric"].get("tier", ""): float(s["value"][1]) for s in query(url, promql, timeout)}
 
 
 def write_yaml(path: Path, data: Any) -> Path:

@@ -70,32 +70,64 @@ def _per_second(drill: Drill, after: float) -> dict[str, list[Any]]:
 
 
 def _fault_outcomes(drill: Drill) -> list[dict[str, Any]]:
+    """What the autoscaler did about each fault: held, replaced, retried (figures and a sentence)."""
     out = []
     events = drill.actuator.events() if drill.actuator else []
     for f in drill.fault_log:
         start, end = f["started_s"], f.get("ended_s", f["started_s"])
-        during = [d for d in drill.decisions if start <= d["t"] <= end + 0.5]
+        during = [d for d in drill.decisions if start <= d["t"] < end]
         entry = dict(f)
         if f["kind"] == "prometheus-outage":
-            holds = [d for d in during if str(d["reason"]).startswith("hold")]
-            downs = [d for d in during if d["direction"] == "down"]
+            held = sum(1 for d in during if str(d["reason"]).startswith("hold"))
+            downs = sum(1 for d in during if d["direction"] == "down")
+            entry.update(decisions=len(during), held=held, scale_downs=downs)
             entry["outcome"] = (
-                f"{len(holds)} of {len(during)} decisions held during the outage, {len(downs)} scale-downs"
+                f"{held} of {len(during)} decisions held during the outage, {downs} scale-downs"
             )
         elif f["kind"] == "actuator-error":
-            errors = [d for d in during if d["error"]]
-            after = [d for d in drill.decisions if d["t"] > end and d["acted"]]
-            entry["outcome"] = f"{len(errors)} actuation errors during the fault; " + (
-                "retried and applied after it" if after else "nothing left to apply after it"
+            failed_tiers = {d["tier"] for d in during if d["error"]}
+            retried = {
+                d["tier"]
+                for d in drill.decisions
+                if d["t"] >= end and d["acted"] and d["tier"] in failed_tiers
+            }
+            entry.update(errors=sum(1 for d in during if d["error"]), retried=sorted(retried))
+            entry["outcome"] = (
+                f"{entry['errors']} failed actuations ({', '.join(sorted(failed_tiers))}); "
+                f"applied after the fault: {', '.join(sorted(retried)) or 'none'}"
+                if failed_tiers
+                else "no scaling was asked during the fault (nothing to fail)"
             )
         else:
             t0 = drill.load_started_at + start
-            died = [e for e in events if e["event"] == "died" and e["at"] >= t0 and e["tier"] == "web"]
+            died = next((e for e in events if e["event"] == "died" and e["at"] >= t0), None)
             started = [e for e in events if e["event"] == "started" and e["at"] > t0 and e["tier"] == "web"]
+            # Replaced: the instances asked for are back to the count before the kill.
+            t, asked = drill.timeline.t, drill.timeline.requested["web"]
+            before = next((n for ts, n in zip(reversed(t), reversed(asked), strict=True) if ts < start), None)
+            dead_s = None if died is None else died["at"] - drill.load_started_at
+            back = next(
+                (
+                    ts
+                    for ts, n in zip(t, asked, strict=True)
+                    if dead_s is not None and ts > dead_s and before is not None and n >= before
+                ),
+                None,
+            )
+            entry.update(
+                seen_dead_s=None if dead_s is None else round(dead_s, 2),
+                replaced=back is not None,
+                replaced_at_s=None if back is None else round(back, 2),
+                started_after=len(started),
+            )
             entry["outcome"] = (
-                f"instance on port {f.get('killed_port')} died"
-                + (f", {len(died)} seen dead" if died else "")
-                + (f"; replaced: {len(started)} instances started after it" if started else "; not replaced")
+                f"instance on port {f.get('killed_port')} killed; "
+                + ("not seen dead" if dead_s is None else f"dropped at {dead_s:.1f} s")
+                + (
+                    f"; replaced: {before} instances asked for again at {back:.1f} s"
+                    if back is not None
+                    else "; not replaced"
+                )
             )
         out.append(entry)
     return out

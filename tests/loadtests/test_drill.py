@@ -83,6 +83,34 @@ def test_a_compressed_surge_scales_web_up_and_reports(tmp_path: Path) -> None:
 
 @needs_parts
 @pytest.mark.slow
+def test_faults_the_loop_holds_replaces_and_retries(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    faults = ["prometheus-outage@12:6", "kill-instance@22", "actuator-error@27:6"]
+    done = subprocess.run(
+        [SWELL, "drill", "--speed", "90", "--out", str(out), "--json"]
+        + [arg for f in faults for arg in ("--fault", f)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    outage, kill, error = json.loads(done.stdout)["faults"]
+    assert outage["kind"] == "prometheus-outage" and outage["decisions"] >= 3
+    assert outage["held"] == outage["decisions"]  # every tier, every pass: hold
+    assert outage["scale_downs"] == 0
+    assert kill["kind"] == "kill-instance" and kill["seen_dead_s"] is not None
+    assert kill["seen_dead_s"] - kill["at_s"] < 3
+    assert kill["replaced"] and kill["started_after"] >= 1
+    assert kill["replaced_at_s"] - kill["seen_dead_s"] < 6  # within a few passes (2 s each)
+    assert error["kind"] == "actuator-error"
+    failed = {d["tier"] for d in json.loads(done.stdout)["decisions"] if d["error"]}
+    assert set(error["retried"]) == failed  # every tier whose scaling failed got it applied later
+    assert "held during the outage" in (out / "report.md").read_text()
+    assert_nothing_left(out)
+
+
+@needs_parts
+@pytest.mark.slow
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     out = tmp_path / "drill"
     proc = subprocess.Popen(
