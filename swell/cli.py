@@ -115,7 +115,7 @@ def _drill(
     profile: Annotated[str, typer.Option("--profile", help="surge400, daily or spike.")] = "surge400",
     speed: Annotated[
         float | None,
-        typer.Option("--speed", help="Time compression [surge400 20, daily 360, spike 5]."),
+        typer.Option("--speed", help="Time compression (default: surge400 20, daily 360, spike 5)."),
     ] = None,
     no_autoscale: Annotated[
         bool, typer.Option("--no-autoscale", help="Keep the minimum instances: the baseline.")
