@@ -76,7 +76,9 @@ def drill_command(
         drill = Drill(options, progress=lambda snap: live.update(_view(snap)))
         try:
             report = drill.run()
-        except DrillError as exc:
+        except (DrillError, RuntimeError, OSError) as exc:
+            # A part that did not start (HAProxy, Prometheus, an instance) or Locust gone wrong:
+            # everything started is already stopped by Drill.run.
             err.print(f"[red]drill failed:[/red] {exc}")
             raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:

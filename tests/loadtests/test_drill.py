@@ -67,7 +67,9 @@ def test_a_compressed_surge_scales_web_up_and_reports(tmp_path: Path) -> None:
     assert web["peak_instances"] >= 4, web  # x5 demand: at least doubled, in 50 s of load
     assert set(report["tiers"]) == {"web", "chat", "video"}
     slo = report["slo"]
-    assert slo["held"] == (slo["p95_ms"] <= 500 and slo["error_rate"] <= 0.01)
+    tiers_ok = all(t["p95_ms"] <= 500 and t["error_rate"] <= 0.01 for t in report["tiers"].values())
+    assert slo["held"] == (slo["p95_ms"] <= 500 and slo["error_rate"] <= 0.01 and tiers_ok)
+    assert slo["tiers_broken"] == [n for n, t in report["tiers"].items() if not t["slo_held"]]
     assert done.returncode == (0 if slo["held"] else 1)
     assert slo["requests"] > 500
     assert any(d["tier"] == "web" and d["direction"] == "up" and d["acted"] for d in report["decisions"])
@@ -106,6 +108,26 @@ def test_faults_the_loop_holds_replaces_and_retries(tmp_path: Path) -> None:
     failed = {d["tier"] for d in json.loads(done.stdout)["decisions"] if d["error"]}
     assert set(error["retried"]) == failed  # every tier whose scaling failed got it applied later
     assert "held during the outage" in (out / "report.md").read_text()
+    assert_nothing_left(out)
+
+
+@needs_parts
+@pytest.mark.slow
+def test_without_the_autoscaler_the_same_surge_breaks_the_slo(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    done = subprocess.run(
+        [SWELL, "drill", "--speed", "90", "--no-autoscale", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["autoscale"] is False and report["decisions"] == []
+    assert report["tiers"]["web"]["peak_instances"] == 2
+    assert not report["slo"]["held"]
+    assert report["slo"]["error_rate"] > 0.05  # x5 load on the minimum: refused, not just slow
+    assert "BROKEN" in (out / "report.md").read_text()
     assert_nothing_left(out)
 
 
