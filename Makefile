@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible clean dashboards
+.PHONY: setup debs test lint typecheck unit preview drill bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible bench-drill clean dashboards
 
 setup: debs $(STAMP)
 
@@ -32,12 +32,22 @@ typecheck: setup
 	$(BIN)/mypy $(PY_DIRS) tests
 
 # tests/stacks runs in a pytest process of its own: Pulumi's mocks hang in a process that imported
-# locust (gevent monkey-patching), and its conftest fails loudly if that ever happens.
+# locust (gevent monkey-patching), and its conftest fails loudly if that ever happens. tests/loadtests
+# imports locust (the shapes), so it gets a process of its own too.
 unit: setup
-	$(BIN)/pytest tests --ignore=tests/stacks
+	$(BIN)/pytest tests --ignore=tests/stacks --ignore=tests/loadtests
 	$(BIN)/pytest tests/stacks
+	$(BIN)/pytest tests/loadtests
 
-# The README's main-job command until the drill exists: the dev stack, offline.
+# The main job: a 400% surge rehearsed on this machine with the real loop (report in build/drill/).
+drill: setup
+	$(BIN)/swell drill --profile surge400 --out build/drill
+
+# The same surge with and without the autoscaler: duration, peak instances, p95, errors, CPU busy.
+bench-drill: setup
+	$(BIN)/python -m loadtests.bench --out build/drill-bench
+
+# What the dev stack would create: resources per tier, vCPU/RAM against quota, cost (offline).
 preview: setup
 	$(BIN)/swell preview --stack dev
 
@@ -71,4 +81,4 @@ bench-autoscaler: setup
 	$(BIN)/python tests/autoscaler/bench_pass.py --tiers 100 --passes 30
 
 # Every benchmark, each printing its figures and ratios to its target (figures are noisy on 2 shared cores).
-bench: bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible
+bench: bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible bench-drill

@@ -111,6 +111,34 @@ app.command("surge")(_autoscaler_cli.surge)
 app.command("status")(_autoscaler_cli.status)
 
 
+# --- load tests: the surge drill (loadtests/) -------------------------------------------------
+@app.command("drill")
+def _drill(
+    profile: Annotated[str, typer.Option("--profile", help="surge400, daily or spike.")] = "surge400",
+    speed: Annotated[
+        float | None,
+        typer.Option("--speed", help="Time compression (default: surge400 20, daily 360, spike 5)."),
+    ] = None,
+    no_autoscale: Annotated[
+        bool, typer.Option("--no-autoscale", help="Keep the minimum instances: the baseline.")
+    ] = False,
+    faults: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="prometheus-outage@AT:FOR, kill-instance@AT, actuator-error@AT:FOR (s after load start).",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("build/drill"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+    base_users: Annotated[int, typer.Option("--base-users", help="Locust users at x1.")] = 30,
+) -> None:
+    """Rehearse a surge on this machine: HAProxy, Prometheus, tier instances, the autoscaler, Locust."""
+    from loadtests.cli import drill_command
+
+    drill_command(profile, speed, no_autoscale, faults or [], out, as_json, base_users)
+
+
 @app.command()
 def preview(
     stack: str = typer.Option("dev", "--stack", help="Stack name: reads Pulumi.<stack>.yaml."),

@@ -1,0 +1,346 @@
+"""The drill's actuator: tier instances as local processes of the reference tier service
+(`loadtests/tier_service.py`), on free 127.0.0.1 ports, behind a real HAProxy.
+
+It stands in for the Pulumi actuator and OpenStack: starting a process is "creating a VM", and a
+new instance becomes ready only `boot_delay_s` after it was asked for (standing in for VM boot and
+cloud-init configuration, the provisioning lead time the autoscaler has to plan across). A ready
+instance is then registered where production finds it:
+
+- in HAProxy, which stands in for the Octavia load balancer (Octavia runs HAProxy; this is not
+  Octavia): each tier's backend has `server-template` slots, and the runtime API over the stats
+  socket (`set server B/S addr ... port ...`, `set server B/S state ready|drain|maint`) makes the
+  backend follow the instances without a reload;
+- in a Prometheus file_sd file with a `tier` label (standing in for openstack_sd and Nova
+  metadata), scraped as job `node` (readiness) and, for video, in a second file scraped as `jvb`.
+
+Scale-down drains (no new connections, `drain_s` to finish) and then stops the newest instances
+first. `capacity()` reports the instances asked for (booting and ready) and the ready ones; an
+instance that died is dropped from both, so the next pass of the loop replaces it. `scale` is
+idempotent. Failures raise `ActuationError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoscaler.ports import ActuationError, Capacity
+
+BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
+HAPROXY_ERRORS = ("No such", "Require", "Unknown", "invalid", "not found", "can't", "cannot")
+
+
+@dataclass(frozen=True)
+class LocalTierSettings:
+    """One tier: the service kind, its HAProxy backend (with `slots` server-template slots named
+    `s1..sN`), the boot delay, and extra arguments for `loadtests.tier_service`."""
+
+    kind: str
+    backend: str
+    slots: int
+    boot_delay_s: float = 20.0
+    service_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalActuatorSettings:
+    tiers: Mapping[str, LocalTierSettings]
+    haproxy_socket: Path
+    node_file_sd: Path
+    jvb_file_sd: Path
+    drain_s: float = 3.0
+    log_dir: Path | None = None
+    python: str = sys.executable
+    tick_s: float = 0.2
+
+
+@dataclass
+class Instance:
+    tier: str
+    slot: int
+    port: int
+    proc: subprocess.Popen[bytes]
+    asked_at: float
+    ready_at: float
+    state: str = BOOTING
+    stop_at: float = 0.0
+
+
+@dataclass
+class Event:
+    at: float
+    tier: str
+    event: str  # started, ready, draining, stopped, died
+    port: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "tier": self.tier, "event": self.event, "port": self.port}
+
+
+def haproxy_command(socket_path: Path, command: str, timeout_s: float = 2.0) -> str:
+    """Send one command to HAProxy's runtime API (stats socket, level admin); return its answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout_s)
+            s.connect(str(socket_path))
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ActuationError(f"haproxy runtime API at {socket_path}: {exc}") from None
+    answer = b"".join(chunks).decode(errors="replace").strip()
+    if any(marker in answer for marker in HAPROXY_ERRORS):
+        raise ActuationError(f"haproxy refused {command!r}: {answer}")
+    return answer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)  # Prometheus never reads half a file
+
+
+@dataclass
+class _Book:
+    instances: list[Instance] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+class LocalActuator:
+    """Local tier-service processes behind HAProxy; see the module docstring. Call `start()` once
+    (the reconciler thread) and `close()` at the end (stops every process it started)."""
+
+    name = "local"
+
+    def __init__(self, settings: LocalActuatorSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._book = _Book()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="local-actuator", daemon=True)
+        self._write_file_sd()
+
+    # --- the Actuator port -------------------------------------------------------------------
+    def capacity(self, tier: str) -> Capacity:
+        self._tier(tier)
+        with self._lock:
+            live = self._live(tier)
+            return Capacity(current=len(live), ready=sum(1 for i in live if i.state == READY))
+
+    def scale(self, tier: str, desired: int) -> None:
+        spec = self._tier(tier)
+        if desired < 0:
+            raise ActuationError(f"{tier}: desired must be >= 0, got {desired}", retryable=False)
+        if desired > spec.slots:
+            raise ActuationError(
+                f"{tier}: {desired} instances asked, the HAProxy backend {spec.backend} has "
+                f"{spec.slots} slots",
+                retryable=False,
+            )
+        with self._lock:
+            live = self._live(tier)
+            for _ in range(desired - len(live)):
+                self._spawn(tier, spec, spec.boot_delay_s)
+            if desired < len(live):
+                # Newest first, booting ones before ready ones: keep the warm capacity.
+                order = sorted(live, key=lambda i: (i.state == READY, -i.asked_at))
+                for inst in order[: len(live) - desired]:
+                    self._drain(inst)
+
+    # --- drill helpers -----------------------------------------------------------------------
+    def start(self) -> LocalActuator:
+        self._thread.start()
+        return self
+
+    def bootstrap(self, counts: Mapping[str, int], timeout_s: float = 30.0) -> None:
+        """Start `counts` instances per tier without a boot delay, and wait until all are ready."""
+        with self._lock:
+            for tier, n in counts.items():
+                spec = self._tier(tier)
+                for _ in range(n - len(self._live(tier))):
+                    self._spawn(tier, spec, 0.0)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.capacity(t).ready >= n for t, n in counts.items()):
+                return
+            time.sleep(0.1)
+        raise ActuationError(f"instances not ready after {timeout_s:.0f} s: {self.snapshot()}")
+
+    def kill_one(self, tier: str) -> int | None:
+        """Kill a ready instance with SIGKILL (a VM lost), as a fault; return its port."""
+        with self._lock:
+            ready = [i for i in self._live(tier) if i.state == READY]
+            if not ready:
+                return None
+            victim = ready[0]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(victim.proc.pid, signal.SIGKILL)
+            return victim.port
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            out: dict[str, dict[str, int]] = {}
+            for tier in self.settings.tiers:
+                states = [i.state for i in self._book.instances if i.tier == tier]
+                out[tier] = {s: states.count(s) for s in (BOOTING, READY, DRAINING)}
+            return out
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e.to_dict() for e in self._book.events]
+
+    def close(self) -> None:
+        """Stop the reconciler and every process started, whatever their state."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._lock:
+            procs = [i.proc for i in self._book.instances if i.state != GONE]
+            for inst in self._book.instances:
+                inst.state = GONE
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    # --- internals ---------------------------------------------------------------------------
+    def _tier(self, tier: str) -> LocalTierSettings:
+        try:
+            return self.settings.tiers[tier]
+        except KeyError:
+            raise ActuationError(f"unknown tier {tier!r}", retryable=False) from None
+
+    def _live(self, tier: str) -> list[Instance]:
+        return [i for i in self._book.instances if i.tier == tier and i.state in (BOOTING, READY)]
+
+    def _event(self, inst: Instance, what: str) -> None:
+        self._book.events.append(Event(self.clock(), inst.tier, what, inst.port))
+
+    def _spawn(self, tier: str, spec: LocalTierSettings, boot_delay_s: float) -> None:
+        used = {i.slot for i in self._book.instances if i.tier == tier and i.state != GONE}
+        free = [s for s in range(1, spec.slots + 1) if s not in used]
+        if not free:
+            raise ActuationError(f"{tier}: every HAProxy slot of {spec.backend} is in use")
+        port = free_port()
+        cmd = [self.settings.python, "-m", "loadtests.tier_service", "--kind", spec.kind, "--port", str(port)]
+        log: Any = subprocess.DEVNULL
+        if self.settings.log_dir is not None:
+            self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.settings.log_dir / f"{tier}-{port}.log", "wb")  # noqa: SIM115 (child owns it)
+        try:
+            proc = subprocess.Popen(
+                [*cmd, *spec.service_args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: Ctrl-C reaches the drill, which stops it
+            )
+        except OSError as exc:
+            raise ActuationError(f"{tier}: cannot start an instance: {exc}") from None
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        now = self.clock()
+        inst = Instance(tier, free[0], port, proc, asked_at=now, ready_at=now + boot_delay_s)
+        self._book.instances.append(inst)
+        self._event(inst, "started")
+
+    def _server(self, inst: Instance) -> str:
+        return f"{self.settings.tiers[inst.tier].backend}/s{inst.slot}"
+
+    def _drain(self, inst: Instance) -> None:
+        was_ready = inst.state == READY
+        inst.state = DRAINING
+        inst.stop_at = self.clock() + (self.settings.drain_s if was_ready else 0.0)
+        self._event(inst, "draining")
+        if was_ready:
+            haproxy_command(self.settings.haproxy_socket, f"set server {self._server(inst)} state drain")
+            self._write_file_sd()
+
+    def _register(self, inst: Instance) -> None:
+        sock, server = self.settings.haproxy_socket, self._server(inst)
+        haproxy_command(sock, f"set server {server} addr 127.0.0.1 port {inst.port}")
+        haproxy_command(sock, f"set server {server} state ready")
+        inst.state = READY
+        self._event(inst, "ready")
+        self._write_file_sd()
+
+    def _retire(self, inst: Instance, what: str) -> None:
+        inst.state = GONE
+        self._event(inst, what)
+        with contextlib.suppress(ActuationError):
+            haproxy_command(self.settings.haproxy_socket, f"set server {self._server(inst)} state maint")
+        self._write_file_sd()
+
+    def _write_file_sd(self) -> None:
+        ready = [i for i in self._book.instances if i.state == READY]
+        groups = [
+            {"targets": [f"127.0.0.1:{i.port}"], "labels": {"tier": i.tier, "instance_port": str(i.port)}}
+            for i in ready
+        ]
+        video = [g for g, i in zip(groups, ready, strict=True) if self.settings.tiers[i.tier].kind == "video"]
+        _write_json_atomically(self.settings.node_file_sd, groups)
+        _write_json_atomically(self.settings.jvb_file_sd, video)
+
+    def _reconcile(self) -> None:
+        now = self.clock()
+        stopping: list[Instance] = []
+        with self._lock:
+            for inst in self._book.instances:
+                if inst.state in (BOOTING, READY) and inst.proc.poll() is not None:
+                    self._retire(inst, "died")
+                elif inst.state == BOOTING and now >= inst.ready_at and _healthy(inst.port):
+                    # HAProxy busy or restarting: the next tick tries again.
+                    with contextlib.suppress(ActuationError):
+                        self._register(inst)
+                elif inst.state == DRAINING and now >= inst.stop_at:
+                    stopping.append(inst)
+                    self._retire(inst, "stopped")
+        for inst in stopping:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(inst.proc.pid, signal.SIGTERM)
+            try:
+                inst.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(inst.proc.pid, signal.SIGKILL)
+                inst.proc.wait(timeout=3)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.tick_s):
+            self._reconcile()

@@ -1,0 +1,124 @@
+"""Load shapes as data: Locust `LoadTestShape` subclasses configured by class attributes, whose
+`tick()` depends only on `get_run_time()` (after Locust's examples/custom_shape).
+
+Each shape is a piecewise-linear curve of (nominal seconds, multiplier of `base_users`), ending
+after its last point. Two class attributes make it fit any run:
+
+- `speed`: time compression. At speed 10, one minute of the nominal curve passes in 6 seconds
+  (the drill compresses hours of a surge into minutes; the autoscaler's clocks are compressed alike).
+- `base_users`: users at multiplier 1.
+
+`configured(Shape, speed=..., base_users=...)` returns a subclass with those set; the locustfile
+builds it from the environment (`SWELL_PROFILE`, `SWELL_SPEED`, `SWELL_BASE_USERS`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import ClassVar
+
+from locust import LoadTestShape
+
+HOUR = 3600.0
+
+
+class CurveShape(LoadTestShape):
+    """Users = base_users x the curve at run_time x speed; None (stop) after the last point."""
+
+    abstract = True
+    points: ClassVar[tuple[tuple[float, float], ...]] = ((0.0, 1.0), (60.0, 1.0))
+    speed: ClassVar[float] = 1.0
+    base_users: ClassVar[int] = 10
+    # Users started per second (real time), high enough to follow the curve at any speed.
+    spawn_rate: ClassVar[float] = 20.0
+
+    @classmethod
+    def duration_s(cls) -> float:
+        """Real seconds the shape runs at its speed."""
+        return cls.points[-1][0] / cls.speed
+
+    @classmethod
+    def multiplier(cls, nominal_s: float) -> float:
+        pts = cls.points
+        if nominal_s <= pts[0][0]:
+            return pts[0][1]
+        for (t0, m0), (t1, m1) in itertools.pairwise(pts):
+            if nominal_s <= t1:
+                return m0 + (m1 - m0) * (nominal_s - t0) / (t1 - t0) if t1 > t0 else m1
+        return pts[-1][1]
+
+    @classmethod
+    def users_at(cls, run_time_s: float) -> int | None:
+        nominal = run_time_s * cls.speed
+        if nominal > cls.points[-1][0]:
+            return None
+        return max(1, math.ceil(cls.base_users * cls.multiplier(nominal) - 1e-9))
+
+    def tick(self) -> tuple[int, float] | None:
+        users = self.users_at(self.get_run_time())
+        return None if users is None else (users, self.spawn_rate)
+
+
+class Surge400(CurveShape):
+    """x5 within the run, then holding: 10 minutes at base, rise to x5 over 40 minutes, hold 25."""
+
+    abstract = False
+    points = ((0.0, 1.0), (600.0, 1.0), (3000.0, 5.0), (4500.0, 5.0))
+
+
+class Daily(CurveShape):
+    """A 4-5x daily curve: night trough, morning rise to x4.5, lunch dip, afternoon, evening fall."""
+
+    abstract = False
+    points = (
+        (0.0, 1.0),
+        (6 * HOUR, 1.0),
+        (9 * HOUR, 4.5),
+        (12 * HOUR, 3.5),
+        (14 * HOUR, 4.5),
+        (18 * HOUR, 3.0),
+        (22 * HOUR, 1.2),
+        (24 * HOUR, 1.0),
+    )
+
+
+class Spike(CurveShape):
+    """x4 within a minute: 5 minutes at base, x4 one minute later, 10 minutes held, back down."""
+
+    abstract = False
+    points = ((0.0, 1.0), (300.0, 1.0), (360.0, 4.0), (960.0, 4.0), (1020.0, 1.0), (1200.0, 1.0))
+
+
+class Step(CurveShape):
+    """Calibration: +1 x base every 5 minutes up to x6, to find where an instance saturates."""
+
+    abstract = False
+    points = tuple(
+        p for k in range(6) for p in ((300.0 * k, float(k + 1)), (300.0 * (k + 1) - 1e-3, float(k + 1)))
+    )
+
+
+class Soak(CurveShape):
+    """Four hours flat at x2: leaks and slow drifts."""
+
+    abstract = False
+    points = ((0.0, 2.0), (4 * HOUR, 2.0))
+
+
+SHAPES: dict[str, type[CurveShape]] = {
+    "surge400": Surge400,
+    "daily": Daily,
+    "spike": Spike,
+    "step": Step,
+    "soak": Soak,
+}
+
+
+def configured(shape: type[CurveShape], *, speed: float, base_users: int) -> type[CurveShape]:
+    """A subclass of `shape` with its speed and base users set (validated)."""
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    if base_users < 1:
+        raise ValueError(f"base_users must be >= 1, got {base_users}")
+    return type(shape.__name__, (shape,), {"speed": float(speed), "base_users": int(base_users)})

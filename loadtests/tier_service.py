@@ -1,0 +1,260 @@
+"""The reference tier service of the drill: one small async server (aiohttp) per instance, of kind
+web, chat or video, with an explicit capacity so that a saturated instance behaves like one.
+
+It is a stand-in for the real tiers (nginx + the web app, Prosody, Jitsi Videobridge), small on
+purpose: an instance serves tens of requests per second or a few dozen sessions, so a whole surge
+drill fits on 2 cores without the CPU ever being the bottleneck.
+
+- web: `concurrency` requests served at once, each taking `service_time_s` (x0.5 for the API,
+  x2 for uploads), so at most about concurrency / service_time requests per second. Past that,
+  requests wait for a slot (latency grows) up to `queue_timeout_s`; more than `max_queue` waiting,
+  or a wait that long, is refused with 503.
+- chat: WebSocket sessions (`/xmpp-websocket`) joined to rooms; each message is fanned out to the
+  room's sessions on this instance. Past `capacity` sessions the fan-out slows down in proportion to
+  the overload; past `hard_cap` x capacity new sessions are refused with 503.
+- video: conference participants over a WebSocket (`/colibri-ws`), `bitrate_kbps` each, answering
+  heartbeats. Like a Jitsi Videobridge it never refuses a participant for load alone: the stress
+  level (participants / capacity) may exceed 1, and heartbeats slow down with it, until a hard cap
+  (`hard_cap` x capacity) where joins get 503.
+
+`/healthz` answers 200 (the load balancer's health check). `/metrics` exposes the instance's
+counters, and for video `jitsi_jvb_endpoints`, `jitsi_jvb_conferences`, `jitsi_jvb_stress_level`
+and the bit rates, named like the Jitsi Videobridge exporter that the recording rules read.
+
+Run: `python -m loadtests.tier_service --kind web --port 8081 [--capacity ...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+KINDS = ("web", "chat", "video")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """An instance's capacity. `capacity` is concurrent requests (web), sessions (chat) or
+    participants (video)."""
+
+    kind: str
+    capacity: int
+    service_time_s: float = 0.1
+    queue_timeout_s: float = 1.0
+    max_queue: int = 40
+    base_delay_s: float = 0.02
+    hard_cap: float = 2.0
+    bitrate_kbps: int = 2500
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {self.capacity}")
+        if self.service_time_s <= 0 or self.queue_timeout_s <= 0:
+            raise ValueError("service_time_s and queue_timeout_s must be > 0")
+
+    @property
+    def max_rate(self) -> float:
+        """Requests per second one web instance serves at most (mean service time x1)."""
+        return self.capacity / self.service_time_s
+
+
+# The defaults the drill uses per kind (small, so the CPU is never the bottleneck).
+DEFAULT_SPECS = {
+    "web": TierSpec("web", capacity=3, service_time_s=0.12, queue_timeout_s=1.0, max_queue=30),
+    "chat": TierSpec("chat", capacity=10, base_delay_s=0.02, hard_cap=2.0),
+    "video": TierSpec("video", capacity=8, base_delay_s=0.02, hard_cap=3.0),
+}
+
+# Service time multipliers per web endpoint: an API call is light, an upload heavy.
+WEB_COST = {"page": 1.0, "api": 0.5, "upload": 2.0}
+
+
+@dataclass
+class Counters:
+    requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refused: int = 0
+    in_flight: int = 0
+    waiting: int = 0
+
+
+class TierService:
+    def __init__(self, spec: TierSpec) -> None:
+        self.spec = spec
+        self.slots = asyncio.Semaphore(spec.capacity)
+        self.counters = Counters()
+        # chat rooms and video conferences: name -> open sockets on this instance
+        self.rooms: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self.sessions = 0
+
+    # --- web -------------------------------------------------------------------------------
+    async def _serve(self, cost: float) -> web.Response:
+        c = self.counters
+        if c.waiting >= self.spec.max_queue:
+            c.refused += 1
+            return web.Response(status=503, text="overloaded: queue full\n")
+        c.waiting += 1
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.spec.queue_timeout_s)
+        except TimeoutError:
+            c.refused += 1
+            return web.Response(status=503, text="overloaded: waited too long\n")
+        finally:
+            c.waiting -= 1
+        c.in_flight += 1
+        try:
+            await asyncio.sleep(self.spec.service_time_s * cost)
+        finally:
+            c.in_flight -= 1
+            self.slots.release()
+        return web.Response(text="ok\n")
+
+    async def page(self, request: web.Request) -> web.Response:
+        self.counters.requests["page"] += 1
+        return await self._serve(WEB_COST["page"])
+
+    async def api(self, request: web.Request) -> web.Response:
+        self.counters.requests["api"] += 1
+        return await self._serve(WEB_COST["api"])
+
+    async def upload(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.counters.requests["upload"] += 1
+        return await self._serve(WEB_COST["upload"])
+
+    # --- chat and video ---------------------------------------------------------------------
+    def overload(self) -> float:
+        """Sessions (or participants) over capacity: the stress level."""
+        return self.sessions / self.spec.capacity
+
+    def delay(self) -> float:
+        # Past capacity, work per message grows with the overload (queueing on a saturated CPU).
+        stress = self.overload()
+        return self.spec.base_delay_s * (1.0 if stress <= 1 else stress**3)
+
+    async def socket(self, request: web.Request) -> web.StreamResponse:
+        room = request.query.get("room", "lobby")[:64]
+        if self.sessions + 1 > self.spec.hard_cap * self.spec.capacity:
+            self.counters.refused += 1
+            return web.Response(status=503, text="overloaded: too many sessions\n")
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        self.sessions += 1
+        self.rooms[room].add(ws)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                self.counters.requests["message"] += 1
+                await asyncio.sleep(self.delay())
+                if self.spec.kind == "chat":
+                    for peer in list(self.rooms[room]):  # fan-out to the room, sender included
+                        if not peer.closed:
+                            await peer.send_str(msg.data)
+                else:  # video heartbeat: answered to the participant
+                    await ws.send_str(msg.data)
+        finally:
+            self.sessions -= 1
+            self.rooms[room].discard(ws)
+            if not self.rooms[room]:
+                del self.rooms[room]
+        return ws
+
+    # --- health and metrics -----------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps({"kind": self.spec.kind, "ok": True}) + "\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        c = self.counters
+        lines = ["# TYPE swell_tier_requests_total counter"]
+        lines += [f'swell_tier_requests_total{{endpoint="{k}"}} {v}' for k, v in sorted(c.requests.items())]
+        lines += [
+            "# TYPE swell_tier_refused_total counter",
+            f"swell_tier_refused_total {c.refused}",
+            f"swell_tier_in_flight {c.in_flight}",
+            f"swell_tier_waiting {c.waiting}",
+            f"swell_tier_sessions {self.sessions}",
+            f"swell_tier_capacity {self.spec.capacity}",
+        ]
+        if self.spec.kind == "video":
+            rate = self.sessions * self.spec.bitrate_kbps * 1000
+            lines += [
+                "# TYPE jitsi_jvb_endpoints gauge",
+                f"jitsi_jvb_endpoints {self.sessions}",
+                "# TYPE jitsi_jvb_conferences gauge",
+                f"jitsi_jvb_conferences {len(self.rooms)}",
+                "# TYPE jitsi_jvb_stress_level gauge",
+                f"jitsi_jvb_stress_level {self.overload():.4f}",
+                f"jitsi_jvb_bit_rate_download {rate}",
+                f"jitsi_jvb_bit_rate_upload {rate}",
+            ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=2 * 1024 * 1024)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        if self.spec.kind == "web":
+            app.router.add_get("/", self.page)
+            app.router.add_get("/api/items", self.api)
+            app.router.add_post("/upload", self.upload)
+        elif self.spec.kind == "chat":
+            app.router.add_get("/xmpp-websocket", self.socket)
+        else:
+            app.router.add_get("/colibri-ws", self.socket)
+        return app
+
+
+async def serve(spec: TierSpec, host: str, port: int) -> None:
+    runner = web.AppRunner(TierService(spec).app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, backlog=512).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int]:
+    p = argparse.ArgumentParser(description="The drill's reference tier service (one instance).")
+    p.add_argument("--kind", choices=KINDS, required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--capacity", type=int, help="concurrent requests (web), sessions, participants")
+    p.add_argument("--service-time", type=float, help="web: seconds per page request")
+    p.add_argument("--queue-timeout", type=float, help="web: longest wait for a slot before 503")
+    p.add_argument("--hard-cap", type=float, help="chat/video: refuse past this multiple of capacity")
+    a = p.parse_args(argv)
+    base = DEFAULT_SPECS[a.kind]
+    spec = TierSpec(
+        kind=a.kind,
+        capacity=a.capacity if a.capacity is not None else base.capacity,
+        service_time_s=a.service_time if a.service_time is not None else base.service_time_s,
+        queue_timeout_s=a.queue_timeout if a.queue_timeout is not None else base.queue_timeout_s,
+        max_queue=base.max_queue,
+        base_delay_s=base.base_delay_s,
+        hard_cap=a.hard_cap if a.hard_cap is not None else base.hard_cap,
+        bitrate_kbps=base.bitrate_kbps,
+    )
+    if not math.isfinite(spec.hard_cap) or spec.hard_cap < 1:
+        p.error("--hard-cap must be >= 1")
+    return spec, a.host, a.port
+
+
+def main(argv: list[str] | None = None) -> None:
+    spec, host, port = parse_args(argv)
+    asyncio.run(serve(spec, host, port))
+
+
+if __name__ == "__main__":
+    main()

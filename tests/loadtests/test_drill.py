@@ -1,0 +1,171 @@
+"""The drill end to end, heavily compressed, through the `swell drill` command in its own process:
+it scales web up, writes a sane report, and leaves no process or port behind, also on Ctrl-C.
+Bad options exit 2 naming the option."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.realparts import wait_until
+
+SWELL = str(Path(sys.executable).with_name("swell"))
+needs_parts = pytest.mark.skipif(
+    not (shutil.which("prometheus") and shutil.which("haproxy")),
+    reason="needs the Debian packages prometheus and haproxy",
+)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def assert_nothing_left(out: Path) -> None:
+    parts = json.loads((out / "parts.json").read_text())
+    for name, pid in parts["pids"].items():
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, name
+    ports = list(parts["ports"].values())
+    ports += [int(p.stem.rsplit("-", 1)[1]) for p in Path(parts["instance_logs"]).glob("*.log")]
+    assert len(ports) > 5
+    assert [p for p in ports if listening(p)] == []
+    leftover = [
+        p for p in psutil.process_iter(["cmdline"]) if "loadtests.tier_service" in (p.info["cmdline"] or [])
+    ]
+    ports_alive = {str(p) for p in ports}
+    assert not [p for p in leftover if set(p.info["cmdline"]) & ports_alive]
+
+
+@needs_parts
+@pytest.mark.slow
+def test_a_compressed_surge_scales_web_up_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    started = time.monotonic()
+    done = subprocess.run(
+        [SWELL, "drill", "--profile", "surge400", "--speed", "90", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    took = time.monotonic() - started
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["profile"] == "surge400"
+    assert 0 < report["duration_s"] <= took
+    web = report["tiers"]["web"]
+    assert web["start_instances"] == 2
+    assert web["peak_instances"] >= 4, web  # x5 demand: at least doubled, in 50 s of load
+    assert set(report["tiers"]) == {"web", "chat", "video"}
+    slo = report["slo"]
+    tiers_ok = all(t["p95_ms"] <= 500 and t["error_rate"] <= 0.01 for t in report["tiers"].values())
+    assert slo["held"] == (slo["p95_ms"] <= 500 and slo["error_rate"] <= 0.01 and tiers_ok)
+    assert slo["tiers_broken"] == [n for n, t in report["tiers"].items() if not t["slo_held"]]
+    assert done.returncode == (0 if slo["held"] else 1)
+    assert slo["requests"] > 500
+    assert any(d["tier"] == "web" and d["direction"] == "up" and d["acted"] for d in report["decisions"])
+    tl = report["timeline"]
+    assert len(tl["t"]) == len(tl["tiers"]["web"]["ready"]) == len(tl["cpu_busy_pct"]) > 30
+    assert max(v for v in tl["tiers"]["web"]["demand"] if v is not None) > 20  # requests/s seen by the rules
+    assert {"theta_u", "theta_o", "tau_u"} <= set(web["elasticity"])
+    assert json.loads((out / "report.json").read_text())["slo"] == slo
+    assert "SLO" in (out / "report.md").read_text()
+    assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+    assert_nothing_left(out)
+
+
+@needs_parts
+@pytest.mark.slow
+def test_faults_the_loop_holds_replaces_and_retries(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    faults = ["prometheus-outage@12:6", "kill-instance@22", "actuator-error@27:6"]
+    done = subprocess.run(
+        [SWELL, "drill", "--speed", "90", "--out", str(out), "--json"]
+        + [arg for f in faults for arg in ("--fault", f)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    outage, kill, error = json.loads(done.stdout)["faults"]
+    assert outage["kind"] == "prometheus-outage" and outage["decisions"] >= 3
+    assert outage["held"] == outage["decisions"]  # every tier, every pass: hold
+    assert outage["scale_downs"] == 0
+    assert kill["kind"] == "kill-instance" and kill["seen_dead_s"] is not None
+    assert kill["seen_dead_s"] - kill["at_s"] < 3
+    assert kill["replaced"] and kill["started_after"] >= 1
+    assert kill["replaced_at_s"] - kill["seen_dead_s"] < 6  # within a few passes (2 s each)
+    assert error["kind"] == "actuator-error"
+    failed = {d["tier"] for d in json.loads(done.stdout)["decisions"] if d["error"]}
+    assert set(error["retried"]) == failed  # every tier whose scaling failed got it applied later
+    assert "held during the outage" in (out / "report.md").read_text()
+    assert_nothing_left(out)
+
+
+@needs_parts
+@pytest.mark.slow
+def test_without_the_autoscaler_the_same_surge_breaks_the_slo(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    done = subprocess.run(
+        [SWELL, "drill", "--speed", "90", "--no-autoscale", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["autoscale"] is False and report["decisions"] == []
+    assert report["tiers"]["web"]["peak_instances"] == 2
+    assert not report["slo"]["held"]
+    assert report["slo"]["error_rate"] > 0.05  # x5 load on the minimum: refused, not just slow
+    assert "BROKEN" in (out / "report.md").read_text()
+    assert_nothing_left(out)
+
+
+@needs_parts
+@pytest.mark.slow
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    proc = subprocess.Popen(
+        [SWELL, "drill", "--speed", "90", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: "locust" in json.loads((out / "parts.json").read_text())["pids"], "locust", 60)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert_nothing_left(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fault", "meteor@10"], "--fault"),
+        (["--fault", "prometheus-outage@10"], "needs a duration"),
+        (["--profile", "weekly"], "--profile"),
+        (["--speed", "0"], "--speed"),
+    ],
+    ids=["unknown-fault", "outage-without-duration", "unknown-profile", "zero-speed"],
+)
+def test_bad_options_exit_2_naming_them(tmp_path: Path, args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [SWELL, "drill", "--out", str(tmp_path / "d"), *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not (tmp_path / "d").exists()  # nothing started, nothing written

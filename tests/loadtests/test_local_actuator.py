@@ -1,0 +1,131 @@
+"""The local actuator against a real HAProxy (Debian package, standing in for Octavia): instances
+become ready only after the boot delay, then serve through the load balancer and appear in the
+file_sd file; scale-down drains and stops them; `scale` is idempotent; a dead instance is dropped
+so the loop replaces it; `close()` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, LocalTierSettings, haproxy_command
+from autoscaler.ports import ActuationError, Capacity
+from loadtests.plumbing import HAProxyPorts, haproxy_config, http_ok, start_process, stop_process, wait_for
+from tests.realparts import free_port, needs_haproxy, wait_until
+
+pytestmark = [needs_haproxy, pytest.mark.slow]
+BOOT = 1.5
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[LocalActuator, HAProxyPorts, Path]]:
+    ports = HAProxyPorts(*(free_port() for _ in range(4)))
+    sock = tmp_path / "haproxy.sock"
+    (tmp_path / "haproxy.cfg").write_text(haproxy_config(ports, sock, slots=3))
+    proc = start_process(["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], tmp_path / "haproxy.log")
+    actuator = None
+    try:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{ports.stats}/metrics"), "haproxy", 15, proc)
+        actuator = LocalActuator(
+            LocalActuatorSettings(
+                tiers={
+                    "web": LocalTierSettings("web", "web-pool", slots=3, boot_delay_s=BOOT),
+                    "video": LocalTierSettings("video", "video-pool", slots=3, boot_delay_s=BOOT),
+                },
+                haproxy_socket=sock,
+                node_file_sd=tmp_path / "nodes.json",
+                jvb_file_sd=tmp_path / "jvb.json",
+                drain_s=0.5,
+            )
+        ).start()
+        yield actuator, ports, tmp_path
+    finally:
+        if actuator is not None:
+            actuator.close()
+        stop_process(proc)
+
+
+def ready_servers(sock: Path, backend: str) -> dict[str, int]:
+    """Server name -> port for servers HAProxy runs (op state 2) and takes new traffic to: no admin
+    flag but 0x04, which only records that the configuration started them `disabled`."""
+    out = {}
+    for line in haproxy_command(sock, f"show servers state {backend}").splitlines()[2:]:
+        f = line.split()
+        if len(f) > 18 and f[5] == "2" and int(f[6]) & ~0x04 == 0:
+            out[f[3]] = int(f[18])
+    return out
+
+
+def test_boot_delay_then_serving_through_haproxy(setup: tuple[LocalActuator, HAProxyPorts, Path]) -> None:
+    actuator, ports, tmp = setup
+    asked = time.monotonic()
+    actuator.scale("web", 2)
+    assert actuator.capacity("web") == Capacity(current=2, ready=0)  # asked for, booting
+    wait_until(lambda: actuator.capacity("web").ready == 2, "two ready web instances", 15)
+    assert time.monotonic() - asked >= BOOT
+    servers = ready_servers(tmp / "haproxy.sock", "web-pool")
+    assert len(servers) == 2
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports.web}/", timeout=5) as r:
+        assert r.status == 200
+    targets = json.loads((tmp / "nodes.json").read_text())
+    assert sorted(int(g["targets"][0].split(":")[1]) for g in targets) == sorted(servers.values())
+    assert {g["labels"]["tier"] for g in targets} == {"web"}
+    assert json.loads((tmp / "jvb.json").read_text()) == []  # only video bridges are scraped as jvb
+
+
+def test_scale_down_drains_then_stops_and_scale_is_idempotent(
+    setup: tuple[LocalActuator, HAProxyPorts, Path],
+) -> None:
+    actuator, _, tmp = setup
+    actuator.scale("video", 2)
+    wait_until(lambda: actuator.capacity("video").ready == 2, "two ready bridges", 15)
+    assert len(json.loads((tmp / "jvb.json").read_text())) == 2
+    events_before = len(actuator.events())
+    actuator.scale("video", 2)  # the same size again: nothing happens
+    assert len(actuator.events()) == events_before
+    actuator.scale("video", 1)
+    assert actuator.capacity("video") == Capacity(current=1, ready=1)
+    wait_until(
+        lambda: any(e["event"] == "stopped" for e in actuator.events()), "the drained instance stopped", 10
+    )
+    stopped = next(e for e in actuator.events() if e["event"] == "stopped")
+    assert not http_ok(f"http://127.0.0.1:{stopped['port']}/healthz")
+    assert len(ready_servers(tmp / "haproxy.sock", "video-pool")) == 1
+    assert len(json.loads((tmp / "jvb.json").read_text())) == 1
+
+
+def test_a_dead_instance_is_dropped_and_close_leaves_nothing(
+    setup: tuple[LocalActuator, HAProxyPorts, Path],
+) -> None:
+    actuator, _, _ = setup
+    actuator.bootstrap({"web": 2})
+    pids = {c.pid for c in psutil.Process().children()}
+    killed = actuator.kill_one("web")
+    assert killed is not None
+    wait_until(lambda: actuator.capacity("web").current == 1, "the dead instance dropped", 10)
+    assert actuator.capacity("web").ready == 1
+    actuator.scale("web", 2)  # what the loop does next pass: replace it
+    wait_until(lambda: actuator.capacity("web").ready == 2, "the replacement ready", 15)
+    actuator.close()
+    alive = [p for p in psutil.Process().children() if "tier_service" in " ".join(p.cmdline())]
+    assert alive == [], f"left behind: {alive} (started: {pids})"
+
+
+@pytest.mark.parametrize(
+    ("tier", "desired", "message", "retryable"),
+    [("web", 4, "3 slots", False), ("mail", 1, "unknown tier", False), ("web", -1, ">= 0", False)],
+    ids=["beyond-the-slots", "unknown-tier", "negative"],
+)
+def test_impossible_sizes_are_refused(
+    setup: tuple[LocalActuator, HAProxyPorts, Path], tier: str, desired: int, message: str, retryable: bool
+) -> None:
+    actuator, _, _ = setup
+    with pytest.raises(ActuationError, match=message) as err:
+        actuator.scale(tier, desired)
+    assert err.value.retryable is retryable
