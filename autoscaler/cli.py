@@ -50,10 +50,11 @@ def _load(config: Path) -> AutoscalerConfig:
         raise typer.Exit(2) from None
 
 
-def _fail(message: str, code: int) -> typer.Exit:
+def _fail(message: str, code: int, cfg: AutoscalerConfig | None = None) -> typer.Exit:
+    """Print an error, with every secret known from the environment and `cfg` redacted."""
     from autoscaler.wiring import build_redactor
 
-    err.print(f"error: {build_redactor(None)(message)}", highlight=False, markup=False)
+    err.print(f"error: {build_redactor(cfg)(message)}", highlight=False, markup=False)
     return typer.Exit(code)
 
 
@@ -73,9 +74,9 @@ def autoscale(
     try:
         loop = build_autoscaler(cfg, dry_run=dry_run, telemetry=telemetry)
     except ConfigError as exc:
-        raise _fail(redact(f"{config}: {exc}"), 2) from None
+        raise _fail(f"{config}: {exc}", 2, cfg) from None
     except (StateStoreError, ActuationError) as exc:
-        raise _fail(redact(str(exc)), 5) from None
+        raise _fail(str(exc), 5, cfg) from None
     if once:
         result = loop.run_once()
         if as_json:
@@ -115,7 +116,7 @@ def _store(cfg: AutoscalerConfig) -> StateStore:
     try:
         return build_store(cfg)
     except StateStoreError as exc:
-        raise _fail(str(exc), 5) from None
+        raise _fail(str(exc), 5, cfg) from None
 
 
 def surge(
@@ -164,7 +165,7 @@ def surge(
     try:
         current = build_actuators(cfg)[tier].capacity(tier).current
     except (ActuationError, ConfigError) as exc:
-        raise _fail(f"cannot read the current size of {tier}: {exc}", 5) from None
+        raise _fail(f"cannot read the current size of {tier}: {exc}", 5, cfg) from None
     floor = min(math.ceil(factor * max(current, 1)), cfg.tiers[tier].max)
     override = Override(
         id=f"sg-{secrets.token_hex(3)}",

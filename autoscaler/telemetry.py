@@ -29,11 +29,6 @@ class Redactor:
         # mangle ordinary text and are no real secret.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
-    def add(self, *secrets: str) -> None:
-        self._secrets = sorted(
-            {*self._secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True
-        )
-
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
