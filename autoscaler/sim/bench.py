@@ -30,8 +30,17 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from autoscaler.sim.engine import DEFAULT_POLICIES, SimParams, resample, run_policy, simulate
-from autoscaler.sim.generate import generate
+from autoscaler.sim import floor
+from autoscaler.sim.engine import (
+    DEFAULT_POLICIES,
+    PolicyRun,
+    Replay,
+    SimParams,
+    resample,
+    run_policy,
+    simulate,
+)
+from autoscaler.sim.generate import generate, spike_onsets
 from autoscaler.sim.trace import Trace, read_trace
 
 NASA = Path("/work/shared/traces/nasa-http-1995-07.csv")
@@ -74,7 +83,8 @@ def run_case(args: tuple[Case, float, int, dict[str, Any]]) -> dict[str, Any]:
         policy_overrides={"swell": overrides} if overrides else {},
     )
     replay = resample(trace, params)
-    metrics = {name: run_policy(name, replay, params).metrics for name in DEFAULT_POLICIES}
+    runs = {name: run_policy(name, replay, params) for name in DEFAULT_POLICIES}
+    metrics = {name: run.metrics for name, run in runs.items()}
     best_name = min(BASELINES, key=lambda n: metrics[n]["theta_u"])
     best = metrics[best_name]["theta_u"]
     swell = metrics["swell"]
@@ -86,9 +96,11 @@ def run_case(args: tuple[Case, float, int, dict[str, Any]]) -> dict[str, Any]:
     else:
         regime = "baselines safe"
         theta_limit, ih_limit = 0.01, 0.92
+    spike = spike_floor(case, days, seed_offset, trace, replay, params, metrics, runs, theta_limit)
     return {
         "case": case,
         "metrics": metrics,
+        "spike_floor": spike,
         "best_name": best_name,
         "best": best,
         "regime": regime,
@@ -100,6 +112,40 @@ def run_case(args: tuple[Case, float, int, dict[str, Any]]) -> dict[str, Any]:
         "oracle_ih_ratio": metrics["oracle"]["instance_hours"] / keda_ih,
         "ticks": len(replay.t),
     }
+
+
+def spike_floor(
+    case: Case,
+    days: float,
+    seed_offset: int,
+    trace: Trace,
+    replay: Replay,
+    params: SimParams,
+    metrics: dict[str, dict[str, Any]],
+    runs: dict[str, PolicyRun],
+    theta_limit: float,
+) -> dict[str, float] | None:
+    """For spike rows: how much of swell's and keda's theta_U falls in the blind windows, the floor
+    at swell's standing margin, and what margin (and at least what cost) the target needs
+    (autoscaler/sim/floor.py)."""
+    if case.trace != "spike":
+        return None
+    onsets = spike_onsets(days, SEEDS["spike"] + seed_offset)
+    windows = floor.blind_windows(
+        replay.t, replay.demand, trace.t, onsets, params.tick_s, params.metric_lag_s, params.lead_time_s
+    )
+    cap = params.capacity_per_instance
+    out: dict[str, float] = {"spikes": float(len(windows))}
+    for name in ("swell", "keda"):
+        supply = runs[name].ready * cap
+        out[f"{name}_in"] = floor.policy_theta_u_in(replay.demand, supply, windows)
+        out[f"{name}_margin"] = floor.standing_margin(supply, windows)
+    out["floor_at_swell_margin"] = floor.floor_theta_u(replay.demand, windows, out["swell_margin"])
+    needed = floor.margin_needed(replay.demand, windows, theta_limit)
+    out["margin_needed"] = needed
+    least = floor.tracking_cost(replay.demand, cap, needed, params.tick_s)
+    out["least_ih_ratio"] = least / metrics["keda"]["instance_hours"]
+    return out
 
 
 def speed_benchmark(workers: int) -> dict[str, float]:
@@ -260,61 +306,125 @@ def analysis(results: list[dict[str, Any]]) -> list[str]:
         + f"{min(1 / r['oracle_ih_ratio'] for r in results):.2f}x to "
         + f"{max(1 / r['oracle_ih_ratio'] for r in results):.2f}x).",
         "",
-        "## What changed in swell (issue 3 follow-up), and what it bought",
+    ]
+    lines += spike_section(results)
+    lines += TUNING_LOG
+    return lines
+
+
+def spike_section(results: list[dict[str, Any]]) -> list[str]:
+    """The blind-window floor of every spike row, from autoscaler/sim/floor.py."""
+    rows = [r for r in results if r.get("spike_floor")]
+    if not rows:
+        return []
+    lines = [
+        "## Spike rows: the blind-window floor",
         "",
-        "Two changes against false alarms, both measured on tuning traces only:",
+        "A spike starts between two samples. From the first sample that shows it until an instance",
+        "ordered on that sample can be ready (metric lag 30 s + lead time) no policy that cannot see",
+        "the future has more than it requested before: its standing supply. With that supply at m x",
+        "the demand of the 15 minutes before the spike, the theta_U inside those blind windows is at",
+        "least floor(m) (`autoscaler/sim/floor.py`; perfect detection at the first sample assumed).",
+        "The table inverts it: the standing margin the row's theta_U target needs from the windows",
+        "alone, and the least that margin costs: a tracker that knows the 15-minute demand level",
+        "exactly, has no lead time, and keeps ceil(margin x level / capacity) instances at all times.",
+        "A policy that does not know when spikes come must hold the margin whenever one may start, so",
+        "if that least cost is above 1.05 x keda's instance-hours, no such policy meets the row.",
         "",
-        "- **Release of refuted episodes** (`release_refuted`, `release_band_sigmas` 1.5): when the",
-        "  fast trend or a jump fired and demand then falls back (the last sample and the fast EWMA",
-        "  within 1.5 sigmas of the level the episode started from), the episode's hold ends and its",
-        "  recommendations leave the stabilization window. A burst of a few minutes used to buy x2",
-        "  (or x4) and keep it for a whole 10-minute window; now most of it is cancelled while still",
-        "  pending. A real surge keeps demand above the band and is never released.",
-        "- **Slow-trend threshold** (`slow_trend_z` 5, was the shared `trend_z` 2): the slow trend's",
-        "  noise figure assumes independent samples, but real demand wanders for tens of minutes, and",
-        "  at 2 the slow trend projected that wander across a 10-minute lead time.",
+        "| row | lead s | target theta_U % | swell theta_U % | of it in blind windows"
+        " | floor at swell's margin | swell margin | keda margin | margin the target needs"
+        " | least IH at that margin / keda | verdict |",
+        "|" + "---|" * 11,
+    ]
+    for r in rows:
+        f = r["spike_floor"]
+        sw = r["metrics"]["swell"]["theta_u"]
+        if f["least_ih_ratio"] > r["ih_limit"]:
+            verdict = f"out of reach: {f['least_ih_ratio']:.2f} > {r['ih_limit']:.2f}"
+        else:
+            verdict = "not ruled out by the floor"
+        cells = [
+            r["case"].label,
+            f"{r['case'].lead:.0f}",
+            f"{r['theta_limit']:.4f}",
+            f"{sw:.4f}",
+            f"{f['swell_in']:.4f}",
+            f"{f['floor_at_swell_margin']:.4f}",
+            f"{f['swell_margin']:.2f}",
+            f"{f['keda_margin']:.2f}",
+            f"{f['margin_needed']:.2f}",
+            f"{f['least_ih_ratio']:.3f}",
+            verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
         "",
-        "On the `bursty` tuning shape (daily curve at ~30-55 requests/minute, overdispersed counts,",
-        "wander, ~4 short bursts a day; seeds 104, 204) swell went from 0 to 3 of 4 rows passing",
-        "(IH 1.09-1.16 x keda before, 1.03-1.05 after, theta_U 0.094-0.142% before, 0.103-0.146%",
-        "after). On the generated tuning seeds every quiet row that passed still passes, with 0.5-3",
-        "points less IH. Left unchanged after trying them: `jump_z` 5 and `trend_z` 3.5 (cheaper on bursty",
-        "traces, but spike 15% theta_U nearly doubled), a robust (mean-absolute) volatility estimate",
-        "(no gain), a measured noise of the trend ratio (the independent-sample figure was already",
-        "the larger), shorter stabilization (480 s: cheaper, but theta_U +13-22%), the daily profile",
-        "smoothed over 45 minutes (surge400 15%/600 s on seed 202 then failed, and prescaling ahead of",
-        "a sharp step weakened), and x2/x4 counted from the episode's first count (no measurable change).",
-        "",
-        "On this set: NASA at 180 s now passes (IH 1.093 -> 1.046 x keda, theta_U 0.116% -> 0.123%,",
-        "limit 0.176%); NASA at 600 s is closer (IH 1.154 -> 1.072, theta_U 0.221% -> 0.230%, limit",
-        "0.432%). The spike rows cost 0.3-2.7 points less IH, and their theta_U moved by +3% (counts",
-        "released just before a spike leave a little less standing supply); quiet rows all still pass.",
-        "",
-        "Why the spike rows cannot pass as the targets are set: demand rises x4 within 10 minutes, and",
-        "no instance requested after the first sample of the rise can serve before metric lag + lead",
-        "time (45 s + 180 s or 600 s) has passed. Everything demand gains in that window over the standing",
-        "supply is under-provisioned for any policy that does not know the future; swell's theta_U on",
-        "those rows is almost all that window (it doubles at the first sample and is covered one lead",
-        "time later; see the figure), while keda's standing 1/0.7 margin absorbs the first part of the",
-        "rise. The arithmetic for a linear ramp (demand = base x (1 + t / 200 s)) and a standing supply",
-        "of m x base until new instances are ready at T: the loss is 200 s x [(D(T) - m) - m ln(D(T) / m)]",
-        "per spike. Even detecting the onset at once (T = 30 + 15 + 180 s) with swell's ~15% margin loses",
-        "~55 s a spike, while 1/4 of keda's theta_U on spike 5%/180 s allows ~15 s: that needs m ~ 1.6, a",
-        "standing +60% margin, above keda's +43% and its cost. Measured on the tuning seeds (101-103),",
-        "+60% headroom held for a day after each surge (`--swell-params '{\"surge_memory_headroom\": 0.6}'`)",
-        "left spike 5%/180 s at theta_U 0.039% (target 0.017%) for 1.26 x keda's instance-hours. At 600 s",
-        "the window covers the whole ramp and no affordable margin comes close. Projecting the ramp",
-        "harder or jumping x4 sooner changes nothing here: the loss is before any new instance is ready.",
-        "",
-        "Why NASA at 600 s still misses on cost, not safety: its per-minute counts are far noisier than",
-        "Poisson (relative sd 0.26-0.46 around a 15-minute mean), so a headroom proportional to",
-        "volatility is larger than keda's flat 1/0.7 - 1 = 43%, and projections across a 10-minute",
-        "horizon add more. swell's theta_U there is 1/7 of keda's; the remaining 2 points of IH could be",
-        "traded for theta_U (e.g. `headroom_sigmas` lower), but not chosen by this file. Worth checking",
-        "on the team's real traces.",
+        "Reading it: swell's theta_U inside the windows sits at the floor of its own margin, so",
+        "nothing it does after the first sample can lower that part; only capacity standing before",
+        "the spike can. At 600 s the blind window covers the whole x4 ramp: the target needs about",
+        "2.4 x the pre-spike demand standing at all times, which costs more than 1.05 x keda even for",
+        "a perfect tracker. At 180 s the margin needed (about 1.55-1.6, keda stands at about 1.5) is",
+        "within the cap for a perfect tracker only; a real policy pays for noise and lead time on top",
+        "(swell's instance-hours are 1.1-1.4 x the oracle's). What swell loses outside the windows is",
+        "detection and the rest of the ramp. With 5% noise the first sample 25% above the level is a",
+        "surge (x2 at once; once the rise has lasted a minute, the rise projected across the lead time,",
+        "up to x4); with 15% noise a spike's first rising sample (about +30%) is a 2-sigma event, and",
+        "taking those for surges costs more on noisy traces than it saves here (`jump_z` 3: NASA and",
+        "bursty rows over the cost cap, tuning seeds). So at 180 s swell would need both a margin near",
+        "keda's and detection faster than its noise allows: out of reach within the cap in practice,",
+        "though not by this floor alone.",
+        "Spikes that can be known in advance (a launch, an all-hands) are what `swell surge --factor 4",
+        "--for 2h` is for: an override floor set before the event.",
         "",
     ]
     return lines
+
+
+# What was tried, and measured, when each change was made: on the tuning seeds only.
+TUNING_LOG = [
+    "## Tuning log",
+    "",
+    "Measured when each change was made, on the tuning traces only (seeds 101-104 and 201-204);",
+    "the figures above are this run's.",
+    "",
+    "- **Ramp projection** (`ramp_projection`, `ramp_min_s` 60): a surge still far above the level",
+    "  a minute or more into its episode is projected linearly from the level the episode started",
+    "  at across the horizon. The fast/slow EWMAs took 2-4 minutes to see a x4-in-10-minutes ramp,",
+    "  so after the first x2 the second step (x4) came a sample or two late. Spike 5%/180 s on the",
+    "  tuning seeds: theta_U 4.86 -> 4.55 x its target (seed 103), 5.13 -> 4.86 (seed 203); every",
+    "  other row within 0.1 point of IH. Benchmark set: spike 5% theta_U 0.0803 -> 0.0771 (180 s),",
+    "  0.3765 -> 0.3727 (600 s).",
+    "- **Release of refuted episodes** (`release_refuted`, `release_band_sigmas` 1.5): when the",
+    "  fast trend or a jump fired and demand then falls back (the last sample and the fast EWMA",
+    "  within 1.5 sigmas of the level the episode started from), the episode's hold ends and its",
+    "  recommendations leave the stabilization window. A burst of a few minutes used to buy x2",
+    "  (or x4) and keep it for a whole 10-minute window; now most of it is cancelled while still",
+    "  pending. A real surge keeps demand above the band and is never released.",
+    "- **Slow-trend threshold** (`slow_trend_z` 5, was the shared `trend_z` 2): the slow trend's",
+    "  noise figure assumes independent samples, but real demand wanders for tens of minutes, and",
+    "  at 2 the slow trend projected that wander across a 10-minute lead time.",
+    "",
+    "Those two took the `bursty` tuning shape (daily curve at ~30-55 requests/minute, overdispersed",
+    "counts, wander, ~4 short bursts a day) from 0 to 3 of 4 rows passing (IH 1.09-1.16 x keda",
+    "before, 1.03-1.05 after) and NASA at 180 s from 1.093 to 1.046 x keda.",
+    "",
+    "Tried and left: `jump_z` 3 or 3.5 (faster on 15% spikes by a few percent, but bursty and NASA",
+    "rows over the cost cap) and 5 (spike 15% theta_U nearly doubled); `trend_z` 3.5; a robust",
+    "(mean-absolute) volatility estimate; shorter stabilization (480 s: cheaper, theta_U +13-22%);",
+    "the daily profile smoothed over 45 minutes, or its ratio discounted by its own noise (seasonal",
+    "pre-scaling is what keeps the 15%-noise, 600 s rows under 0.01%: both made them fail);",
+    "`max_headroom` 0.8 (NASA at 600 s passes, but bursty and NASA at 180 s fail on theta_U);",
+    "+60% headroom held for a day after each surge (`surge_memory_headroom` 0.6: spike 5%/180 s",
+    "theta_U 0.039% for 1.26 x keda's IH). They are all points on one theta_U/cost frontier.",
+    "",
+    "NASA at 600 s misses on cost, not safety: its per-minute counts are far noisier than Poisson",
+    "(relative sd 0.26-0.46 around a 15-minute mean), so a headroom proportional to volatility is",
+    "larger than keda's flat 43%, and seasonal pre-scaling and projections across a 10-minute",
+    "horizon add more. swell's theta_U there is about 1/7 of keda's; the last 2 points of IH could",
+    "be traded for theta_U, but not chosen by this one file. Worth checking on the team's real",
+    "traces.",
+    "",
+]
 
 
 def summary_figure(results: list[dict[str, Any]], out: Path) -> Path:

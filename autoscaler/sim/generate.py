@@ -27,6 +27,7 @@ Shape = Literal["daily", "surge400", "spike", "bursty"]
 SHAPES: tuple[str, ...] = ("daily", "surge400", "spike", "bursty")
 BURSTY_BASE = 40.0  # requests per minute: Poisson noise matters, as in a logged trace
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
+SPIKE_RISE_S = 600.0  # a spike: x4 within 10 minutes
 
 
 def daily_curve(t: np.ndarray, base: float) -> np.ndarray:
@@ -68,11 +69,9 @@ def generate(
         demand = demand * growth
     elif shape == "spike":
         factor = np.ones(n)
-        for day in range(math.ceil(days)):
-            onset = START + day * 86400 + rng.uniform(11, 17) * 3600
-            hold = rng.uniform(3600, 7200)
-            rise = np.clip((t - onset) / 600.0, 0.0, 1.0)  # x4 within 10 minutes
-            fall = np.clip((t - onset - 600 - hold) / 1800.0, 0.0, 1.0)
+        for onset, hold in _spike_schedule(rng, days):
+            rise = np.clip((t - onset) / SPIKE_RISE_S, 0.0, 1.0)  # x4 within 10 minutes
+            fall = np.clip((t - onset - SPIKE_RISE_S - hold) / 1800.0, 0.0, 1.0)
             factor *= 1.0 + 3.0 * rise * (1.0 - fall)
         demand = demand * factor
     elif shape == "bursty":
@@ -80,6 +79,21 @@ def generate(
     if noise > 0:
         demand = demand * np.maximum(0.0, 1.0 + noise * rng.standard_normal(n))
     return t, np.round(demand, 2)
+
+
+def _spike_schedule(rng: np.random.Generator, days: float) -> list[tuple[float, float]]:
+    """(onset, hold) of each day's spike: a random afternoon time, held 1-2 hours. Drawn first,
+    before the noise, so that `spike_onsets` can replay them from the seed alone."""
+    out = []
+    for day in range(math.ceil(days)):
+        onset = START + day * 86400 + rng.uniform(11, 17) * 3600
+        out.append((onset, rng.uniform(3600, 7200)))
+    return out
+
+
+def spike_onsets(days: float, seed: int) -> list[float]:
+    """When each spike of `generate("spike", days=days, seed=seed)` starts (unix seconds)."""
+    return [onset for onset, _ in _spike_schedule(np.random.default_rng(seed), days)]
 
 
 def _bursty(t: np.ndarray, rng: np.random.Generator, noise: float, base: float) -> np.ndarray:

@@ -30,7 +30,10 @@ Per decision (every sync period, 15 s):
      4-5x daily curve) by just what the coming lead time needs.
 5. Surge: a growth significant at `surge_z` that projects at least `surge_ratio` across H, or one
    sample above the level by more than `jump_z` (4) sigmas and `surge_ratio` (the first evidence,
-   before the EWMAs move; 4 sigmas so that noise alone does it about once a month). Then the
+   before the EWMAs move; 4 sigmas so that noise alone does it about once a month). Once an
+   episode has lasted `ramp_min_s` (60 s, one sample of a per-minute series), such a sample is
+   also projected along the rise since the episode began: d + slope x H, capped like the trend;
+   a x4-in-10-minutes ramp then gets its x4 a few minutes before the EWMAs would see it. Then the
    decision jumps to x2 of the current count (x4 when the forecast needs more than x2), so new
    instances are ready when the load arrives, and the tier is not scaled down for one
    stabilization window. A jump never goes beyond `max_surge_factor` x the 30-minute level (plus
@@ -99,6 +102,10 @@ class SwellParams:
     resid_clip_sigmas: float = 4.0
     jump_z: float = 4.0  # one sample this many sigmas above the level is a surge's first evidence
     surge_jump: bool = True
+    # Project a surge's rise since its episode began, once it has lasted this long (one sample of a
+    # per-minute series): the first sample alone is too little evidence for a slope.
+    ramp_projection: bool = True
+    ramp_min_s: float = 60.0
     # After a surge, keep this much extra headroom, decaying with the half-life: a tier that just
     # surged is likelier to surge again than one that never did.
     surge_memory_headroom: float = 0.0
@@ -148,6 +155,7 @@ class SwellState(NamedTuple):
     episode_until: float = 0.0
     episode_ref: float = 0.0
     episode_minute: int = -1
+    episode_t: float = 0.0  # when the current fast episode began
 
     def to_dict(self) -> dict[str, Any]:
         return state_to_dict(self)
@@ -265,6 +273,18 @@ def decide(
         forecast = max(forecast, d)
         surge = True
         signal = True
+        # A surge in progress: still far above the level a minute or more into an episode. Its rise
+        # since the episode began, projected across the horizon, is what demand will be when the
+        # instances ordered now are ready; the EWMAs take minutes to see a x4-in-10-minutes ramp.
+        elapsed = now - state.episode_t
+        if (
+            params.ramp_projection
+            and now < state.episode_until
+            and elapsed >= params.ramp_min_s
+            and d > state.episode_ref > 0
+        ):
+            slope = (d - state.episode_ref) / elapsed
+            forecast = max(forecast, min(d + slope * horizon, params.max_surge_factor * glacial))
     # The slow trend: hours-long growth too gentle for fast/slow to tell from noise, but enough to
     # outgrow the headroom across a 10-minute lead time (a 400% rise within a day).
     base = level  # the forecast without the fast trend and the jump
@@ -314,12 +334,14 @@ def decide(
     if surge:
         surge_until = now + params.stabilization_down_s
     episode_until, episode_ref, episode_minute = state.episode_until, state.episode_ref, state.episode_minute
+    episode_t = state.episode_t
     minute = int(now // 60)
     refuted = False
     if signal:
         if now >= episode_until:
             episode_ref = state.level if state.level > 0 else level
             episode_minute = minute
+            episode_t = now
         episode_until = now + params.stabilization_down_s
     elif (
         params.release_refuted
@@ -384,5 +406,6 @@ def decide(
         episode_until,
         episode_ref,
         episode_minute,
+        episode_t,
     )
     return finish(desired, obs, params.guards, now, reason, limited, True), new_state
