@@ -163,7 +163,7 @@ def surge(
     from autoscaler.wiring import build_actuators
 
     try:
-        current = build_actuators(cfg)[tier].capacity(tier).current
+        current = build_actuators(cfg, only={tier})[tier].capacity(tier).current
     except (ActuationError, ConfigError) as exc:
         raise _fail(f"cannot read the current size of {tier}: {exc}", 5, cfg) from None
     floor = min(math.ceil(factor * max(current, 1)), cfg.tiers[tier].max)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from autoscaler.config import (
@@ -105,19 +105,20 @@ def _api_client(cfg: AutoscalerConfig) -> Any:  # a kubernetes.client.ApiClient
         raise ConfigError(f"kubernetes: {exc}") from None
 
 
-def build_actuators(cfg: AutoscalerConfig) -> dict[str, Actuator]:
+def build_actuators(cfg: AutoscalerConfig, only: Collection[str] | None = None) -> dict[str, Actuator]:
+    """The actuator of every tier, or of the tiers in `only`: `swell surge --tier video` must not
+    need the cluster credentials of a Kubernetes tier it does not touch."""
+    tiers = {n: t for n, t in cfg.tiers.items() if only is None or n in only}
     actuators: dict[str, Actuator] = {}
     pulumi_by_stack: dict[tuple[str, str], Actuator] = {}
-    k8s_tiers = {
-        n: t.actuator for n, t in cfg.tiers.items() if isinstance(t.actuator, KubernetesActuatorConfig)
-    }
+    k8s_tiers = {n: t.actuator for n, t in tiers.items() if isinstance(t.actuator, KubernetesActuatorConfig)}
     if k8s_tiers:
         from autoscaler.adapters.k8s import DeploymentRef, KubernetesActuator, KubernetesActuatorSettings
 
         refs = {n: DeploymentRef(name=a.deployment, namespace=a.namespace) for n, a in k8s_tiers.items()}
         shared = KubernetesActuator(_api_client(cfg), KubernetesActuatorSettings(deployments=refs))
         actuators.update(dict.fromkeys(refs, shared))
-    for name, tier in cfg.tiers.items():
+    for name, tier in tiers.items():
         spec = tier.actuator
         if isinstance(spec, PulumiActuatorConfig):
             from autoscaler.adapters.pulumi import PulumiActuator, PulumiSettings

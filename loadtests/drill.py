@@ -70,6 +70,7 @@ SCALED_POLICY_PARAMS = {
     "slow_halflife_s": 240.0,
     "volatility_halflife_s": 1800.0,
     "stabilization_down_s": 600.0,
+    "ramp_min_s": 60.0,
 }
 NOMINAL_BOOT_S = 180.0  # VM boot plus cloud-init configuration
 RATE_WINDOW_LAG_S = 30.0  # half of the rules' 1-minute rate window: not compressed

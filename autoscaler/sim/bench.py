@@ -6,7 +6,9 @@ Run: `make bench-sim` (= `.venv/bin/python -m autoscaler.sim.bench --out docs/BE
 
 The benchmark set: generated `daily`, `surge400` and `spike` traces (7 days, seeds 1, 2, 3), each
 with 5% and 15% per-minute noise, and the NASA-HTTP July 1995 trace; each at lead times 180 s and
-600 s. `swell` was tuned on other seeds (101-103 and 201-203), never on these.
+600 s. `swell` was tuned on other seeds (101-104 and 201-204), never on these. The generated rows
+run again on held-out seeds (offsets 300, 400, ..., `--held-out N`, 5 by default) to show how far
+one seed's verdict can be trusted.
 
 Targets per row, with "best baseline" the lowest theta_U of hpa, keda and target-tracking:
 - best baseline theta_U >= 0.05%: swell theta_U <= 1/4 of it, instance-hours <= 1.05 x keda's;
@@ -51,6 +53,7 @@ TUNING_SEEDS = {"bursty": 4}
 BURSTY_NOISE = 0.25
 LEADS = (180.0, 600.0)
 BASELINES = ("hpa", "keda", "target-tracking")
+HELD_OUT_FIRST = 300  # seed offsets 300, 400, ...: after the benchmark's (0) and the tuning ones (100, 200)
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def write_markdown(
     speed: dict[str, float],
     figure: Path | None,
     spike_figure: Path | None,
+    held_out: list[dict[str, Any]] | None = None,
 ) -> None:
     lines = [
         "# Elasticity benchmark",
@@ -261,6 +265,7 @@ def write_markdown(
         "(target: at most 10 s on 2 cores).",
         "",
     ]
+    lines += held_out_section(held_out or [])
     lines += analysis(results)
     if figure is not None:
         lines += ["## Figures", "", f"![swell against the best baseline]({figure.name})", ""]
@@ -309,6 +314,35 @@ def analysis(results: list[dict[str, Any]]) -> list[str]:
     ]
     lines += spike_section(results)
     lines += TUNING_LOG
+    return lines
+
+
+def held_out_section(held_out: list[dict[str, Any]]) -> list[str]:
+    """Pass counts of the generated rows over seeds nobody tuned on: how much one seed's verdict
+    can be trusted."""
+    if not held_out:
+        return []
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in held_out:
+        groups.setdefault((r["case"].label, r["case"].lead), []).append(r)
+    n = len(next(iter(groups.values())))
+    lines = [
+        "## Held-out seeds",
+        "",
+        f"The generated rows again on {n} seeds nobody tuned on (`--held-out {n}`: seed offsets "
+        f"{HELD_OUT_FIRST} to {HELD_OUT_FIRST + 100 * (n - 1)}), each judged against its own baselines.",
+        "Worst = the largest ratio of swell's figure to its limit over those seeds (above 1 fails).",
+        "",
+        "| row | lead s | pass | worst theta_U / limit | worst IH / limit |",
+        "|---|---|---|---|---|",
+    ]
+    for (label, lead), rs in groups.items():
+        passed = sum(r["theta_ok"] and r["ih_ok"] for r in rs)
+        worst_theta = max(r["metrics"]["swell"]["theta_u"] / r["theta_limit"] for r in rs)
+        worst_ih = max(r["ih_ratio"] / r["ih_limit"] for r in rs)
+        lines.append(f"| {label} | {lead:.0f} | {passed} of {len(rs)} | {worst_theta:.2f} | {worst_ih:.3f} |")
+    total = sum(r["theta_ok"] and r["ih_ok"] for r in held_out)
+    lines += ["", f"**{total} of {len(held_out)} held-out rows pass.**", ""]
     return lines
 
 
@@ -485,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="tuning: comma-separated trace names (daily,surge400,spike,nasa)"
     )
     ap.add_argument(
+        "--held-out",
+        type=int,
+        default=5,
+        help="also run the generated rows on this many more seeds (offsets 300, 400, ...), never tuned on",
+    )
+    ap.add_argument(
         "--with-bursty",
         action="store_true",
         help="tuning: add the bursty request-count shape (not part of the benchmark set)",
@@ -507,6 +547,19 @@ def main(argv: list[str] | None = None) -> int:
         for r in pool.map(run_case, [(c, args.days, args.seed_offset, overrides) for c in todo]):
             results.append(r)
             progress.advance(task)
+    held_out: list[dict[str, Any]] = []
+    generated_todo = [c for c in todo if c.trace in SEEDS]
+    if args.held_out > 0 and generated_todo:
+        jobs = [
+            (c, args.days, HELD_OUT_FIRST + 100 * k, overrides)
+            for k in range(args.held_out)
+            for c in generated_todo
+        ]
+        with Progress(transient=True) as progress, ProcessPoolExecutor(max_workers=args.workers) as pool:
+            task = progress.add_task(f"held-out seeds (x{args.held_out})", total=len(jobs))
+            for r in pool.map(run_case, jobs):
+                held_out.append(r)
+                progress.advance(task)
     table = Table(title="swell against the baselines (theta_U in %)")
     for h in HEADERS:
         table.add_column(h, justify="left" if h == "trace" else "right")
@@ -518,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     passed = sum(r["theta_ok"] and r["ih_ok"] for r in results)
     console.print(f"{passed} of {len(results)} rows pass")
+    if held_out:
+        ok = sum(r["theta_ok"] and r["ih_ok"] for r in held_out)
+        console.print(f"held-out seeds: {ok} of {len(held_out)} generated rows pass")
     if not args.no_speed:
         verdict = "PASS" if speed["seconds"] <= 10 else "FAIL"
         console.print(
@@ -528,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         figure = summary_figure(results, args.out.with_name("benchmarks.png"))
         spike_figure = spike_plot(args.out.with_name("benchmarks-spike.png"))
-        write_markdown(args.out, results, speed, figure, spike_figure)
+        write_markdown(args.out, results, speed, figure, spike_figure, held_out)
         console.print(f"wrote {args.out}, {figure} and {spike_figure}")
     return 0
 

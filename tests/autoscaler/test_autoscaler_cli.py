@@ -140,6 +140,33 @@ def test_surge_add_list_cancel_and_status(tmp_path: Path, work_dir: Path) -> Non
     assert again.exit_code == 1 and "no override" in again.output
 
 
+def test_surge_on_a_vm_tier_does_not_need_the_cluster_of_a_kubernetes_tier(
+    tmp_path: Path, work_dir: Path
+) -> None:
+    """On-call raising the web tier (Pulumi) must not be stopped by a Kubernetes tier whose
+    kubeconfig this laptop does not have; that tier's own surge says what is missing."""
+    config = _write_config(
+        tmp_path,
+        work_dir,
+        kubernetes={"kubeconfig": str(tmp_path / "no-such-kubeconfig")},
+    )
+    data = yaml.safe_load(config.read_text())
+    data["tiers"]["video"] = {
+        "capacity_per_instance": 40,
+        "min": 1,
+        "max": 8,
+        "actuator": {"kind": "kubernetes", "namespace": "video", "deployment": "jvb"},
+    }
+    config.write_text(yaml.safe_dump(data))
+    web = runner.invoke(app, ["surge", "-c", str(config), "--tier", "web", "--factor", "2", "--for", "1h"])
+    assert web.exit_code == 0, web.output
+    video = runner.invoke(
+        app, ["surge", "-c", str(config), "--tier", "video", "--factor", "2", "--for", "1h"]
+    )
+    assert video.exit_code == 5
+    assert "cannot read the current size of video" in video.output and "kubeconfig" in video.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

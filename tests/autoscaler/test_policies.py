@@ -58,6 +58,47 @@ def test_swell_scales_down_slowly_and_never_more_than_halving() -> None:
     assert counts[-1] >= 50.0 / CAP
 
 
+@pytest.mark.parametrize(
+    ("window_s", "step_s"),
+    [(600.0, 15.0), (30.0, 0.75), (60.0, 1.5)],
+    ids=["production-10min", "drill-x20", "drill-x10"],
+)
+def test_swell_holds_a_scale_down_for_its_stabilization_window_whatever_its_length(
+    window_s: float, step_s: float
+) -> None:
+    """A drill compresses time (the window becomes 30 s at x20): the window must still hold for
+    its own length, not for whatever is left of the current minute."""
+    scale = window_s / 600.0
+    compressed: dict[str, Any] = {
+        k: v * scale
+        for k, v in {
+            "fast_halflife_s": 45.0,
+            "level_halflife_s": 200.0,
+            "slow_halflife_s": 240.0,
+            "volatility_halflife_s": 1800.0,
+            "ramp_min_s": 60.0,
+        }.items()
+    }
+    params = params_for(
+        "swell", lead=180.0 * scale, stabilization_down_s=window_s, sync_period_s=step_s, **compressed
+    )
+    _, state, current = drive("swell", [400.0] * 80, 40, params, step=step_s)
+    high = current
+    t = 80 * step_s
+    held_until = None
+    for i in range(200):
+        now = t + i * step_s
+        decision, state = POLICIES["swell"].decide(observe(100.0, current), state, params, now)
+        if decision.desired <= 0.6 * high and held_until is None:
+            held_until = now - t
+        current = decision.desired
+    assert held_until is not None, "never scaled down"
+    # Held for the whole window after the last high recommendation, which comes as the level (an
+    # EWMA) decays: the first real step down is between one window and one window plus two of
+    # the level's half-lives after the drop.
+    assert window_s <= held_until <= window_s + 2 * compressed["level_halflife_s"]
+
+
 @pytest.mark.parametrize("name", list(POLICIES), ids=list(POLICIES))
 @pytest.mark.parametrize(
     "demand,age", [(None, 30.0), (float("nan"), 30.0), (5.0, 3600.0)], ids=["missing", "nan", "stale"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from autoscaler.sim import floor
+from autoscaler.sim.bench import Case, held_out_section, run_case, spike_section
 from autoscaler.sim.engine import SimParams, resample, run_policy
 from autoscaler.sim.generate import generate, spike_onsets
 from autoscaler.sim.trace import Trace
@@ -115,3 +116,21 @@ def test_swell_asks_for_the_whole_x4_at_the_first_sample_that_is_a_surge() -> No
     )
     slow = run_policy("swell", replay, no_ramp)
     assert 2 * before <= slow.requested[i_seen] < 3 * before
+
+
+def test_the_benchmark_reports_the_floor_of_spike_rows_and_only_of_them() -> None:
+    spike = run_case((Case("spike", 0.05, 180.0), 2.0, 0, {}))
+    f = spike["spike_floor"]
+    assert f["spikes"] == 2
+    # What falls in the blind windows is part of swell's theta_U, and the target needs more margin
+    # than swell stands with (the row fails on theta_U).
+    assert 0 < f["swell_in"] <= spike["metrics"]["swell"]["theta_u"]
+    assert f["margin_needed"] > f["swell_margin"] > 1.0
+    assert f["least_ih_ratio"] > 0
+    markdown = "\n".join(spike_section([spike]))
+    assert "| spike 5% noise | 180 |" in markdown
+    daily = run_case((Case("daily", 0.05, 180.0), 2.0, 0, {}))
+    assert daily["spike_floor"] is None
+    held = "\n".join(held_out_section([daily, daily]))
+    passes = 2 if daily["theta_ok"] and daily["ih_ok"] else 0
+    assert f"| daily 5% noise | 180 | {passes} of 2 |" in held

@@ -48,13 +48,14 @@ Per decision (every sync period, 15 s):
    released.
 6. Recommendation: ceil(forecast x (1 + headroom) / capacity). On the way down the chain applies a
    tolerance (5%), at most halving, and a stabilization window (the highest recommendation of the
-   last `stabilization_down_s`, 10 min, kept as per-minute maxima), so the count never falls below
+   last `stabilization_down_s`, 10 min, kept as maxima per tenth of the window: a minute at the
+   default, a few seconds in a time-compressed drill), so the count never falls below
    the lead-time forecast; then min, max, quota, override floor.
 
 Tuned on generated traces with seeds 101-103 and 201-203 (`bursty` included, for the noise of real
 request counts), never on the benchmark's seeds or on one file (docs/BENCHMARKS.md).
 
-State is bounded: a few floats, at most 2 x `stabilization_down_s / 60` minute maxima, and a
+State is bounded: a few floats, at most 2 x 11 window maxima, and a
 96-bucket daily profile with per-bucket counts.
 """
 
@@ -71,6 +72,9 @@ from autoscaler.core.types import Decision, Observation, is_missing
 LN2 = math.log(2)
 BUCKETS_PER_DAY = 96
 BUCKET_S = 86400 / BUCKETS_PER_DAY
+# The stabilization window keeps one maximum per tenth of its length: per minute at 10 minutes,
+# and just as fine when a drill compresses the window to 30 s.
+WINDOW_SLOTS = 10
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,8 @@ class SwellState(NamedTuple):
     samples: int = 0
     surge_until: float = 0.0
     surge_memory: float = 0.0  # 1 at a surge's onset, halving every surge_memory_halflife_s
-    # Stabilization window: (minute index, highest recommendation in that minute), oldest first.
+    # Stabilization window: (slot index, highest recommendation in that slot), oldest first; a slot
+    # is a tenth of `stabilization_down_s` (a minute at the default; the name predates that).
     minute_max: tuple[tuple[int, int], ...] = ()
     # Daily profile: mean demand per 15-minute bucket (EWMA across days) and days seen per bucket.
     profile: tuple[float, ...] = ()
@@ -151,7 +156,7 @@ class SwellState(NamedTuple):
     bucket_n: int = 0
     # The same window without the fast trend and the jump: what stays if an episode is refuted.
     base_max: tuple[tuple[int, int], ...] = ()
-    # The current fast episode (trend or jump): until when, the level it started from, its minute.
+    # The current fast episode (trend or jump): until when, the level it started from, its slot.
     episode_until: float = 0.0
     episode_ref: float = 0.0
     episode_minute: int = -1
@@ -166,16 +171,16 @@ class SwellState(NamedTuple):
 
 
 def _window_add(
-    window: tuple[tuple[int, int], ...], minute: int, rec: int, cutoff: int
+    window: tuple[tuple[int, int], ...], slot: int, rec: int, cutoff: int
 ) -> tuple[tuple[int, int], ...]:
-    """Per-minute maxima of the recommendation, minutes after `cutoff` only, oldest first."""
+    """Per-slot maxima of the recommendation, slots after `cutoff` only, oldest first."""
     if window and window[0][0] <= cutoff:
         window = tuple(m for m in window if m[0] > cutoff)
-    if window and window[-1][0] == minute:
+    if window and window[-1][0] == slot:
         if rec > window[-1][1]:
-            window = (*window[:-1], (minute, rec))
+            window = (*window[:-1], (slot, rec))
         return window
-    return (*window, (minute, rec))
+    return (*window, (slot, rec))
 
 
 def _ema_alpha(dt: float, halflife: float) -> float:
@@ -335,12 +340,13 @@ def decide(
         surge_until = now + params.stabilization_down_s
     episode_until, episode_ref, episode_minute = state.episode_until, state.episode_ref, state.episode_minute
     episode_t = state.episode_t
-    minute = int(now // 60)
+    slot_s = max(params.stabilization_down_s / WINDOW_SLOTS, 1.0)
+    slot = int(now // slot_s)
     refuted = False
     if signal:
         if now >= episode_until:
             episode_ref = state.level if state.level > 0 else level
-            episode_minute = minute
+            episode_minute = slot
             episode_t = now
         episode_until = now + params.stabilization_down_s
     elif (
@@ -359,11 +365,11 @@ def decide(
     desired, tag = rate_limit(desired, current, params.guards)
     if tag:
         limited.append(tag)
-    cutoff = minute - int(params.stabilization_down_s // 60)
-    window = _window_add(state.minute_max, minute, rec, cutoff)
-    base_window = _window_add(state.base_max, minute, base_rec, cutoff)
+    cutoff = slot - WINDOW_SLOTS
+    window = _window_add(state.minute_max, slot, rec, cutoff)
+    base_window = _window_add(state.base_max, slot, base_rec, cutoff)
     if refuted:
-        # The episode's recommendations leave the window: from its first minute on, only what the
+        # The episode's recommendations leave the window: from its first slot on, only what the
         # forecast without the fast trend and the jump asked for.
         kept = {m: r for m, r in base_window}
         window = tuple(
