@@ -43,6 +43,7 @@ from autoscaler.sim.engine import (
     simulate,
 )
 from autoscaler.sim.generate import generate, spike_onsets
+from autoscaler.sim.targets import judge
 from autoscaler.sim.trace import Trace, read_trace
 
 NASA = Path("/work/shared/traces/nasa-http-1995-07.csv")
@@ -52,7 +53,6 @@ SEEDS = {"daily": 1, "surge400": 2, "spike": 3}
 TUNING_SEEDS = {"bursty": 4}
 BURSTY_NOISE = 0.25
 LEADS = (180.0, 600.0)
-BASELINES = ("hpa", "keda", "target-tracking")
 HELD_OUT_FIRST = 300  # seed offsets 300, 400, ...: after the benchmark's (0) and the tuning ones (100, 200)
 
 
@@ -88,30 +88,22 @@ def run_case(args: tuple[Case, float, int, dict[str, Any]]) -> dict[str, Any]:
     replay = resample(trace, params)
     runs = {name: run_policy(name, replay, params) for name in DEFAULT_POLICIES}
     metrics = {name: run.metrics for name, run in runs.items()}
-    best_name = min(BASELINES, key=lambda n: metrics[n]["theta_u"])
-    best = metrics[best_name]["theta_u"]
-    swell = metrics["swell"]
+    verdict = judge(metrics)
+    assert verdict is not None  # every policy ran
     keda_ih = metrics["keda"]["instance_hours"]
-    ih_ratio = swell["instance_hours"] / keda_ih
-    if best >= 0.05:
-        regime = "baselines short"
-        theta_limit, ih_limit = best / 4, 1.05
-    else:
-        regime = "baselines safe"
-        theta_limit, ih_limit = 0.01, 0.92
-    spike = spike_floor(case, days, seed_offset, trace, replay, params, metrics, runs, theta_limit)
+    spike = spike_floor(case, days, seed_offset, trace, replay, params, metrics, runs, verdict.theta_limit)
     return {
         "case": case,
         "metrics": metrics,
         "spike_floor": spike,
-        "best_name": best_name,
-        "best": best,
-        "regime": regime,
-        "theta_limit": theta_limit,
-        "ih_limit": ih_limit,
-        "ih_ratio": ih_ratio,
-        "theta_ok": swell["theta_u"] <= theta_limit,
-        "ih_ok": ih_ratio <= ih_limit,
+        "best_name": verdict.best_name,
+        "best": verdict.best,
+        "regime": verdict.regime,
+        "theta_limit": verdict.theta_limit,
+        "ih_limit": verdict.ih_limit,
+        "ih_ratio": verdict.ih_ratio,
+        "theta_ok": verdict.theta_ok,
+        "ih_ok": verdict.ih_ok,
         "oracle_ih_ratio": metrics["oracle"]["instance_hours"] / keda_ih,
         "ticks": len(replay.t),
     }

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from autoscaler.sim.engine import DEFAULT_POLICIES, DEFAULT_PRICE_PER_HOUR, SimParams, simulate
 from autoscaler.sim.metrics import rounded
+from autoscaler.sim.targets import judge
 from autoscaler.sim.trace import TraceError, read_trace, write_trace
 
 
@@ -62,11 +63,15 @@ def simulate_command(
         from autoscaler.sim.plot import plot_runs
 
         plot_runs(replay, runs, cap, plot, f"{trace.name}: lead time {lead_time:.0f} s, tick {tick:.0f} s")
+    verdict = judge({name: run.metrics for name, run in runs.items()})
     if as_json:
         doc = {
             "trace": str(trace_path),
             "params": params.as_dict() | {"ticks": len(replay.t)},
             "policies": {name: rounded(run.metrics) for name, run in runs.items()},
+            # The benchmark's targets on this trace (null unless swell, keda, hpa and
+            # target-tracking all ran): docs/BENCHMARKS.md.
+            "targets": verdict.as_dict() if verdict else None,
         }
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -107,6 +112,8 @@ def simulate_command(
     Console().print(
         f"capacity per instance {cap:g}, price {price:g} EUR/h (default b3-16 {DEFAULT_PRICE_PER_HOUR})"
     )
+    if verdict is not None:
+        Console().print(f"targets (docs/BENCHMARKS.md): {verdict.describe()}", highlight=False)
     if plot is not None:
         Console().print(f"plot: {plot}")
 

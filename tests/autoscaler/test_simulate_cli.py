@@ -46,6 +46,56 @@ def test_simulate_json_has_every_policy_and_metric(small_trace: Path) -> None:
         }
 
 
+def test_simulate_judges_the_benchmark_targets_on_your_own_trace(small_trace: Path) -> None:
+    """A planner with a real trace gets the same verdict the benchmark gives its rows."""
+    result = runner.invoke(app, ["simulate", "--trace", str(small_trace), "--json", "--lead-time", "600"])
+    doc = json.loads(result.output)
+    targets, pol = doc["targets"], doc["policies"]
+    best = min(("hpa", "keda", "target-tracking"), key=lambda n: pol[n]["theta_u"])
+    assert targets["best_name"] == best
+    assert targets["ih_ratio"] == pytest.approx(
+        pol["swell"]["instance_hours"] / pol["keda"]["instance_hours"]
+    )
+    assert targets["passed"] == (targets["theta_ok"] and targets["ih_ok"])
+    table = runner.invoke(app, ["simulate", "--trace", str(small_trace), "--lead-time", "600"])
+    assert "targets (docs/BENCHMARKS.md): " + targets["regime"] in table.output.replace("\n", " ")
+    partial = runner.invoke(
+        app, ["simulate", "--trace", str(small_trace), "--json", "--policies", "swell,keda"]
+    )
+    assert json.loads(partial.output)["targets"] is None  # no verdict without the baselines
+
+
+@pytest.mark.parametrize(
+    ("best", "swell_theta", "swell_ih", "regime", "passed"),
+    [
+        (0.40, 0.09, 104.0, "baselines short", True),
+        (0.40, 0.11, 104.0, "baselines short", False),  # theta_U above 1/4 of the best
+        (0.40, 0.09, 106.0, "baselines short", False),  # instance-hours above 1.05 x keda
+        (0.01, 0.009, 91.0, "baselines safe", True),
+        (0.01, 0.011, 91.0, "baselines safe", False),  # above the absolute 0.01%
+        (0.01, 0.009, 93.0, "baselines safe", False),  # not 8% cheaper than keda
+        (0.05, 0.0124, 100.0, "baselines short", True),  # 0.05% is already "noticeably"
+    ],
+    ids=["short-pass", "short-theta", "short-cost", "safe-pass", "safe-theta", "safe-cost", "threshold"],
+)
+def test_target_verdicts(best: float, swell_theta: float, swell_ih: float, regime: str, passed: bool) -> None:
+    from autoscaler.sim.targets import judge
+
+    def m(theta: float, ih: float) -> dict[str, float]:
+        return {"theta_u": theta, "instance_hours": ih}
+
+    verdict = judge(
+        {
+            "swell": m(swell_theta, swell_ih),
+            "keda": m(best, 100.0),
+            "hpa": m(1.0, 90.0),
+            "target-tracking": m(2.0, 95.0),
+        }
+    )
+    assert verdict is not None
+    assert (verdict.regime, verdict.passed) == (regime, passed)
+
+
 def test_simulate_table_and_plot(small_trace: Path, tmp_path: Path) -> None:
     png = tmp_path / "out.png"
     result = runner.invoke(
