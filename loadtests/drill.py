@@ -92,7 +92,7 @@ class TierPlan:
 
 
 PLANS = {
-    "web": TierPlan(min=2, max=16, capacity_per_instance=15.0, unit="requests/s"),
+    "web": TierPlan(min=2, max=16, capacity_per_instance=10.0, unit="requests/s"),
     "chat": TierPlan(min=1, max=8, capacity_per_instance=8.0, unit="sessions"),
     "video": TierPlan(min=1, max=8, capacity_per_instance=6.0, unit="participants"),
 }
