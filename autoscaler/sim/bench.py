@@ -440,6 +440,8 @@ TUNING_LOG = [
     "the daily profile smoothed over 45 minutes, or its ratio discounted by its own noise (seasonal",
     "pre-scaling is what keeps the 15%-noise, 600 s rows under 0.01%: both made them fail);",
     "`max_headroom` 0.8 (NASA at 600 s passes, but bursty and NASA at 180 s fail on theta_U);",
+    "`season_weight` 0.2 or 0.15, a smoother daily profile (NASA at 600 s 1.073 -> 1.068 x keda, not",
+    "enough) and 0.5; `surge_ratio` 1.15 (5%-noise spikes a little faster, x2 for a +15% step);",
     "+60% headroom held for a day after each surge (`surge_memory_headroom` 0.6: spike 5%/180 s",
     "theta_U 0.039% for 1.26 x keda's IH). They are all points on one theta_U/cost frontier.",
     "",
