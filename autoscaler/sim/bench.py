@@ -91,19 +91,12 @@ def run_case(args: tuple[Case, float, int, dict[str, Any]]) -> dict[str, Any]:
     verdict = judge(metrics)
     assert verdict is not None  # every policy ran
     keda_ih = metrics["keda"]["instance_hours"]
-    spike = spike_floor(case, days, seed_offset, trace, replay, params, metrics, runs, verdict.theta_limit)
+    spike = spike_floor(case, days, seed_offset, trace, replay, params, runs, verdict.theta_limit)
     return {
         "case": case,
         "metrics": metrics,
         "spike_floor": spike,
-        "best_name": verdict.best_name,
-        "best": verdict.best,
-        "regime": verdict.regime,
-        "theta_limit": verdict.theta_limit,
-        "ih_limit": verdict.ih_limit,
-        "ih_ratio": verdict.ih_ratio,
-        "theta_ok": verdict.theta_ok,
-        "ih_ok": verdict.ih_ok,
+        **verdict.as_dict(),  # best_name, best, regime, limits, ih_ratio, theta_ok, ih_ok, passed
         "oracle_ih_ratio": metrics["oracle"]["instance_hours"] / keda_ih,
         "ticks": len(replay.t),
     }
@@ -116,7 +109,6 @@ def spike_floor(
     trace: Trace,
     replay: Replay,
     params: SimParams,
-    metrics: dict[str, dict[str, Any]],
     runs: dict[str, PolicyRun],
     theta_limit: float,
 ) -> dict[str, float] | None:
@@ -139,7 +131,7 @@ def spike_floor(
     needed = floor.margin_needed(replay.demand, windows, theta_limit)
     out["margin_needed"] = needed
     least = floor.tracking_cost(replay.demand, cap, needed, params.tick_s)
-    out["least_ih_ratio"] = least / metrics["keda"]["instance_hours"]
+    out["least_ih_ratio"] = least / runs["keda"].metrics["instance_hours"]
     return out
 
 
@@ -165,7 +157,7 @@ def cases(nasa: Path, with_bursty: bool = False) -> list[Case]:
 
 def fmt_row(r: dict[str, Any]) -> list[str]:
     sw = r["metrics"]["swell"]
-    ok = r["theta_ok"] and r["ih_ok"]
+    ok = r["passed"]
     return [
         r["case"].label,
         f"{r['case'].lead:.0f}",
@@ -224,7 +216,7 @@ def write_markdown(
         "|" + "---|" * len(HEADERS),
     ]
     lines += ["| " + " | ".join(fmt_row(r)) + " |" for r in results]
-    passed = sum(r["theta_ok"] and r["ih_ok"] for r in results)
+    passed = sum(r["passed"] for r in results)
     lines += [
         "",
         f"**{passed} of {len(results)} rows pass.**",
@@ -276,7 +268,7 @@ def analysis(results: list[dict[str, Any]]) -> list[str]:
     """By how much each failing row misses, and how close swell comes to the oracle."""
     lines = ["## Where swell misses, and by how much", ""]
     for r in results:
-        if r["theta_ok"] and r["ih_ok"]:
+        if r["passed"]:
             continue
         sw = r["metrics"]["swell"]
         parts = []
@@ -329,11 +321,11 @@ def held_out_section(held_out: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for (label, lead), rs in groups.items():
-        passed = sum(r["theta_ok"] and r["ih_ok"] for r in rs)
+        passed = sum(r["passed"] for r in rs)
         worst_theta = max(r["metrics"]["swell"]["theta_u"] / r["theta_limit"] for r in rs)
         worst_ih = max(r["ih_ratio"] / r["ih_limit"] for r in rs)
         lines.append(f"| {label} | {lead:.0f} | {passed} of {len(rs)} | {worst_theta:.2f} | {worst_ih:.3f} |")
-    total = sum(r["theta_ok"] and r["ih_ok"] for r in held_out)
+    total = sum(r["passed"] for r in held_out)
     lines += ["", f"**{total} of {len(held_out)} held-out rows pass.**", ""]
     return lines
 
@@ -500,6 +492,19 @@ def spike_plot(out: Path) -> Path:
     )
 
 
+def run_cases(
+    jobs: list[tuple[Case, float, int, dict[str, Any]]], label: str, workers: int
+) -> list[dict[str, Any]]:
+    """`run_case` over the jobs on `workers` processes, in order, with a progress bar."""
+    results: list[dict[str, Any]] = []
+    with Progress(transient=True) as progress, ProcessPoolExecutor(max_workers=workers) as pool:
+        task = progress.add_task(label, total=len(jobs))
+        for r in pool.map(run_case, jobs):
+            results.append(r)
+            progress.advance(task)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, help="write the results as Markdown (and a PNG beside it)")
@@ -537,25 +542,18 @@ def main(argv: list[str] | None = None) -> int:
         wanted = args.only.split(",")
         generated = SEEDS | TUNING_SEEDS
         todo = [c for c in todo if c.trace in wanted or ("nasa" in wanted and c.trace not in generated)]
-    results: list[dict[str, Any]] = []
-    with Progress(transient=True) as progress, ProcessPoolExecutor(max_workers=args.workers) as pool:
-        task = progress.add_task("benchmark set", total=len(todo))
-        for r in pool.map(run_case, [(c, args.days, args.seed_offset, overrides) for c in todo]):
-            results.append(r)
-            progress.advance(task)
-    held_out: list[dict[str, Any]] = []
+    results = run_cases(
+        [(c, args.days, args.seed_offset, overrides) for c in todo], "benchmark set", args.workers
+    )
     generated_todo = [c for c in todo if c.trace in SEEDS]
+    held_out: list[dict[str, Any]] = []
     if args.held_out > 0 and generated_todo:
         jobs = [
             (c, args.days, HELD_OUT_FIRST + 100 * k, overrides)
             for k in range(args.held_out)
             for c in generated_todo
         ]
-        with Progress(transient=True) as progress, ProcessPoolExecutor(max_workers=args.workers) as pool:
-            task = progress.add_task(f"held-out seeds (x{args.held_out})", total=len(jobs))
-            for r in pool.map(run_case, jobs):
-                held_out.append(r)
-                progress.advance(task)
+        held_out = run_cases(jobs, f"held-out seeds (x{args.held_out})", args.workers)
     table = Table(title="swell against the baselines (theta_U in %)")
     for h in HEADERS:
         table.add_column(h, justify="left" if h == "trace" else "right")
@@ -565,10 +563,10 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(*row)
     console = Console(width=max(Console().width, 160))
     console.print(table)
-    passed = sum(r["theta_ok"] and r["ih_ok"] for r in results)
+    passed = sum(r["passed"] for r in results)
     console.print(f"{passed} of {len(results)} rows pass")
     if held_out:
-        ok = sum(r["theta_ok"] and r["ih_ok"] for r in held_out)
+        ok = sum(r["passed"] for r in held_out)
         console.print(f"held-out seeds: {ok} of {len(held_out)} generated rows pass")
     if not args.no_speed:
         verdict = "PASS" if speed["seconds"] <= 10 else "FAIL"

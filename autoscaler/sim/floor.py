@@ -22,6 +22,7 @@ Pure numpy on the simulator's replay; used by the benchmark (docs/BENCHMARKS.md)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ def blind_windows(
     true demand, `sample_t` the trace's own sample times (the replay holds each sample until the next)."""
     lag_ticks = round(metric_lag_s / tick_s)
     lead_ticks = int(np.ceil(lead_time_s / tick_s - 1e-9))
-    pre_ticks = max(1, round(PRE_WINDOW_S / tick_s))
+    level = trailing_level(demand, tick_s)
     out = []
     for onset in onsets:
         after = int(np.searchsorted(sample_t, onset, side="right"))
@@ -59,12 +60,24 @@ def blind_windows(
         if start == 0 or start >= len(grid):
             continue
         stop = min(start + lag_ticks + lead_ticks, len(grid))
-        pre_slice = demand[max(0, start - pre_ticks) : start]
-        pre_slice = pre_slice[~np.isnan(pre_slice)]
-        if not len(pre_slice):
+        pre = float(level[start - 1])  # the 15 minutes before `start`
+        if np.isnan(pre):
             continue
-        out.append(BlindWindow(start, stop, float(pre_slice.mean())))
+        out.append(BlindWindow(start, stop, pre))
     return out
+
+
+def trailing_level(demand: np.ndarray, tick_s: float) -> np.ndarray:
+    """Per tick, the mean of the valid samples among the last 15 minutes' ticks (that tick
+    included); NaN where there are none. A gap counts neither as zero demand nor as a sample."""
+    valid = ~np.isnan(demand)
+    k = max(1, round(PRE_WINDOW_S / tick_s))
+    csum = np.concatenate(([0.0], np.cumsum(np.where(valid, demand, 0.0))))
+    ccount = np.concatenate(([0], np.cumsum(valid)))
+    lo = np.maximum(np.arange(1, len(demand) + 1) - k, 0)
+    counts = ccount[1:] - ccount[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, (csum[1:] - csum[lo]) / counts, np.nan)
 
 
 def _valid_ticks(demand: np.ndarray) -> int:
@@ -73,24 +86,27 @@ def _valid_ticks(demand: np.ndarray) -> int:
 
 def floor_theta_u(demand: np.ndarray, windows: list[BlindWindow], margin: float) -> float:
     """theta_U (percent of the whole trace) inside the blind windows with supply margin x pre."""
-    total = 0.0
-    for w in windows:
-        d = demand[w.start : w.stop]
-        d = d[~np.isnan(d) & (d > 0)]
-        total += float((np.maximum(d - margin * w.pre, 0.0) / d).sum())
-    return 100.0 * total / _valid_ticks(demand)
+    return _theta_u_in(demand, windows, lambda w: margin * w.pre)
 
 
 def policy_theta_u_in(demand: np.ndarray, supply: np.ndarray, windows: list[BlindWindow]) -> float:
     """The part of a policy's theta_U (percent of the whole trace) that falls in the blind windows;
     `supply` is ready instances x capacity per tick."""
+    return _theta_u_in(demand, windows, lambda w: supply[w.start : w.stop])
+
+
+def _theta_u_in(
+    demand: np.ndarray, windows: list[BlindWindow], supply_in: Callable[[BlindWindow], float | np.ndarray]
+) -> float:
+    """SPEC theta_U over the ticks of the windows only, in percent of the whole trace's valid ticks,
+    with `supply_in(window)` the supply over a window (a constant or one value per tick)."""
     total = 0.0
     for w in windows:
         d = demand[w.start : w.stop]
-        s = supply[w.start : w.stop]
+        s = np.broadcast_to(supply_in(w), d.shape)
         ok = ~np.isnan(d) & (d > 0)
         total += float((np.maximum(d[ok] - s[ok], 0.0) / d[ok]).sum())
-    return 100.0 * total / _valid_ticks(demand)
+    return 100.0 * total / max(int(np.count_nonzero(~np.isnan(demand))), 1)
 
 
 def standing_margin(supply: np.ndarray, windows: list[BlindWindow]) -> float:
@@ -121,14 +137,6 @@ def tracking_cost(demand: np.ndarray, capacity_per_instance: float, margin: floa
     the trailing 15-minute mean of true demand (known exactly, no lead time): what standing
     `margin` costs at the least."""
     valid = ~np.isnan(demand)
-    d = np.where(valid, demand, 0.0)
-    k = max(1, round(PRE_WINDOW_S / tick_s))
-    # Trailing mean over the last k ticks' valid samples: a gap neither counts as zero demand nor
-    # is billed.
-    csum = np.concatenate(([0.0], np.cumsum(d)))
-    ccount = np.concatenate(([0], np.cumsum(valid)))
-    lo = np.maximum(np.arange(1, len(d) + 1) - k, 0)
-    counts = ccount[1:] - ccount[lo]
-    level = (csum[1:] - csum[lo]) / np.maximum(counts, 1)
+    level = trailing_level(demand, tick_s)
     instances = np.ceil(margin * level[valid] / capacity_per_instance - 1e-9)
     return float(instances.sum()) * tick_s / 3600.0
