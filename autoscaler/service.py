@@ -184,13 +184,19 @@ class Autoscaler:
         demand = sample.value if sample is not None else None
         fresh = demand is not None and age <= self.config.stale_after_s
         floor = override_floor(overrides, tier, now)
+        history = state.recent_decisions.setdefault(tier, [])
+        lost = self._lost(tier, capacity.current, state, history, now)
+        # The core sizes against the count the loop last set: an instance that died (or a count
+        # lowered behind the loop's back) is asked for again in this pass, not when demand next
+        # outgrows what is left.
+        intended = capacity.current + lost
         obs = Observation(
             tier=tier,
             demand=demand,
             sample_age_s=age,
-            current=capacity.current,
+            current=intended,
             ready=capacity.ready,
-            pending=capacity.pending,
+            pending=max(0, intended - capacity.ready),
             utilization=None,
             override=floor,
         )
@@ -199,11 +205,13 @@ class Autoscaler:
         policy_state = spec.state_from_dict(raw_state) if raw_state else spec.initial_state()
         decision, new_state = spec.decide(obs, policy_state, self.params[tier], now)
         desired, net = safety_net(
-            decision.desired, capacity.current, fresh, floor.floor if floor else 0, cfg.min, cfg.max
+            decision.desired, intended, fresh, floor.floor if floor else 0, cfg.min, cfg.max
         )
         reason = decision.reason
         if result.metrics_error:
             reason = f"hold: metrics unavailable ({result.metrics_error})"
+        if lost:
+            reason = f"replacing {lost} lost instance{'s' if lost > 1 else ''}; {reason}"
         limited_by = list(dict.fromkeys([*decision.limited_by, *net]))
         record: dict[str, Any] = {
             "at": now,
@@ -212,6 +220,7 @@ class Autoscaler:
             "sample_age_s": None if math.isinf(age) else round(age, 3),
             "fresh": fresh,
             "current": capacity.current,
+            "lost": lost,
             "ready": capacity.ready,
             "desired": desired,
             "direction": direction_of(desired, capacity.current),
@@ -223,7 +232,6 @@ class Autoscaler:
             "error": None,
         }
         # Record before acting: a crash mid-actuation leaves the intent on disk.
-        history = state.recent_decisions.setdefault(tier, [])
         previous_failed = bool(history) and history[-1].get("error") is not None
         state.policy_state[tier] = new_state.to_dict()
         state.last_desired[tier] = desired
@@ -246,6 +254,19 @@ class Autoscaler:
         del history[:-RECENT_DECISIONS_KEPT]
         self.telemetry.record_decision(tier, record)
         return record
+
+    def _lost(
+        self, tier: str, current: int, state: LoopState, history: list[dict[str, Any]], now: float
+    ) -> int:
+        """Instances the actuator no longer reports though the loop's last decision, taken within
+        the staleness window, set more: the ones that died since. None in a dry run (nothing was
+        set) or after a long pause (the count may have been changed on purpose meanwhile)."""
+        last_set = state.last_desired.get(tier)
+        if self.dry_run or last_set is None or not history:
+            return 0
+        if now - float(history[-1].get("at", -math.inf)) > self.config.stale_after_s:
+            return 0
+        return max(0, last_set - current)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Loop until `stop` is set, one pass per interval (a slow pass shortens the next wait)."""

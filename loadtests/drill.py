@@ -7,10 +7,13 @@ policy, with the local actuator and a boot delay standing in for VM provisioning
 headless in its own process. It shows live progress, stops everything it started (on success,
 failure and Ctrl-C), and writes a report directory (`loadtests.report`).
 
-Time is compressed by `speed`: the load shape, the boot delay and the policy's time constants are
-divided by it. What is not compressed: Prometheus's 1-minute rate window on web requests (the
-rules are production's, unchanged), so the web demand signal lags by about 30 real seconds; the
-policy is told so through its lead time.
+Time is compressed by `speed`: the load shape, the boot delay, every time constant of the policy
+(`compress_time`) and every range, offset and `for:` of production's rules (`compress_rules`: a
+1-minute rate window stays one nominal minute) are divided by it. The web tier's lead time adds
+half the compressed rate window, as the signal lags by that much. Prometheus starts once the base
+load runs, and the loop's first pass waits one rate window: production's series have been there
+for hours, and a window that began on an idle load balancer would ramp from zero, which the
+policy would take for a surge (and pre-scale on it, as earlier drills did).
 
 This module never imports locust (it monkey-patches the interpreter with gevent).
 """
@@ -35,18 +38,23 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, LocalTierSettings, free_port
 from autoscaler.adapters.sqlite_store import SQLiteStateStore
 from autoscaler.config import parse_config
+from autoscaler.core.policies.swell import compress_time
 from autoscaler.ports import ActuationError, Actuator, Capacity
 from autoscaler.service import Autoscaler
 from autoscaler.telemetry import Redactor, Telemetry
 from autoscaler.wiring import build_source
 from loadtests.plumbing import (
+    RULES,
     TIERS,
     HAProxyPorts,
     by_tier,
+    compress_rules,
+    drill_rate_window_lag_s,
     haproxy_config,
     http_ok,
     prometheus_config,
@@ -61,19 +69,9 @@ DEMAND = "tier:swell_offered_demand:current"
 READY = "tier:swell_ready_instances:count"
 # Nominal lengths of the shapes (seconds), mirrored from loadtests/shapes.py without importing
 # locust; a test checks they agree.
-PROFILE_NOMINAL_S = {"surge400": 4500.0, "daily": 86400.0, "spike": 1200.0}
-DEFAULT_SPEED = {"surge400": 20.0, "daily": 360.0, "spike": 5.0}
-# The swell policy's time constants, nominal (seconds): divided by the speed.
-SCALED_POLICY_PARAMS = {
-    "fast_halflife_s": 45.0,
-    "level_halflife_s": 120.0,
-    "slow_halflife_s": 240.0,
-    "volatility_halflife_s": 1800.0,
-    "stabilization_down_s": 600.0,
-    "ramp_min_s": 60.0,
-}
+PROFILE_NOMINAL_S = {"surge400": 4500.0, "daily": 86400.0, "spike": 1800.0, "flash": 1200.0}
+DEFAULT_SPEED = {"surge400": 20.0, "daily": 360.0, "spike": 7.5, "flash": 5.0}
 NOMINAL_BOOT_S = 180.0  # VM boot plus cloud-init configuration
-RATE_WINDOW_LAG_S = 30.0  # half of the rules' 1-minute rate window: not compressed
 
 
 class DrillError(RuntimeError):
@@ -160,6 +158,30 @@ class DrillOptions:
             raise ValueError(f"--speed must be > 0, got {self.speed}")
         if self.load_s > 3600:
             raise ValueError(f"--speed {self.speed}: the load would run {self.load_s:.0f} s (more than 1 h)")
+
+
+def autoscaler_config(o: DrillOptions, prom_url: str, state_path: Path) -> dict[str, Any]:
+    """The drill's autoscaler configuration: production's `swell` policy with every one of its time
+    constants compressed by the drill's speed (`compress_time`), the boot delay plus, for web, the
+    rules' (compressed) rate-window lag as lead time, and the local actuator."""
+    speed = o.effective_speed
+    return {
+        "prometheus": {"url": prom_url, "timeout_s": 1.5},
+        "interval_s": o.interval_s,
+        "state": {"kind": "sqlite", "path": str(state_path)},
+        "tiers": {
+            t: {
+                "capacity_per_instance": p.capacity_per_instance,
+                "min": p.min,
+                "max": p.max,
+                "lead_time_s": o.boot_delay_s + (drill_rate_window_lag_s(speed) if t == "web" else 0.0),
+                "policy": "swell",
+                "policy_params": compress_time(speed),
+                "actuator": {"kind": "local", "boot_delay_s": o.boot_delay_s},
+            }
+            for t, p in o.plans.items()
+        },
+    }
 
 
 class FaultyActuator:
@@ -278,6 +300,7 @@ class Drill:
         self.requests = RequestLog(options.out / "requests.csv")
         self.started_at = 0.0
         self.load_started_at = 0.0
+        self.autoscaler_starts_at = 0.0
         self.prom_url = ""
         self.finished_at = 0.0
         self.cpu_at_start = self.cpu_at_end = os.times()
@@ -311,8 +334,17 @@ class Drill:
             )
         ).start()
         self.actuator.bootstrap({t: p.min for t, p in o.plans.items()})
+
+    def _start_prometheus(self) -> None:
+        """Prometheus starts once the base load runs: a rate window that began on an idle HAProxy
+        would show the web tier a ramp from zero in its first minute, a cold start production (an
+        LB that has been serving for hours) never sees."""
+        o = self.o
+        node_sd, jvb_sd = self.work / "nodes.json", self.work / "jvb.json"
         prom_port = free_port()
-        write_yaml(self.work / "prometheus.yml", prometheus_config(self.ports.stats, node_sd, jvb_sd))
+        rules = self.work / "swell.rules.yml"
+        write_yaml(rules, compress_rules(yaml.safe_load(RULES.read_text()), o.effective_speed))
+        write_yaml(self.work / "prometheus.yml", prometheus_config(self.ports.stats, node_sd, jvb_sd, rules))
         self.prometheus = start_process(
             [
                 "prometheus",
@@ -333,6 +365,10 @@ class Drill:
             return all(seen.get(t, 0) >= p.min for t, p in o.plans.items())
 
         wait_for(all_ready, "Prometheus to see the first instances ready", 30, self.prometheus)
+        # The autoscaler's first pass waits until the web rate window holds only loaded samples: a
+        # new series ramps from zero across its first window, which the policy would take for a
+        # surge (production's series have been there for hours).
+        self.autoscaler_starts_at = time.time() + 2 * drill_rate_window_lag_s(o.effective_speed)
         self._write_parts()
 
     def _write_parts(self) -> None:
@@ -341,7 +377,7 @@ class Drill:
         parts = {
             "pids": {name: p.pid for name, p in procs.items() if p is not None},
             "ports": {
-                "prometheus": int(self.prom_url.rsplit(":", 1)[1]),
+                **({"prometheus": int(self.prom_url.rsplit(":", 1)[1])} if self.prom_url else {}),
                 **{f"haproxy_{t}": self.ports.frontend(t) for t in TIERS},
                 "haproxy_stats": self.ports.stats,
             },
@@ -350,28 +386,8 @@ class Drill:
         (self.o.out / "parts.json").write_text(json.dumps(parts, indent=1))
 
     def _autoscaler(self) -> tuple[Autoscaler, FaultyActuator]:
-        o, speed = self.o, self.o.effective_speed
-        params = {k: v / speed for k, v in SCALED_POLICY_PARAMS.items()}
-        cfg = parse_config(
-            {
-                "prometheus": {"url": self.prom_url, "timeout_s": 1.5},
-                "interval_s": o.interval_s,
-                "state": {"kind": "sqlite", "path": str(self.work / "state.db")},
-                "tiers": {
-                    t: {
-                        "capacity_per_instance": p.capacity_per_instance,
-                        "min": p.min,
-                        "max": p.max,
-                        "lead_time_s": o.boot_delay_s + (RATE_WINDOW_LAG_S if t == "web" else 0.0),
-                        "policy": "swell",
-                        "policy_params": params,
-                        "actuator": {"kind": "local", "boot_delay_s": o.boot_delay_s},
-                    }
-                    for t, p in o.plans.items()
-                },
-            },
-            source="drill",
-        )
+        o = self.o
+        cfg = parse_config(autoscaler_config(o, self.prom_url, self.work / "state.db"), source="drill")
         assert self.actuator is not None
         faulty = FaultyActuator(self.actuator)
         actuators: dict[str, Actuator] = dict.fromkeys(o.plans, faulty)
@@ -449,8 +465,9 @@ class Drill:
             try:
                 self.progress({"phase": "starting HAProxy, instances, Prometheus"})
                 self._start_parts()
-                scaler, faulty = self._autoscaler()
                 self._start_locust()
+                self._start_prometheus()
+                scaler, faulty = self._autoscaler()
                 self._loop(scaler, faulty)
             finally:
                 self.stop()
@@ -477,7 +494,7 @@ class Drill:
                 if rel >= until:
                     self._fault_off(fault, faulty, rel)
                     active.remove((fault, until))
-            if o.autoscale and now >= next_pass:
+            if o.autoscale and now >= next_pass and now >= self.autoscaler_starts_at:
                 result = scaler.run_once()
                 for d in result.decisions:
                     d["t"] = round(d["at"] - self.load_started_at, 3)

@@ -3,7 +3,7 @@
     locust -f loadtests/locustfile.py --headless --host http://web-lb:80
     SWELL_PROFILE=spike SWELL_SPEED=10 SWELL_BASE_USERS=50 locust -f loadtests/locustfile.py --headless ...
 
-Environment: `SWELL_PROFILE` (surge400, daily, spike, step, soak; default surge400), `SWELL_SPEED`
+Environment: `SWELL_PROFILE` (surge400, daily, spike, flash, step, soak; default surge400), `SWELL_SPEED`
 (time compression, default 1), `SWELL_BASE_USERS` (users at x1, default 30), `SWELL_CHAT_HOST` and
 `SWELL_VIDEO_HOST` (ws://host:port; default: --host), `SWELL_REQUEST_LOG` (a CSV file: one line per
 request, and the user count every second, which `swell drill` reads for its live view and report).

@@ -1,6 +1,7 @@
 """The drill's real parts on 127.0.0.1: HAProxy (standing in for the Octavia load balancer, which
-runs HAProxy) and Prometheus with the project's recording rules, each a child process in its own
-process group, configured here and stopped by `stop_process` whatever happens.
+runs HAProxy) and Prometheus with the project's recording rules (time-compressed with the drill,
+`compress_rules`: the one difference from production's), each a child process in its own process
+group, configured here and stopped by `stop_process` whatever happens.
 
 HAProxy has one frontend per tier, named for the tier (`web`, `chat`, `video`), each with a
 backend `<tier>-pool` of `server-template` slots in maintenance until the local actuator registers
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -38,6 +40,51 @@ TIER_FROM_PROXY = {
     "target_label": "tier",
     "replacement": "$1",
 }
+
+
+# Durations in PromQL and in `for:`: `1m`, `30s`, `1h30m`.
+DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
+UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+# A compressed range still spans a few 1 s scrapes: rate() needs two samples, and more are smoother.
+MIN_RANGE_S = 3.0
+
+
+def duration_s(text: str) -> float:
+    return sum(float(n) * UNIT_S[u] for n, u in re.findall(r"(\d+)(ms|[smhdwy])", text))
+
+
+def compressed_duration(text: str, speed: float, floor_s: float = 0.0) -> str:
+    return f"{round(max(duration_s(text) / speed, floor_s) * 1000)}ms"
+
+
+def compress_rules(rules: dict[str, Any], speed: float) -> dict[str, Any]:
+    """Production's rules for a drill running `speed` times faster: every range, offset and `for:`
+    divided by the speed (ranges no shorter than `MIN_RANGE_S`). The one difference between the
+    drill's rules and production's, and it is only time: a 1-minute rate window stays one nominal
+    minute, as the policy's time constants do (`compress_time`)."""
+
+    def expr(text: str) -> str:
+        text = re.sub(
+            rf"\[({DURATION})\]", lambda m: f"[{compressed_duration(m[1], speed, MIN_RANGE_S)}]", text
+        )
+        return re.sub(rf"\boffset ({DURATION})", lambda m: f"offset {compressed_duration(m[1], speed)}", text)
+
+    out = json.loads(json.dumps(rules))  # a deep copy of plain data
+    for group in out.get("groups", []):
+        for rule in group.get("rules", []):
+            rule["expr"] = expr(str(rule["expr"]))
+            if "for" in rule:
+                rule["for"] = compressed_duration(str(rule["for"]), speed)
+    return out
+
+
+def drill_rate_window_lag_s(speed: float) -> float:
+    """How far the web demand signal lags: half its rate window, as compressed for the drill."""
+    window = re.search(
+        rf"rate\(octavia_listener_http_requests_total[^\[]*\[({DURATION})\]", RULES.read_text()
+    )
+    nominal = duration_s(window[1]) if window else 60.0
+    return max(nominal / speed, MIN_RANGE_S) / 2
 
 
 @dataclass(frozen=True)
@@ -89,10 +136,12 @@ backend {tier}-pool
     return "".join(sections)
 
 
-def prometheus_config(stats_port: int, node_file_sd: Path, jvb_file_sd: Path) -> dict[str, Any]:
+def prometheus_config(
+    stats_port: int, node_file_sd: Path, jvb_file_sd: Path, rules: Path = RULES
+) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(rules)],
         "scrape_configs": [
             {
                 "job_name": "swell-lb",

@@ -20,6 +20,8 @@ from typing import ClassVar
 
 from locust import LoadTestShape
 
+from autoscaler.sim.generate import SPIKE_RISE_S
+
 HOUR = 3600.0
 
 
@@ -84,7 +86,23 @@ class Daily(CurveShape):
 
 
 class Spike(CurveShape):
-    """x4 within a minute: 5 minutes at base, x4 one minute later, 10 minutes held, back down."""
+    """The benchmark's spike (`autoscaler.sim.generate`, x4 within `SPIKE_RISE_S`, 10 minutes):
+    5 minutes at base, the rise, 10 minutes held, back down over 5 minutes."""
+
+    abstract = False
+    points = (
+        (0.0, 1.0),
+        (300.0, 1.0),
+        (300.0 + SPIKE_RISE_S, 4.0),
+        (900.0 + SPIKE_RISE_S, 4.0),
+        (1200.0 + SPIKE_RISE_S, 1.0),
+    )
+
+
+class Flash(CurveShape):
+    """A flash crowd: x4 within one minute, held 10 minutes, back down. Faster than any instance
+    can boot: without capacity standing before it (`swell surge` ahead of a known event) the SLO
+    breaks during the first lead time, whatever the policy (docs/drill.md)."""
 
     abstract = False
     points = ((0.0, 1.0), (300.0, 1.0), (360.0, 4.0), (960.0, 4.0), (1020.0, 1.0), (1200.0, 1.0))
@@ -110,6 +128,7 @@ SHAPES: dict[str, type[CurveShape]] = {
     "surge400": Surge400,
     "daily": Daily,
     "spike": Spike,
+    "flash": Flash,
     "step": Step,
     "soak": Soak,
 }

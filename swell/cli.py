@@ -114,10 +114,18 @@ app.command("status")(_autoscaler_cli.status)
 # --- load tests: the surge drill (loadtests/) -------------------------------------------------
 @app.command("drill")
 def _drill(
-    profile: Annotated[str, typer.Option("--profile", help="surge400, daily or spike.")] = "surge400",
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="surge400 (x5 within 40 min), daily, spike (x4 within 10 min) or flash (x4 within 1 min).",
+        ),
+    ] = "surge400",
     speed: Annotated[
         float | None,
-        typer.Option("--speed", help="Time compression (default: surge400 20, daily 360, spike 5)."),
+        typer.Option(
+            "--speed", help="Time compression (default: surge400 20, daily 360, spike 7.5, flash 5)."
+        ),
     ] = None,
     no_autoscale: Annotated[
         bool, typer.Option("--no-autoscale", help="Keep the minimum instances: the baseline.")

@@ -81,6 +81,32 @@ def generate(
     return t, np.round(demand, 2)
 
 
+def fast_surge(
+    factor: float,
+    rise_s: float,
+    *,
+    flat_s: float = 1200.0,
+    hold_s: float = 3600.0,
+    noise: float = 0.05,
+    seed: int = 0,
+    base: float = 1000.0,
+    step_s: float = 60.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A surge faster than the daily shapes: flat for `flat_s`, then x`factor` within `rise_s`
+    (linear), held for `hold_s`: the case where a 30-minute average lags demand by more than x4
+    (issue 17: x5 within 5 minutes, x8 within 10). Noise as for the other shapes."""
+    if factor < 1 or rise_s <= 0 or flat_s < 0 or hold_s < 0:
+        raise ValueError("need factor >= 1, rise_s > 0, flat_s >= 0 and hold_s >= 0")
+    rng = np.random.default_rng(seed)
+    n = int((flat_s + rise_s + hold_s) / step_s)
+    t = START + np.arange(n) * step_s
+    rise = np.clip((t - START - flat_s) / rise_s, 0.0, 1.0)
+    demand = base * (1.0 + (factor - 1.0) * rise)
+    if noise > 0:
+        demand = demand * np.maximum(0.0, 1.0 + noise * rng.standard_normal(n))
+    return t, np.round(demand, 2)
+
+
 def _spike_schedule(rng: np.random.Generator, days: float) -> list[tuple[float, float]]:
     """(onset, hold) of each day's spike: a random afternoon time, held 1-2 hours. Drawn first,
     before the noise, so that `spike_onsets` can replay them from the seed alone."""

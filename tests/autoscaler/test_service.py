@@ -219,3 +219,32 @@ def test_the_loops_own_safety_net(
     desired: int, current: int, fresh: bool, floor: int, expected: int, tags: list[str]
 ) -> None:
     assert safety_net(desired, current, fresh, floor, tier_min=2, tier_max=64) == (expected, tags)
+
+
+@pytest.mark.parametrize(
+    ("situation", "replaced"),
+    [("next-pass", True), ("after-a-pause", False), ("dry-run", False)],
+    ids=lambda v: str(v),
+)
+def test_instances_that_died_are_asked_for_again_in_the_next_pass(
+    tmp_path: Path, situation: str, replaced: bool
+) -> None:
+    """Demand falling meanwhile, the recommendation is below the count: the dead instances must come
+    back at once all the same (issue 17: the drill's killed web instance waited 46 s)."""
+    loop, source, actuator, clock = _loop(tmp_path, {"web": 12, "video": 2}, dry_run=situation == "dry-run")
+    _steady(loop, source, clock, {"web": 500.0, "video": 250.0}, passes=8)
+    held = actuator.sizes["web"]
+    source.demand_by_tier = {"web": 100.0, "video": 250.0}  # the stabilization window holds the count
+    actuator.sizes["web"] -= 2  # two instances died
+    if situation == "after-a-pause":
+        clock.advance(600)  # a restart much later: the count may have been lowered on purpose
+    web = _by_tier(loop.run_once())["web"]
+    assert web["current"] == held - 2
+    if replaced:
+        assert web["lost"] == 2 and web["desired"] == held, web
+        assert web["reason"].startswith("replacing 2 lost instances; "), web["reason"]
+        assert actuator.sizes["web"] == held
+    elif situation == "dry-run":
+        assert web["lost"] == 0 and actuator.sizes["web"] == held - 2, web  # nothing was set, nothing acted
+    else:
+        assert web["lost"] == 0 and web["desired"] <= held - 2, web

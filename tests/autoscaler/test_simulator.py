@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autoscaler.sim.engine import SimParams, ready_counts, simulate
-from autoscaler.sim.generate import generate
+from autoscaler.sim.generate import fast_surge, generate
 from autoscaler.sim.metrics import compute_metrics, longest_run
 from autoscaler.sim.trace import Trace
 
@@ -114,3 +114,23 @@ def test_supply_equal_to_demand_is_not_under_provisioning_despite_float_products
     ready = np.array([30, 30])  # 30 x 4.1 = 122.99999999999999 in floating point
     m = compute_metrics(demand, ready, ready, 4.1, 15.0, 0.1)
     assert m["theta_u"] == 0.0 and m["tau_u"] == 0.0 and m["tau_o"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("factor", "rise_s", "lead"),
+    [(5.0, 300.0, 180.0), (8.0, 600.0, 180.0), (8.0, 600.0, 600.0)],
+    ids=["x5-in-5min-lead180", "x8-in-10min-lead180", "x8-in-10min-lead600"],
+)
+def test_swell_follows_a_surge_past_x4_better_than_keda_for_no_more(
+    factor: float, rise_s: float, lead: float
+) -> None:
+    """Issue 17: the 30-minute EWMA lags such a rise, and a cap on it alone clipped swell's forecast
+    below its own level; now its theta_U is below keda's at no more instance-hours."""
+    t, d = fast_surge(factor, rise_s, hold_s=7200.0, noise=0.05, seed=11)
+    _, runs = simulate(
+        Trace("fast", t, d), SimParams(capacity_per_instance=100.0, lead_time_s=lead), ("swell", "keda")
+    )
+    swell, keda = runs["swell"].metrics, runs["keda"].metrics
+    assert swell["theta_u"] < keda["theta_u"]
+    assert swell["instance_hours"] <= keda["instance_hours"]
+    assert runs["swell"].ready.max() * 100.0 >= factor * 1000.0, "capacity reaches the surge's plateau"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests.drill import PROFILE_NOMINAL_S
-from loadtests.shapes import SHAPES, Daily, Spike, Step, Surge400, configured
+from loadtests.shapes import SHAPES, Daily, Flash, Spike, Step, Surge400, configured
 
 
 def tick_at(shape_cls: type, run_time: float, monkeypatch: pytest.MonkeyPatch) -> tuple[int, float] | None:
@@ -26,8 +26,9 @@ def tick_at(shape_cls: type, run_time: float, monkeypatch: pytest.MonkeyPatch) -
         (Surge400, 20, 30, 220.0, 150),  # holding
         (Surge400, 1, 10, 3000.0, 50),  # uncompressed: x5 after 50 minutes
         (Spike, 1, 10, 300.0, 10),
-        (Spike, 1, 10, 360.0, 40),  # x4 within a minute
-        (Spike, 1, 10, 330.0, 25),
+        (Spike, 1, 10, 900.0, 40),  # x4 within 10 minutes, as the benchmark's spike
+        (Spike, 1, 10, 600.0, 25),
+        (Flash, 1, 10, 360.0, 40),  # x4 within a minute
         (Daily, 360, 20, 0.0, 20),  # night
         (Daily, 360, 20, 9 * 3600 / 360, 90),  # morning peak x4.5
         (Step, 1, 10, 301.0, 20),  # second step
@@ -40,8 +41,9 @@ def tick_at(shape_cls: type, run_time: float, monkeypatch: pytest.MonkeyPatch) -
         "surge-holds",
         "surge-uncompressed",
         "spike-before",
-        "spike-x4-within-a-minute",
+        "spike-x4-within-10-minutes",
         "spike-midway",
+        "flash-x4-within-a-minute",
         "daily-night",
         "daily-peak",
         "step-two",

@@ -1,29 +1,39 @@
 """`swell`: the surge-aware policy. Sizes each tier from offered demand, projected across the
 provisioning lead time, with headroom in proportion to the measured volatility of demand.
 
-Per decision (every sync period, 15 s):
+Per decision (every sync period, 15 s), as named steps (`track`, `forecast_demand`, `recommend`,
+then the chain in `decide`), each testable on its own:
 
 1. Fresh data only: a missing sample or one older than `stale_after_s` holds (no scale-down,
    no data-driven scale-up).
 2. Demand level and trend: four EWMAs of offered demand. `level` (half-life 200 s) is what
    capacity is sized from: smooth enough that noise does not drive the count. `fast` and `slow`
    (45 s, 240 s) give the growth rate g (per second) of an exponential trend, since an EWMA lags
-   by its mean age: ln(fast / slow) = g x (age_slow - age_fast).
+   by its mean age: ln(fast / slow) = g x (age_slow - age_fast). The 30-minute `glacial` EWMA is
+   kept as the weighted mean of the samples seen so far (its weight is carried in the state), so
+   a cold first sample (a rate window that began on an idle load balancer) does not stand for
+   the whole half hour.
 3. Volatility: an EWMA (half-life 30 min) of the squared relative residual of each sample against
-   the fast level, winsorized at 4 sigmas so that a surge's ramp does not pass for noise; its
+   the fast level, winsorized at 4 sigmas so that a surge's ramp does not pass for noise, and
+   skipped for samples above the fast level while a surge or trend episode is open (the rise is
+   the signal, not noise: learning it kept a surge's headroom inflated for half an hour); its
    root sigma sets the headroom, k x sigma (k = 2.8, bounded to [3%, 100%]), instead of one flat
    utilization target: a quiet tier runs close to its capacity, a noisy one keeps the margin its
    noise needs.
-4. Forecast across the horizon H = lead time + sample age + one sync period, the larger of:
+4. Forecast across the horizon H = lead time + sample age + one sync period, never below the
+   level, and while a surge is open never below the latest sample; the larger of:
    - the level;
-   - trend: fast x exp(g x (H + age_fast)), capped at x4, when the growth is significant against
-     the noise (ln(fast/slow) above `trend_z` x the noise of that ratio);
+   - trend: fast x exp(g x (H + age_fast)), at most x`max_surge_factor`, when the growth is
+     significant against the noise (ln(fast/slow) above `trend_z` x the noise of that ratio);
    - slow trend: the same with `slow` against a 30-minute `glacial` EWMA, projected from the
      level, when significant at `slow_trend_z` (5: real demand wanders for tens of minutes):
      hours-long growth (a 400% rise within a day) that fast/slow cannot tell from noise but that
      outgrows the headroom across a 10-minute lead time;
-   - both projections capped at `max_surge_factor` (4) x the 30-minute level, since surges end:
-     without it a x4-in-10-minutes spike extrapolates to x12 (observed demand is never capped);
+   - every projection capped at the larger of `max_surge_factor` (4) x the 30-minute level and the
+     level itself, since surges end: without it a x4-in-10-minutes spike extrapolates to x12. The
+     cap never binds below the level, and observed demand is never capped, so a surge past x4 is
+     followed as it arrives, not clipped (a cap on the 30-minute level alone fell below the level
+     in a fast rise and collapsed the forecast: issue 17);
    - seasonality: once the 15-minute buckets around now and now + H have been seen on
      `season_min_days` days, level x (the daily profile at now + H / the profile now), the
      profile interpolated between bucket centres: pre-scaling ahead of the daily rise (the
@@ -36,8 +46,8 @@ Per decision (every sync period, 15 s):
    a x4-in-10-minutes ramp then gets its x4 a few minutes before the EWMAs would see it. Then the
    decision jumps to x2 of the current count (x4 when the forecast needs more than x2), so new
    instances are ready when the load arrives, and the tier is not scaled down for one
-   stabilization window. A jump never goes beyond `max_surge_factor` x the 30-minute level (plus
-   headroom), so repeated evidence during one surge cannot compound x2 into x8.
+   stabilization window. A jump never goes beyond the same cap (plus headroom), so repeated
+   evidence during one surge cannot compound x2 into x8.
    Optional (`surge_memory_headroom`, off by default): extra headroom after a surge, decaying
    with a one-day half-life, for tiers whose surges recur; it buys theta_U with instance-hours.
    Release: a fast episode (trend or jump) that the demand takes back, both the last sample and
@@ -50,7 +60,12 @@ Per decision (every sync period, 15 s):
    tolerance (5%), at most halving, and a stabilization window (the highest recommendation of the
    last `stabilization_down_s`, 10 min, kept as maxima per tenth of the window: a minute at the
    default, a few seconds in a time-compressed drill), so the count never falls below
-   the lead-time forecast; then min, max, quota, override floor.
+   the lead-time forecast; and no scale-down at all while demand rises (`is_rising`: the sample
+   above the fast EWMA, above the level, above the slow one); then min, max, quota, override floor.
+
+Every duration parameter (`*_s`) but the service's timing is a time constant of the policy:
+`compress_time(speed)` divides them all, which is how a drill runs the policy faster, and the
+policy then takes the same decisions on a series replayed that much faster (tested).
 
 Tuned on generated traces with seeds 101-103 and 201-203 (`bursty` included, for the noise of real
 request counts), never on the benchmark's seeds or on one file (docs/BENCHMARKS.md).
@@ -62,7 +77,7 @@ State is bounded: a few floats, at most 2 x 11 window maxima, and a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from autoscaler.core.chain import Guards, finish, rate_limit, stabilization, tolerance
@@ -71,7 +86,6 @@ from autoscaler.core.types import Decision, Observation, is_missing
 
 LN2 = math.log(2)
 BUCKETS_PER_DAY = 96
-BUCKET_S = 86400 / BUCKETS_PER_DAY
 # The stabilization window keeps one maximum per tenth of its length: per minute at 10 minutes,
 # and just as fine when a drill compresses the window to 30 s.
 WINDOW_SLOTS = 10
@@ -106,6 +120,8 @@ class SwellParams:
     resid_clip_sigmas: float = 4.0
     jump_z: float = 4.0  # one sample this many sigmas above the level is a surge's first evidence
     surge_jump: bool = True
+    # The sample spacing the noise of ln(fast/slow) is derived for: a per-minute series.
+    noise_sample_s: float = 60.0
     # Project a surge's rise since its episode began, once it has lasted this long (one sample of a
     # per-minute series): the first sample alone is too little evidence for a slope.
     ramp_projection: bool = True
@@ -124,6 +140,7 @@ class SwellParams:
     stabilization_down_s: float = 600.0
     season_min_days: int = 2
     season_weight: float = 0.35  # weight of the newest day in each bucket's mean
+    day_s: float = 86400.0  # the period of the daily profile (shorter only in a time-compressed drill)
     guards: Guards = field(default_factory=Guards)
 
     def __post_init__(self) -> None:
@@ -135,12 +152,40 @@ class SwellParams:
             raise ValueError("need 0 < fast_halflife_s < slow_halflife_s")
 
 
+# Durations the service sets from its own timing (its interval, its staleness rule, the tier's lead
+# time): not the policy's own time constants.
+SERVICE_TIMING = frozenset({"lead_time_s", "sync_period_s", "stale_after_s"})
+
+
+def time_constants() -> dict[str, float]:
+    """The policy's own time constants with their defaults: every duration field (`*_s`) but the
+    service's timing."""
+    return {
+        f.name: float(f.default)
+        for f in fields(SwellParams)
+        if f.name.endswith("_s") and f.name not in SERVICE_TIMING and isinstance(f.default, int | float)
+    }
+
+
+def compress_time(speed: float) -> dict[str, float]:
+    """Parameter overrides that run the policy `speed` times faster, as a time-compressed drill
+    does: every time constant divided by `speed`. With the service's timing compressed alike, the
+    policy then takes the same decisions on a series replayed `speed` times faster (tested)."""
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    return {name: value / speed for name, value in time_constants().items()}
+
+
 class SwellState(NamedTuple):
     last_t: float | None = None
     fast: float = 0.0
     level: float = 0.0
     slow: float = 0.0
     glacial: float = 0.0
+    # Weight the glacial EWMA has accumulated (1 - 0.5^(time seen / half-life)): it is a weighted
+    # mean of the samples seen so far, so the first sample, often a cold signal, does not count for
+    # the whole history. 1 for a state persisted before this field: fully weighted.
+    glacial_weight: float = 1.0
     var: float = 0.0
     samples: int = 0
     surge_until: float = 0.0
@@ -187,16 +232,18 @@ def _ema_alpha(dt: float, halflife: float) -> float:
     return 1.0 - 0.5 ** (dt / halflife)
 
 
-def _season_ratio(state: SwellState, now: float, horizon: float, min_days: int) -> float:
+def _season_ratio(state: SwellState, now: float, horizon: float, params: SwellParams) -> float:
     """The daily profile at now + horizon over the profile now, interpolated between the bucket
     centres, once every bucket involved has been seen on `min_days` days; 1 otherwise."""
     seen = state.seen
     if not seen:
         return 1.0
     profile = state.profile
+    min_days = params.season_min_days
+    bucket_s = params.day_s / BUCKETS_PER_DAY
     values = []
     for x in (now, now + horizon):
-        pos = x / BUCKET_S - 0.5
+        pos = x / bucket_s - 0.5
         j = math.floor(pos)
         frac = pos - j
         i0, i1 = j % BUCKETS_PER_DAY, (j + 1) % BUCKETS_PER_DAY
@@ -216,63 +263,102 @@ def _close_bucket(state: SwellState, weight: float) -> tuple[tuple[float, ...], 
     return tuple(profile), tuple(seen)
 
 
-def decide(
-    obs: Observation, state: SwellState, params: SwellParams, now: float
-) -> tuple[Decision, SwellState]:
-    current = obs.current
-    demand = obs.demand
-    if is_missing(demand) or obs.sample_age_s > params.stale_after_s:
-        why = "missing" if is_missing(demand) else f"{obs.sample_age_s:.0f} s old"
-        return finish(current, obs, params.guards, now, f"hold: demand {why}", [], False), state
-    assert demand is not None
+class Tracked(NamedTuple):
+    """Steps 2-3: the demand sample and the EWMAs of demand and of its squared relative residual,
+    after this sample."""
+
+    demand: float
+    fast: float
+    level: float
+    slow: float
+    glacial: float
+    var: float
+    samples: int
+    glacial_weight: float
+
+    @property
+    def sigma(self) -> float:
+        return math.sqrt(self.var)
+
+
+def track(state: SwellState, params: SwellParams, demand: float, now: float) -> Tracked:
+    """Level, trend and volatility: fold one fresh sample into the EWMAs."""
     d = demand if demand > 0 else 0.0
-
-    # 2-3. Level, trend and volatility.
     if state.last_t is None or state.samples == 0:
-        fast = level = slow = glacial = d
-        var = params.initial_volatility**2
-        samples = 1
-    else:
-        dt = now - state.last_t
-        if dt <= 0:
-            dt = params.sync_period_s
-        fast, level, slow, glacial = state.fast, state.level, state.slow, state.glacial
-        resid = d / fast - 1.0 if fast > 0 else (0.0 if d == 0 else 1.0)
-        # Winsorize at `resid_clip_sigmas`: a surge's ramp or one outlier must not set the
-        # headroom for the next half hour; a real rise in noise still raises it, step by step.
-        clip = max(params.resid_clip_sigmas * math.sqrt(state.var), 0.1)
-        if resid > clip:
-            resid = clip
-        elif resid < -clip:
-            resid = -clip
-        var = state.var + _ema_alpha(dt, params.volatility_halflife_s) * (resid * resid - state.var)
-        fast += _ema_alpha(dt, params.fast_halflife_s) * (d - fast)
-        level += _ema_alpha(dt, params.level_halflife_s) * (d - level)
-        slow += _ema_alpha(dt, params.slow_halflife_s) * (d - slow)
-        glacial += _ema_alpha(dt, params.glacial_halflife_s) * (d - glacial)
-        samples = state.samples + 1
-    sigma = math.sqrt(var)
+        first_weight = _ema_alpha(params.sync_period_s, params.glacial_halflife_s)
+        return Tracked(d, d, d, d, d, params.initial_volatility**2, 1, first_weight)
+    dt = now - state.last_t
+    if dt <= 0:
+        dt = params.sync_period_s
+    fast, level, slow, glacial = state.fast, state.level, state.slow, state.glacial
+    resid = d / fast - 1.0 if fast > 0 else (0.0 if d == 0 else 1.0)
+    # Winsorize at `resid_clip_sigmas`: a surge's ramp or one outlier must not set the headroom for
+    # the next half hour; a real rise in noise still raises it, step by step.
+    clip = max(params.resid_clip_sigmas * math.sqrt(state.var), 0.1)
+    resid = min(max(resid, -clip), clip)
+    var = state.var
+    if not (resid > 0 and now < state.episode_until):
+        # A rise during an open surge or trend episode is the signal, not noise: learning it as
+        # volatility would keep a surge's headroom inflated for the next half hour.
+        var += _ema_alpha(dt, params.volatility_halflife_s) * (resid * resid - var)
+    fast += _ema_alpha(dt, params.fast_halflife_s) * (d - fast)
+    level += _ema_alpha(dt, params.level_halflife_s) * (d - level)
+    slow += _ema_alpha(dt, params.slow_halflife_s) * (d - slow)
+    # The weighted mean of the samples seen so far, weights decaying with the half-life.
+    a_glacial = _ema_alpha(dt, params.glacial_halflife_s)
+    kept = state.glacial_weight * (1.0 - a_glacial)
+    weight = kept + a_glacial
+    glacial = (glacial * kept + d * a_glacial) / weight
+    return Tracked(d, fast, level, slow, glacial, var, state.samples + 1, weight)
 
-    # 4. Forecast across the horizon.
-    horizon = params.lead_time_s + obs.sample_age_s + params.sync_period_s
+
+class Forecast(NamedTuple):
+    """Step 4-5: demand expected when instances ordered now are ready, and whether it is a surge."""
+
+    value: float  # never below the level
+    base: float  # the same without the fast trend and the jump: what stays if an episode is refuted
+    surge: bool  # significant fast growth or a jump: jump the count at once
+    signal: bool  # the fast trend or a jump is in the forecast (opens or extends an episode)
+    surge_cap: float  # no projection goes beyond this: max(max_surge_factor x glacial, level)
+
+
+def forecast_demand(
+    tracked: Tracked, state: SwellState, params: SwellParams, sample_age_s: float, now: float
+) -> Forecast:
+    """The forecast across the horizon H = lead time + sample age + one sync period (module
+    docstring, step 4), and the surge evidence (step 5)."""
+    d, fast, level, slow, glacial = tracked.demand, tracked.fast, tracked.level, tracked.slow, tracked.glacial
+    sigma = tracked.sigma
+    horizon = params.lead_time_s + sample_age_s + params.sync_period_s
     age_fast = params.fast_halflife_s / LN2
     age_slow = params.slow_halflife_s / LN2
+    # Surges end: no projection goes beyond x`max_surge_factor` the 30-minute level (x4-5 is what
+    # the platform plans for), but never below the level itself, and while a surge is open never
+    # below the latest sample: a surge past x4 is followed, not clipped. The glacial EWMA lags a
+    # fast rise by tens of minutes; before this floor the cap fell below the level and the forecast
+    # collapsed with it (issue 17). The multiple applies to the 30-minute level, not to the level:
+    # x4 the level lets a fast ramp's projection run to x12 of the baseline, which measured
+    # +4-19% instance-hours against keda on fast surges for no theta_U gain (docs/BENCHMARKS.md).
+    surge_cap = max(params.max_surge_factor * glacial, level)
     forecast = level
     surge = False
-    signal = False  # the fast trend or a jump is in the forecast
+    signal = False
     log_ratio = math.log(fast / slow) if fast > 0 and slow > 0 else 0.0
     # Noise of ln(fast/slow) for iid relative noise sigma: about sigma x sqrt(a / (2 - a)) of the
     # fast EWMA at a one-minute sample rate (the slow one adds little).
-    a_min = _ema_alpha(60.0, params.fast_halflife_s)
+    a_min = _ema_alpha(params.noise_sample_s, params.fast_halflife_s)
     ratio_noise = sigma * math.sqrt(a_min / (2.0 - a_min))
-    if log_ratio > params.trend_z * ratio_noise and samples * params.sync_period_s >= params.slow_halflife_s:
+    if (
+        log_ratio > params.trend_z * ratio_noise
+        and tracked.samples * params.sync_period_s >= params.slow_halflife_s
+    ):
         growth = log_ratio / (age_slow - age_fast)
-        projected = min(4.0, math.exp(growth * (horizon + age_fast)))
-        forecast = min(fast * projected, params.max_surge_factor * glacial)
+        projected = min(params.max_surge_factor, math.exp(growth * (horizon + age_fast)))
+        forecast = max(forecast, min(fast * projected, surge_cap))
         signal = True
         surge = log_ratio > params.surge_z * ratio_noise and projected >= params.surge_ratio
-    # A sample far above the level is the first evidence of a surge: size from it at once
-    # rather than waiting for the EWMAs (up fast, down slow).
+    # A sample far above the level is the first evidence of a surge: size from it at once rather
+    # than waiting for the EWMAs (up fast, down slow).
     jump = d / level - 1.0 if level > 0 else 0.0
     if jump > params.jump_z * sigma and jump >= params.surge_ratio - 1.0:
         forecast = max(forecast, d)
@@ -289,101 +375,159 @@ def decide(
             and d > state.episode_ref > 0
         ):
             slope = (d - state.episode_ref) / elapsed
-            forecast = max(forecast, min(d + slope * horizon, params.max_surge_factor * glacial))
+            forecast = max(forecast, min(d + slope * horizon, surge_cap))
+    if surge or now < state.surge_until:
+        # While a surge is open, demand is still climbing: the latest sample is a floor.
+        forecast = max(forecast, d)
     # The slow trend: hours-long growth too gentle for fast/slow to tell from noise, but enough to
     # outgrow the headroom across a 10-minute lead time (a 400% rise within a day).
-    base = level  # the forecast without the fast trend and the jump
+    base = level
     age_level = params.level_halflife_s / LN2
     age_glacial = params.glacial_halflife_s / LN2
     slow_ratio = math.log(slow / glacial) if slow > 0 and glacial > 0 else 0.0
-    a_slow = _ema_alpha(60.0, params.slow_halflife_s)
+    a_slow = _ema_alpha(params.noise_sample_s, params.slow_halflife_s)
     slow_noise = sigma * math.sqrt(a_slow / (2.0 - a_slow))
     if (
         slow_ratio > params.slow_trend_z * slow_noise
-        and samples * params.sync_period_s >= params.glacial_halflife_s
+        and tracked.samples * params.sync_period_s >= params.glacial_halflife_s
     ):
         slow_growth = slow_ratio / (age_glacial - age_slow)
-        slow_forecast = min(
-            level * math.exp(slow_growth * (horizon + age_level)), params.max_surge_factor * glacial
-        )
+        slow_forecast = min(level * math.exp(slow_growth * (horizon + age_level)), surge_cap)
         forecast = max(forecast, slow_forecast)
         base = max(base, slow_forecast)
-    season = _season_ratio(state, now, horizon, params.season_min_days)
+    season = _season_ratio(state, now, horizon, params)
     if season > 1.0:
-        forecast = max(forecast, level * min(season, 4.0))
-        base = max(base, level * min(season, 4.0))
+        seasonal = level * min(season, params.max_surge_factor)
+        forecast = max(forecast, seasonal)
+        base = max(base, seasonal)
+    return Forecast(forecast, base, surge, signal, surge_cap)
+
+
+class Recommendation(NamedTuple):
+    """Step 6 before the chain: the count the forecast asks for, and why."""
+
+    instances: int  # ceil(forecast x (1 + headroom) / capacity), or the surge jump when higher
+    base_instances: int  # the same for the forecast without the fast trend and the jump
+    headroom: float
+    surge_memory: float
+    reason: str
+
+
+def headroom_for(sigma: float, surge_memory: float, params: SwellParams) -> float:
+    """k x sigma within [min_headroom, max_headroom], plus the optional decaying surge memory."""
+    return min(
+        max(params.headroom_sigmas * sigma, params.min_headroom)
+        + params.surge_memory_headroom * surge_memory,
+        params.max_headroom,
+    )
+
+
+def recommend(
+    tracked: Tracked, forecast: Forecast, state: SwellState, params: SwellParams, current: int, now: float
+) -> Recommendation:
+    """The count for the forecast with volatility headroom; on a surge, x2 of the current count
+    (x`max_surge_factor` when the forecast needs more than x2), never beyond the surge cap."""
     memory = state.surge_memory
     if memory > 0 and state.last_t is not None:
         memory *= 0.5 ** ((now - state.last_t) / params.surge_memory_halflife_s)
-    if surge and now >= state.surge_until:
+    if forecast.surge and now >= state.surge_until:
         memory = 1.0
-    headroom = min(
-        max(params.headroom_sigmas * sigma, params.min_headroom) + params.surge_memory_headroom * memory,
-        params.max_headroom,
-    )
+    headroom = headroom_for(tracked.sigma, memory, params)
     cap = params.capacity_per_instance
-    rec = math.ceil(forecast * (1.0 + headroom) / cap - 1e-9)
-    base_rec = math.ceil(base * (1.0 + headroom) / cap - 1e-9)
-    reason = f"forecast {forecast:.1f} (level {level:.1f}) +{headroom:.0%} headroom -> {rec}"
+    count = math.ceil(forecast.value * (1.0 + headroom) / cap - 1e-9)
+    base_count = math.ceil(forecast.base * (1.0 + headroom) / cap - 1e-9)
+    reason = f"forecast {forecast.value:.1f} (level {tracked.level:.1f}) +{headroom:.0%} headroom -> {count}"
+    # Jump x2 or x4 at once, but never past the surge cap: repeated evidence during one surge
+    # (instances of the last jump still booting) must not compound x2 into x8.
+    if forecast.surge and params.surge_jump and count > current:
+        factor = 2.0 if count <= 2 * current else params.max_surge_factor
+        ceiling = math.ceil(forecast.surge_cap * (1.0 + headroom) / cap)
+        target = min(math.floor(current * factor), ceiling)
+        if target > count:
+            count = target
+            reason = f"surge: x{factor:g}, {reason}"
+    return Recommendation(count, base_count, headroom, memory, reason)
+
+
+def is_rising(tracked: Tracked) -> bool:
+    """The demand above the fast EWMA, above the level, above the slow EWMA: true at every sample
+    of a strictly rising series (an EWMA of a rising series is below its latest value, and a faster
+    EWMA above a slower one), never on a constant, and in flat noise about one sample in six."""
+    return tracked.demand > tracked.fast > tracked.level > tracked.slow
+
+
+def decide(
+    obs: Observation, state: SwellState, params: SwellParams, now: float
+) -> tuple[Decision, SwellState]:
+    current = obs.current
+    demand = obs.demand
+    if is_missing(demand) or obs.sample_age_s > params.stale_after_s:
+        why = "missing" if is_missing(demand) else f"{obs.sample_age_s:.0f} s old"
+        return finish(current, obs, params.guards, now, f"hold: demand {why}", [], False), state
+    assert demand is not None
+
+    tracked = track(state, params, demand, now)
+    forecast = forecast_demand(tracked, state, params, obs.sample_age_s, now)
+    rec = recommend(tracked, forecast, state, params, current, now)
+    reason = rec.reason
+    sigma = tracked.sigma
 
     surge_until = state.surge_until
-    # Jump x2 or x4 at once, but never past x`max_surge_factor` the 30-minute level: repeated
-    # evidence during one surge (instances of the last jump still booting) must not compound.
-    if surge and params.surge_jump and rec > current:
-        jump = 2 if rec <= 2 * current else 4
-        ceiling = math.ceil(params.max_surge_factor * glacial * (1.0 + headroom) / cap)
-        target = min(current * jump, ceiling)
-        if target > rec:
-            rec = target
-            reason = f"surge: x{jump}, {reason}"
-    if surge:
+    if forecast.surge:
         surge_until = now + params.stabilization_down_s
     episode_until, episode_ref, episode_minute = state.episode_until, state.episode_ref, state.episode_minute
     episode_t = state.episode_t
-    slot_s = max(params.stabilization_down_s / WINDOW_SLOTS, 1.0)
+    slot_s = max(params.stabilization_down_s / WINDOW_SLOTS, 1e-3)  # 1 ms: only guards a zero window
     slot = int(now // slot_s)
     refuted = False
-    if signal:
+    if forecast.signal:
         if now >= episode_until:
-            episode_ref = state.level if state.level > 0 else level
+            episode_ref = state.level if state.level > 0 else tracked.level
             episode_minute = slot
             episode_t = now
         episode_until = now + params.stabilization_down_s
     elif (
         params.release_refuted
         and now < episode_until
-        and max(fast, d) <= episode_ref * (1.0 + params.release_band_sigmas * sigma)
+        and max(tracked.fast, tracked.demand) <= episode_ref * (1.0 + params.release_band_sigmas * sigma)
     ):
         refuted = True
         episode_until = now
         surge_until = min(surge_until, now)
-        reason = f"released: demand back to {fast:.1f}, {reason}"
+        reason = f"released: demand back to {tracked.fast:.1f}, {reason}"
 
     # 6. The chain: tolerance, rate limit, stabilization.
     limited: list[str] = []
-    desired, _ = tolerance(rec, current, 0.0, params.down_tolerance)
+    desired, _ = tolerance(rec.instances, current, 0.0, params.down_tolerance)
     desired, tag = rate_limit(desired, current, params.guards)
     if tag:
         limited.append(tag)
     cutoff = slot - WINDOW_SLOTS
-    window = _window_add(state.minute_max, slot, rec, cutoff)
-    base_window = _window_add(state.base_max, slot, base_rec, cutoff)
+    window = _window_add(state.minute_max, slot, rec.instances, cutoff)
+    base_window = _window_add(state.base_max, slot, rec.base_instances, cutoff)
     if refuted:
         # The episode's recommendations leave the window: from its first slot on, only what the
         # forecast without the fast trend and the jump asked for.
-        kept = {m: r for m, r in base_window}
+        kept = dict(base_window)
         window = tuple(
-            (m, r) if m < episode_minute else (m, kept.get(m, min(r, base_rec))) for m, r in window
+            (m, r) if m < episode_minute else (m, kept.get(m, min(r, rec.base_instances))) for m, r in window
         )
     if desired < current:
-        # During a surge (and one window after it) the highest recommendation is the count itself.
-        recent = (current,) if now < surge_until else tuple(m[1] for m in window)
-        desired, tag = stabilization(desired, current, recent)
-        if tag:
-            limited.append(tag)
+        if is_rising(tracked):
+            # Never shed capacity while demand still climbs, whatever the headroom learned meanwhile.
+            desired = current
+            limited.append("stabilization")
+            reason = f"{reason}, demand still rising"
+        else:
+            # During a surge (and one window after it) the highest recommendation is the count itself.
+            recent = (current,) if now < surge_until else tuple(m[1] for m in window)
+            desired, tag = stabilization(desired, current, recent)
+            if tag:
+                limited.append(tag)
 
     # Seasonal profile: close the bucket when a new one starts.
-    bucket = int(now // BUCKET_S)
+    d = tracked.demand
+    bucket = int(now // (params.day_s / BUCKETS_PER_DAY))
     profile, seen = state.profile, state.seen
     if bucket != state.bucket:
         if state.bucket_n > 0 and bucket == state.bucket + 1:
@@ -393,25 +537,26 @@ def decide(
         bucket_sum, bucket_n = state.bucket_sum + d, state.bucket_n + 1
 
     new_state = SwellState(
-        now,
-        fast,
-        level,
-        slow,
-        glacial,
-        var,
-        samples,
-        surge_until,
-        memory,
-        window,
-        profile,
-        seen,
-        bucket,
-        bucket_sum,
-        bucket_n,
-        base_window,
-        episode_until,
-        episode_ref,
-        episode_minute,
-        episode_t,
+        last_t=now,
+        fast=tracked.fast,
+        level=tracked.level,
+        slow=tracked.slow,
+        glacial=tracked.glacial,
+        glacial_weight=tracked.glacial_weight,
+        var=tracked.var,
+        samples=tracked.samples,
+        surge_until=surge_until,
+        surge_memory=rec.surge_memory,
+        minute_max=window,
+        profile=profile,
+        seen=seen,
+        bucket=bucket,
+        bucket_sum=bucket_sum,
+        bucket_n=bucket_n,
+        base_max=base_window,
+        episode_until=episode_until,
+        episode_ref=episode_ref,
+        episode_minute=episode_minute,
+        episode_t=episode_t,
     )
     return finish(desired, obs, params.guards, now, reason, limited, True), new_state
