@@ -67,6 +67,36 @@ def _simulate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print metrics as JSON instead of a table.")
     ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="POLICY.FIELD=VALUE, repeatable, e.g. keda.target_utilization=0.6 or "
+            "swell.headroom_sigmas=3.5.",
+        ),
+    ] = None,
+    frontier: Annotated[
+        bool,
+        typer.Option(
+            "--frontier",
+            help="Sweep hpa, keda and target-tracking over targets 0.50-0.95 and swell over its headroom; "
+            "judge swell against that frontier (--plot draws it).",
+        ),
+    ] = False,
+    billing_granularity: Annotated[
+        float,
+        typer.Option(
+            "--billing-granularity", help="Seconds per billed period: 3600 as OVHcloud, 1 per-second."
+        ),
+    ] = 3600.0,
+    swell_retirement: Annotated[
+        str,
+        typer.Option(
+            "--swell-retirement",
+            help="How swell's scale-downs retire instances: hour-end (nearest the end of its paid hour, "
+            "kept serving until then), paid-hour (that one, at once) or newest (at once, as the baselines).",
+        ),
+    ] = "hour-end",
 ) -> None:
     """Replay a demand trace through the scaling policies and compare elasticity and cost."""
     from autoscaler.sim.cli import simulate_command
@@ -83,6 +113,10 @@ def _simulate(
         price,
         plot,
         as_json,
+        param,
+        frontier,
+        billing_granularity,
+        swell_retirement,
     )
 
 

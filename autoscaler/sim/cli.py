@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
-from autoscaler.sim.engine import DEFAULT_POLICIES, DEFAULT_PRICE_PER_HOUR, SimParams, simulate
+from autoscaler.sim.engine import DEFAULT_POLICIES, DEFAULT_PRICE_PER_HOUR, SimParams, resample, simulate
+from autoscaler.sim.frontier import Frontier, run_frontier
 from autoscaler.sim.metrics import rounded
+from autoscaler.sim.params import ParamError, parse_params
 from autoscaler.sim.targets import judge
 from autoscaler.sim.trace import TraceError, read_trace, write_trace
 
@@ -28,8 +32,17 @@ def simulate_command(
     price: float,
     plot: Path | None,
     as_json: bool,
+    param: list[str] | None = None,
+    frontier: bool = False,
+    billing_granularity: float = 3600.0,
+    swell_retirement: str = "hour-end",
 ) -> None:
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error message stays one line, whatever the terminal
+    try:
+        overrides = parse_params(param or [])
+    except ParamError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     names = tuple(p.strip() for p in policies.split(",") if p.strip())
     unknown = [p for p in names if p not in DEFAULT_POLICIES]
     if unknown or not names:
@@ -53,10 +66,16 @@ def simulate_command(
             min_instances=min_instances,
             max_instances=max_instances,
             price_per_hour=price,
+            policy_overrides=overrides,
+            billing_granularity_s=billing_granularity,
+            retirement={"swell": swell_retirement},
         )
     except ValueError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
+    if frontier:
+        _frontier(trace_path, trace.name, params, resample(trace, params), plot, as_json, overrides)
+        return
     workers = 2 if len(trace) * len(names) > 200_000 else 1
     replay, runs = simulate(trace, params, names, workers=workers)
     if plot is not None:
@@ -68,6 +87,7 @@ def simulate_command(
         doc = {
             "trace": str(trace_path),
             "params": params.as_dict() | {"ticks": len(replay.t)},
+            "policy_params": overrides,
             "policies": {name: rounded(run.metrics) for name, run in runs.items()},
             # The benchmark's targets on this trace (null unless swell, keda, hpa and
             # target-tracking all ran): docs/BENCHMARKS.md.
@@ -114,6 +134,51 @@ def simulate_command(
     )
     if verdict is not None:
         Console().print(f"targets (docs/BENCHMARKS.md): {verdict.describe()}", highlight=False)
+    if plot is not None:
+        Console().print(f"plot: {plot}")
+
+
+def _frontier(
+    trace_path: Path,
+    name: str,
+    params: SimParams,
+    replay: Any,
+    plot: Path | None,
+    as_json: bool,
+    overrides: dict[str, dict[str, Any]],
+) -> None:
+    """`--frontier`: the sweep, the verdict against it, and the picture."""
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        progress.add_task("frontier: every baseline at every target, swell at every headroom", total=None)
+        result: Frontier = run_frontier(replay, params, workers=2)
+    if plot is not None:
+        from autoscaler.sim.plot import plot_frontier
+
+        plot_frontier(result, plot, f"{name}, lead time {params.lead_time_s:.0f} s")
+    if as_json:
+        doc = {"trace": str(trace_path), "params": params.as_dict(), "policy_params": overrides}
+        typer.echo(json.dumps(doc | result.as_dict(), indent=2))
+        return
+    table = Table(title=f"{name}: the cost frontier, lead time {params.lead_time_s:.0f} s")
+    for col in ("policy", "setting", "theta_U %", "theta_O %", "inst-h", "billed h", "EUR", "actions"):
+        table.add_column(col, justify="left" if col in ("policy", "setting") else "right")
+    rows = [p for pts in result.points.values() for p in pts]
+    rows += [result.swell_default, result.swell_newest, result.oracle]
+    labels = ["" for _ in rows[:-3]] + [" (default)", " (default, retiring the newest)", ""]
+    for p, extra in zip(rows, labels, strict=True):
+        setting = ", ".join(f"{k} {v:g}" for k, v in p.params.items()) or "defaults"
+        table.add_row(
+            p.policy + extra,
+            setting,
+            f"{p.theta_u:.4f}",
+            f"{p.theta_o:.1f}",
+            f"{p.instance_hours:,.0f}",
+            f"{p.billed_hours:,.0f}",
+            f"{p.cost_eur:,.2f}",
+            str(p.actions),
+        )
+    Console(width=max(Console().width, 120)).print(table)
+    Console().print(f"verdict: {result.verdict.describe()}", highlight=False, markup=False)
     if plot is not None:
         Console().print(f"plot: {plot}")
 

@@ -13,6 +13,13 @@ Model (one tick = `tick_s`, default 15 s):
   the last L ticks, which is how supply is computed, for every policy alike;
 - utilization (for hpa and step) = min(1, lagged demand / (ready x capacity)), 1 when none is
   ready: a saturated tier reports 100% busy, never more;
+- billing as OVHcloud bills: each instance is tracked from its request to its removal and billed
+  for every commenced hour (`billing_granularity_s`; 1 s models a per-second cloud). Instances
+  standing at the start were created then; those standing at the end are billed up to it. When
+  the count falls, pending instances are cancelled newest first (the ready count above), then
+  ready ones retire by the policy's retirement mode (`autoscaler/core/billing.py`): the baselines
+  retire the newest at once (what the stack does today); swell the one nearest the end of its paid
+  hour, kept serving until that hour ends (free headroom, taken back by a scale-up meanwhile);
 - the oracle sees, at each tick, the true peak demand of the coming lead time.
 
 All policies start with the same count: what the first demand needs at 70% utilization.
@@ -31,6 +38,14 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from autoscaler.core.billing import (
+    HOUR_S,
+    RETIRE_AT_HOUR_END,
+    RETIRE_NEWEST,
+    RETIREMENT_MODES,
+    choose_retirees,
+    paid_until,
+)
 from autoscaler.core.registry import POLICIES, build_params
 from autoscaler.core.types import Limits, Observation
 from autoscaler.sim.metrics import compute_metrics
@@ -53,6 +68,9 @@ class SimParams:
     price_per_hour: float = DEFAULT_PRICE_PER_HOUR
     tier: str = "web"
     policy_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    billing_granularity_s: float = HOUR_S
+    # Which ready instance leaves on a scale-down, per policy; the others retire the newest.
+    retirement: dict[str, str] = field(default_factory=lambda: {"swell": RETIRE_AT_HOUR_END})
 
     def __post_init__(self) -> None:
         if not self.capacity_per_instance > 0:
@@ -61,6 +79,16 @@ class SimParams:
             raise ValueError(f"tick must be > 0 s, got {self.tick_s}")
         if self.lead_time_s < 0 or self.metric_lag_s < 0:
             raise ValueError("lead time and metric lag must be >= 0 s")
+        if not (self.billing_granularity_s > 0 and math.isfinite(self.billing_granularity_s)):
+            raise ValueError(f"billing granularity must be > 0 s, got {self.billing_granularity_s}")
+        for policy, mode in self.retirement.items():
+            if mode not in RETIREMENT_MODES:
+                raise ValueError(
+                    f"retirement of {policy}: {mode!r}; expected one of {', '.join(RETIREMENT_MODES)}"
+                )
+
+    def retirement_of(self, policy: str) -> str:
+        return self.retirement.get(policy, RETIRE_NEWEST)
 
     @property
     def limits(self) -> Limits:
@@ -79,6 +107,8 @@ class SimParams:
             "max_instances": self.max_instances,
             "quota": self.quota,
             "price_per_hour_eur": self.price_per_hour,
+            "billing_granularity_s": self.billing_granularity_s,
+            "retirement": {name: self.retirement_of(name) for name in DEFAULT_POLICIES},
         }
 
 
@@ -132,6 +162,83 @@ def ready_counts(requested: np.ndarray, lead: int, initial: int) -> np.ndarray:
         return requested.copy()
     padded = np.concatenate((np.full(lead, initial, dtype=requested.dtype), requested))
     return sliding_window_view(padded, lead + 1).min(axis=1)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Every instance behind a run, one by one: what the bill says and when each one served."""
+
+    billed_hours: float
+    ready: np.ndarray  # instances serving at each tick
+
+
+def instance_ledger(
+    requested: np.ndarray, lead: int, tick_s: float, mode: str, granularity_s: float
+) -> Ledger:
+    """The instances behind `requested` (a count per tick): created when the count rises (those
+    standing at the start a lead time before it, so that they serve from its first tick), ready a
+    lead time later; when it falls, pending ones are cancelled newest first, then ready ones retire
+    by `mode` (`autoscaler/core/billing.py`). Each is billed for every commenced period of
+    `granularity_s` of its life, up to the end of the run."""
+    n = len(requested)
+    counts = requested.tolist()
+    keep = mode == RETIRE_AT_HOUR_END
+    active = [-lead] * (int(counts[0]) if n else 0)  # start tick of each instance in the count
+    retiring: list[tuple[int, int]] = []  # (start, tick its paid period ends): serving, outside the count
+    lives: list[tuple[int, int]] = []  # (start, end) of every instance gone
+
+    def period_end(start: int, now: int) -> int:
+        return math.floor(paid_until(start * tick_s, now * tick_s, granularity_s) / tick_s + 1e-9)
+
+    for i in (np.flatnonzero(np.diff(requested)) + 1).tolist():
+        if retiring:
+            lives.extend((start, end) for start, end in retiring if end <= i)
+            retiring = [(start, end) for start, end in retiring if end > i]
+        target = int(counts[i])
+        if target > len(active):
+            need = target - len(active)
+            if retiring:
+                # Take back the ones paid furthest ahead: they would have stayed longest anyway.
+                retiring.sort(key=lambda r: r[1])
+                back, retiring = retiring[-need:], retiring[:-need]
+                active.extend(start for start, _ in back)
+                need -= len(back)
+            active.extend([i] * need)
+            continue
+        excess = len(active) - target
+        # Pending instances (not ready yet) are cancelled first, newest first.
+        pending = sorted((k for k, start in enumerate(active) if i - start < lead), key=lambda k: -active[k])
+        gone = pending[:excess]
+        lives.extend((active[k], i) for k in gone)
+        if len(gone) < excess:
+            ready = [k for k in range(len(active)) if k not in set(gone)]
+            picks = choose_retirees(
+                [active[k] * tick_s for k in ready], excess - len(gone), i * tick_s, mode, granularity_s
+            )
+            for k in (ready[p] for p in picks):
+                gone.append(k)
+                end = period_end(active[k], i) if keep else i
+                if end > i:
+                    retiring.append((active[k], end))
+                else:
+                    lives.append((active[k], i))
+        dropped = set(gone)
+        active = [start for k, start in enumerate(active) if k not in dropped]
+    lives.extend((start, n) for start in active)
+    lives.extend((start, min(end, n)) for start, end in retiring)
+    periods = sum(max(1, math.ceil((end - start) * tick_s / granularity_s - 1e-9)) for start, end in lives)
+    serving = np.zeros(n + 1, dtype=np.int64)
+    for start, end in lives:
+        first = max(start + lead, 0)
+        if first < end:
+            serving[first] += 1
+            serving[end] -= 1
+    return Ledger(periods * granularity_s / 3600.0, np.cumsum(serving[:n]))
+
+
+def billed_hours(requested: np.ndarray, lead: int, tick_s: float, mode: str, granularity_s: float) -> float:
+    """Hours billed for the instances behind `requested` (see `instance_ledger`)."""
+    return instance_ledger(requested, lead, tick_s, mode, granularity_s).billed_hours
 
 
 def static_count(replay: Replay, params: SimParams) -> int:
@@ -194,8 +301,13 @@ def run_policy(name: str, replay: Replay, params: SimParams) -> PolicyRun:
     marks = np.zeros(n, dtype=np.int64)
     marks[np.asarray(change_ticks[1:], dtype=np.int64)] = np.arange(1, len(change_ticks))
     requested = np.asarray(change_values, dtype=np.int64)[np.maximum.accumulate(marks)]
-    ready_arr = ready_counts(requested, lead, initial)
-    metrics = compute_metrics(replay.demand, requested, ready_arr, cap, tick, params.price_per_hour)
+    mode = params.retirement_of(name)
+    ledger = instance_ledger(requested, lead, tick, mode, params.billing_granularity_s)
+    # Kept instances serve outside the count; otherwise the ready count follows from it alone.
+    ready_arr = ledger.ready if mode == RETIRE_AT_HOUR_END else ready_counts(requested, lead, initial)
+    metrics = compute_metrics(
+        replay.demand, requested, ready_arr, cap, tick, params.price_per_hour, ledger.billed_hours
+    )
     return PolicyRun(name, requested, ready_arr, metrics)
 
 

@@ -12,8 +12,10 @@ percent: with demand d_t and supply s_t = ready instances x capacity per instanc
 - jitter = (supply adaptations - demand adaptations) per hour, on instance counts: negative when
   supply changes less often than demand.
 
-Gaps (NaN demand) are left out of every demand-based metric; instance-hours and cost bill every
-requested instance for every tick, pending ones included (a booting VM costs money).
+Gaps (NaN demand) are left out of every demand-based metric; instance-hours count every requested
+instance for every tick, pending ones included (a booting VM costs money). Cost is what OVHcloud
+bills: every commenced hour of each instance's life (`billed_hours`, computed by the engine, which
+tracks instances one by one), at the flavor's hourly price.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ METRIC_KEYS = (
     "instability",
     "jitter",
     "instance_hours",
+    "billed_hours",
     "cost_eur",
     "unserved_fraction",
     "slo_violation_minutes",
@@ -55,7 +58,9 @@ def compute_metrics(
     capacity_per_instance: float,
     tick_s: float,
     price_per_hour: float,
+    billed_hours: float | None = None,
 ) -> dict[str, Any]:
+    """`billed_hours` defaults to the instance-hours (billing per second, no rounding up)."""
     valid = ~np.isnan(demand)
     d = demand[valid]
     s = ready[valid] * capacity_per_instance
@@ -79,6 +84,7 @@ def compute_metrics(
     short_full = np.zeros(len(demand), dtype=bool)
     short_full[valid] = short
     instance_hours = float(requested.sum()) * tick_s / 3600.0
+    billed = instance_hours if billed_hours is None else billed_hours
     total = float(d.sum())
     return {
         "theta_u": theta_u,
@@ -88,7 +94,8 @@ def compute_metrics(
         "instability": instability,
         "jitter": jitter,
         "instance_hours": instance_hours,
-        "cost_eur": instance_hours * price_per_hour,
+        "billed_hours": billed,
+        "cost_eur": billed * price_per_hour,
         "unserved_fraction": float(under.sum()) / total if total > 0 else 0.0,
         "slo_violation_minutes": float(short.sum()) * tick_s / 60.0,
         "actions": int(np.count_nonzero(np.diff(requested))),

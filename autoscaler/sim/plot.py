@@ -1,12 +1,15 @@
-"""Demand and supply per policy, one panel each, as a PNG (matplotlib, Agg backend: no display)."""
+"""Pictures of a simulation as PNG (matplotlib, Agg backend: no display): demand and supply per
+policy, one panel each; the cost frontier of a trace."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from autoscaler.sim.engine import PolicyRun, Replay
+from autoscaler.sim.frontier import Frontier
 
 
 def plot_runs(
@@ -58,3 +61,85 @@ def plot_runs(
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+FLOOR_THETA_U = 1e-4  # percent: a point with no shortfall at all is drawn on this line of the log axis
+POLICY_COLORS = {
+    "swell": "tab:blue",
+    "hpa": "tab:green",
+    "keda": "tab:orange",
+    "target-tracking": "tab:purple",
+}
+
+
+def draw_frontier(ax: Any, frontier: Frontier, title: str) -> None:
+    """theta_U (log) against the bill on `ax`: one curve per policy over its sweep, swell's default
+    point marked, the oracle's point for the physical limit (it knows the future)."""
+    for name, pts in frontier.points.items():
+        ordered = sorted(pts, key=lambda p: p.cost_eur)
+        knob = next(iter(ordered[0].params), "its knob")
+        ax.plot(
+            [p.cost_eur for p in ordered],
+            [max(p.theta_u, FLOOR_THETA_U) for p in ordered],
+            marker="o",
+            ms=3,
+            lw=1.2,
+            color=POLICY_COLORS.get(name, "0.4"),
+            label=f"{name} ({knob} swept)",
+        )
+    d, o = frontier.swell_default, frontier.oracle
+    ax.plot(
+        d.cost_eur,
+        max(d.theta_u, FLOOR_THETA_U),
+        marker="*",
+        ms=14,
+        color="tab:blue",
+        ls="none",
+        label="swell default",
+    )
+    oracle_label = "oracle (knows the future)" + (
+        f", theta_U 0 drawn at {FLOOR_THETA_U:g}%" if o.theta_u <= 0 else ""
+    )
+    ax.plot(
+        o.cost_eur,
+        max(o.theta_u, FLOOR_THETA_U),
+        marker="X",
+        ms=9,
+        color="black",
+        ls="none",
+        label=oracle_label,
+    )
+    v = frontier.verdict
+    ax.axhline(
+        max(v.theta_limit, FLOOR_THETA_U), color="tab:red", lw=0.8, ls=":", label="swell's theta_U limit"
+    )
+    ax.axvline(v.cost_limit, color="tab:red", lw=0.8, ls="--", label="swell's cost limit (0.85 x B)")
+    ax.set_yscale("log")
+    ax.set_xlabel("billed cost, EUR (every commenced instance-hour)")
+    ax.set_ylabel("under-provisioning theta_U, % (log)")
+    ax.set_title(f"{title}: " + ("PASS" if v.passed else "FAIL"), fontsize=9)
+    ax.grid(True, which="both", lw=0.3, alpha=0.5)
+
+
+def plot_frontiers(panels: list[tuple[str, Frontier]], out: Path, title: str) -> Path:
+    """One panel per (title, frontier) side by side, one legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
+    for ax, (panel_title, frontier) in zip(axes[0], panels, strict=True):
+        draw_frontier(ax, frontier, panel_title)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
+def plot_frontier(frontier: Frontier, out: Path, title: str) -> Path:
+    return plot_frontiers([(title, frontier)], out, "the cost frontier")

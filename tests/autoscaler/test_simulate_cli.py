@@ -38,6 +38,7 @@ def test_simulate_json_has_every_policy_and_metric(small_trace: Path) -> None:
             "instability",
             "jitter",
             "instance_hours",
+            "billed_hours",
             "cost_eur",
             "unserved_fraction",
             "slo_violation_minutes",
@@ -126,3 +127,89 @@ def test_unknown_policy_exits_2_listing_the_known_ones(small_trace: Path) -> Non
     result = runner.invoke(app, ["simulate", "--trace", str(small_trace), "--policies", "swell,magic"])
     assert result.exit_code == 2
     assert "magic" in result.output and "target-tracking" in result.output
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("keda.target_utilization=1.5", "utilization in (0, 1]"),
+        ("keda.target_utilisation=0.6", "no settable field 'target_utilisation'"),
+        ("kedaa.target_utilization=0.6", "unknown policy 'kedaa'"),
+        ("keda.target_utilization=high", "expected a number"),
+        ("swell.headroom_sigmas=nan", "finite"),
+        ("swell.stabilization_down_s=-5", ">= 0"),
+        ("hpa.scale_up_pods=2.5", "an integer"),
+        ("swell.guards=1", "no settable field 'guards'"),
+        ("keda.target_utilization", "POLICY.FIELD=VALUE"),
+        ("swell.fast_halflife_s=500", "fast_halflife_s"),
+    ],
+    ids=[
+        "out-of-range",
+        "misspelled-field",
+        "unknown-policy",
+        "not-a-number",
+        "nan",
+        "negative-duration",
+        "int-field",
+        "not-settable",
+        "no-value",
+        "dataclass-check",
+    ],
+)
+def test_a_bad_param_exits_2_naming_it(small_trace: Path, param: str, message: str) -> None:
+    result = runner.invoke(app, ["simulate", "--trace", str(small_trace), "--param", param])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_params_change_the_policy_and_are_echoed(small_trace: Path) -> None:
+    base = json.loads(
+        runner.invoke(app, ["simulate", "--trace", str(small_trace), "--json", "--policies", "keda"]).output
+    )
+    tuned = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--trace",
+            str(small_trace),
+            "--json",
+            "--policies",
+            "keda",
+            "--param",
+            "keda.target_utilization=0.5",
+        ],
+    )
+    assert tuned.exit_code == 0, tuned.output
+    doc = json.loads(tuned.output)
+    assert doc["policy_params"] == {"keda": {"target_utilization": 0.5}}
+    # A lower target keeps more instances: more instance-hours, no more shortfall.
+    assert doc["policies"]["keda"]["instance_hours"] > base["policies"]["keda"]["instance_hours"]
+    assert doc["policies"]["keda"]["theta_u"] <= base["policies"]["keda"]["theta_u"]
+
+
+def test_frontier_prints_every_point_and_a_verdict_that_follows_from_them(
+    small_trace: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "frontier.png"
+    result = runner.invoke(
+        app, ["simulate", "--trace", str(small_trace), "--frontier", "--json", "--plot", str(png)]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    frontier, verdict = doc["frontier"], doc["verdict"]
+    assert set(frontier) == {"hpa", "keda", "target-tracking", "swell"}
+    assert [p["params"]["target_utilization"] for p in frontier["keda"]] == pytest.approx(
+        [0.5 + 0.05 * k for k in range(10)]
+    )
+    for pts in frontier.values():
+        assert all({"params", "theta_u", "cost_eur", "instance_hours", "billed_hours"} <= set(p) for p in pts)
+    baselines = [p for name in ("hpa", "keda", "target-tracking") for p in frontier[name]]
+    swell = doc["swell_default"]
+    affordable = [p for p in baselines if p["cost_eur"] <= swell["cost_eur"]]
+    if affordable:
+        assert verdict["A"] == pytest.approx(min(p["theta_u"] for p in affordable), abs=1e-6)
+    as_safe = [p for p in baselines if p["theta_u"] <= swell["theta_u"]]
+    if as_safe:
+        assert verdict["B"] == pytest.approx(min(p["cost_eur"] for p in as_safe), abs=1e-6)
+    assert verdict["pass"] == (verdict["theta_ok"] and verdict["cost_ok"])
+    assert png.stat().st_size > 10_000
