@@ -98,14 +98,29 @@ def autoscale(
             err.print(redact(f"state store unavailable, nothing decided: {result.state_error}"), markup=False)
         raise typer.Exit(result.exit_code)
     host, _, port = cfg.serve.listen.rpartition(":")
-    server = TelemetryServer(telemetry, host, int(port), cfg.stale_after_s, time.time).start()
-    telemetry.log("started", listen=f"{host}:{server.port}", tiers=list(cfg.tiers), dry_run=dry_run)
     stop = threading.Event()
+    # The loop runs in a thread of its own, so /healthz can tell a dead or stuck loop from a live
+    # one; the main thread only waits for signals.
+    runner = threading.Thread(target=loop.run_forever, args=(stop,), name="swell-loop")
+    server = TelemetryServer(
+        telemetry,
+        host,
+        int(port),
+        cfg.stale_after_s,
+        time.time,
+        stuck_after_s=cfg.serve.stuck_after_s,
+        loop_alive=runner.is_alive,
+    ).start()
+    telemetry.log("started", listen=f"{host}:{server.port}", tiers=list(cfg.tiers), dry_run=dry_run)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    runner.start()
     try:
-        loop.run_forever(stop)
+        while runner.is_alive():
+            runner.join(timeout=0.5)
     finally:
+        stop.set()
+        runner.join(timeout=30)
         server.stop()
         telemetry.log("stopped")
 

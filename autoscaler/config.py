@@ -21,7 +21,9 @@ TIER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are refused everywhere: `capacity_per_instance: .inf` would size every
+    # tier at its minimum, and NaN passes every bound check.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SecretRef(_Strict):
@@ -124,23 +126,61 @@ class KubernetesAccess(_Strict):
     context: str | None = None
 
 
+# client-go's leaderelection.LeaderElectionConfig validates RenewDeadline > JitterFactor x RetryPeriod.
+JITTER_FACTOR = 1.2
+
+
 class LeaderElectionConfig(_Strict):
+    """client-go's leader election timing (the defaults are its usual 15 s / 10 s / 2 s)."""
+
     namespace: str
     lease_name: str = "swell-autoscaler"
-    # Several loop intervals: a replica that misses one renewal keeps the lead.
-    lease_duration_s: int = Field(60, ge=1)
+    # How long a follower waits after the holder's last renewal before taking the Lease.
+    lease_duration_s: int = Field(15, ge=1)
+    # How long the leader keeps acting without a successful renewal (API errors); shorter than the
+    # lease, so a leader that cannot renew stops before anyone else may take over.
+    renew_deadline_s: float = Field(10.0, gt=0)
+    # How often every replica tries to acquire or renew, between passes too.
+    retry_period_s: float = Field(2.0, gt=0)
     identity: str | None = Field(
         None, description="defaults to POD_NAME (or the host name) plus a random suffix"
     )
 
+    @model_validator(mode="after")
+    def _timing(self) -> LeaderElectionConfig:
+        if not self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError(
+                f"renew_deadline_s ({self.renew_deadline_s:g}) must be shorter than lease_duration_s "
+                f"({self.lease_duration_s}): a leader that cannot renew must stop before the Lease expires"
+            )
+        if not self.renew_deadline_s > JITTER_FACTOR * self.retry_period_s:
+            raise ValueError(
+                f"renew_deadline_s ({self.renew_deadline_s:g}) must be longer than {JITTER_FACTOR:g} x "
+                f"retry_period_s ({self.retry_period_s:g}), as client-go requires"
+            )
+        return self
+
 
 class ServeConfig(_Strict):
     listen: str = Field("127.0.0.1:9180", pattern=r"^[^:]+:\d{1,5}$")
+    # /healthz (liveness) fails once one pass has run this long: the loop is stuck. Above the
+    # longest actuation (a `pulumi up` adding VMs takes minutes), or the kubelet kills a slow one.
+    stuck_after_s: float = Field(900.0, gt=0)
+
+
+class DemandTargetsConfig(_Strict):
+    """Two queries answering, per tier (label `tier`), how many scrape targets fed its demand sum
+    and how many should have: a tier whose sum lacks targets holds (a partial scrape is not a fall
+    in demand)."""
+
+    up: str = Field(min_length=1)
+    expected: str = Field(min_length=1)
 
 
 class AutoscalerConfig(_Strict):
     prometheus: PrometheusConfig
     demand_query: str = "tier:swell_offered_demand:current"
+    demand_targets: DemandTargetsConfig | None = None
     interval_s: float = Field(15.0, ge=1, le=600)
     state: Annotated[SQLiteStateConfig | ConfigMapStateConfig, Field(discriminator="kind")] = Field(
         default_factory=SQLiteStateConfig
@@ -155,6 +195,11 @@ class AutoscalerConfig(_Strict):
         for name in self.tiers:
             if not re.match(TIER_NAME, name):
                 raise ValueError(f"tier name {name!r} must match {TIER_NAME}")
+        if self.serve.stuck_after_s <= 2 * self.interval_s:
+            raise ValueError(
+                f"serve.stuck_after_s ({self.serve.stuck_after_s:g}) must be longer than two intervals "
+                f"({2 * self.interval_s:g} s): a loop that waits between passes is not stuck"
+            )
         return self
 
     @property
@@ -174,6 +219,16 @@ class AutoscalerConfig(_Strict):
                 with contextlib.suppress(ConfigError):
                     found.append(ref.resolve("secret"))
         return found
+
+
+# The policies the service can run: they size from offered demand, the one signal it reads.
+SERVICE_POLICIES = ("swell", "keda", "target-tracking")
+NOT_IN_SERVICE = {
+    "hpa": "sizes from CPU-like utilization, which the service does not read (it reads demand only)",
+    "step": "sizes from CPU-like utilization, which the service does not read (it reads demand only)",
+    "static": "is a simulator-only baseline (a fixed size: set min and max instead)",
+    "oracle": "is a simulator-only baseline (it needs the future demand)",
+}
 
 
 class ConfigError(ValueError):
@@ -206,7 +261,12 @@ def parse_config(data: Any, source: str = "config") -> AutoscalerConfig:
         if tier.policy not in POLICIES:
             raise ConfigError(
                 f"{source}: tiers.{name}.policy: unknown policy {tier.policy!r}; "
-                f"expected one of {', '.join(POLICIES)}"
+                f"expected one of {', '.join(SERVICE_POLICIES)}"
+            )
+        if tier.policy not in SERVICE_POLICIES:
+            raise ConfigError(
+                f"{source}: tiers.{name}.policy: {tier.policy!r} {NOT_IN_SERVICE[tier.policy]}; "
+                f"expected one of {', '.join(SERVICE_POLICIES)}"
             )
     return cfg
 

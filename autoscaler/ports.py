@@ -18,15 +18,25 @@ class Sample:
     """One tier's newest value of a signal, with the time Prometheus stamped it (unix seconds).
 
     `value` is None when the series is missing, or its value was NaN or infinite: the core treats
-    that as missing data and holds.
+    that as missing data and holds. `targets_up` and `targets_expected` are how many scrape targets
+    fed the tier's sum and how many should have, when the source counts them (`demand_targets`),
+    else None.
     """
 
     value: float | None
     timestamp: float
+    targets_up: int | None = None
+    targets_expected: int | None = None
 
     @classmethod
-    def of(cls, value: float, timestamp: float) -> Sample:
-        return cls(value if math.isfinite(value) else None, timestamp)
+    def of(
+        cls,
+        value: float,
+        timestamp: float,
+        targets_up: int | None = None,
+        targets_expected: int | None = None,
+    ) -> Sample:
+        return cls(value if math.isfinite(value) else None, timestamp, targets_up, targets_expected)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.timestamp)
@@ -119,31 +129,54 @@ class Override:
 @dataclass
 class LoopState:
     """What the loop keeps between passes, per tier: the core's state (opaque JSON-able dict, the
-    decision history its windows need), the last desired count it acted on, and the last decisions
-    (bounded) for `swell status`."""
+    decision history its windows need), which policy wrote it and since when that history runs,
+    the last desired count it acted on, and the last decisions (bounded) for `swell status`;
+    `writer` is the replica that saved it (its leader election identity), None without election.
+
+    States saved before `policies` and `history_since` existed load with both empty: their history
+    is taken as written by the configured policy, and as long enough.
+    """
 
     policy_state: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_desired: dict[str, int] = field(default_factory=dict)
     recent_decisions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    policies: dict[str, str] = field(default_factory=dict)
+    history_since: dict[str, float] = field(default_factory=dict)
+    writer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "policy_state": self.policy_state,
             "last_desired": self.last_desired,
             "recent_decisions": self.recent_decisions,
+            "policies": self.policies,
+            "history_since": self.history_since,
+            "writer": self.writer,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LoopState:
+        writer = data.get("writer")
         return cls(
             policy_state={str(k): dict(v) for k, v in data.get("policy_state", {}).items()},
             last_desired={str(k): int(v) for k, v in data.get("last_desired", {}).items()},
             recent_decisions={str(k): list(v) for k, v in data.get("recent_decisions", {}).items()},
+            policies={str(k): str(v) for k, v in data.get("policies", {}).items()},
+            history_since={str(k): float(v) for k, v in data.get("history_since", {}).items()},
+            writer=None if writer is None else str(writer),
         )
+
+    def is_empty(self) -> bool:
+        return not (self.policy_state or self.last_desired or self.recent_decisions)
 
 
 class StateStoreError(RuntimeError):
     """The state store could not be read or written; nothing was half-written."""
+
+
+class StateFenceError(StateStoreError):
+    """The loop state was written by someone else since this replica read it: another replica
+    leads now. The write was refused; the caller must reload before deciding again."""
 
 
 class StateStore(Protocol):
@@ -155,7 +188,10 @@ class StateStore(Protocol):
 
     def load_loop_state(self) -> LoopState: ...
 
-    def save_loop_state(self, state: LoopState) -> None: ...
+    def save_loop_state(self, state: LoopState) -> None:
+        """Raises StateStoreError; StateFenceError when a store shared by replicas holds a loop
+        state written by someone else since this store last read or wrote it."""
+        ...
 
     def add_override(self, override: Override) -> None: ...
 
@@ -169,10 +205,24 @@ class StateStore(Protocol):
 
 
 class LeaderElector(Protocol):
-    """Only the leader acts. `try_acquire_or_renew` is called every loop, before deciding."""
+    """Only the leader acts. `try_acquire_or_renew` is called at the start of every pass and every
+    `retry_period_s` between passes; `still_leading` right before each actuation and state write."""
 
     identity: str
 
-    def try_acquire_or_renew(self, now: float) -> bool: ...
+    @property
+    def retry_period_s(self) -> float:
+        """How often to renew between passes."""
+        ...
+
+    def try_acquire_or_renew(self, now: float) -> bool:
+        """One attempt to take or renew the lead; True while leading (see the adapter for the rules
+        on API errors within the renew deadline)."""
+        ...
+
+    def still_leading(self, now: float) -> bool:
+        """The re-check before acting: True if renewed less than one retry period ago, else the
+        result of one more `try_acquire_or_renew(now)`."""
+        ...
 
     def release(self) -> None: ...

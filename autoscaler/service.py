@@ -2,20 +2,31 @@
 
 One pass (`Autoscaler.run_once`), in order:
 
-1. If leader election is on and this replica does not hold the Lease, do nothing.
-2. Load the persisted loop state and the active on-call overrides.
-3. Ask the metrics source for every tier's demand in one query. If it fails, every tier still goes
-   through the core with missing demand, which holds (no scale-down; only min and override floors
-   may raise a tier), and the reason names the failure.
-4. Per tier: read its size from the actuator, decide with the core (a pure function), then apply
-   the loop's own safety net (never above x4 of current, never below current on missing or stale
-   data, always within min and max), record the decision in the store *before* acting, and act
-   unless `dry_run`. A failed actuation is logged, counted, and left for the next pass, whose
-   decision is at least as high (the core's stabilization remembers it): never forgotten.
-5. Save the loop state; mark a good loop when the inputs were fresh and nothing failed.
+1. If leader election is on and this replica does not hold the Lease, do nothing (and forget its
+   in-memory state: whoever leads now writes the store).
+2. Read the active on-call overrides; the loop state comes from memory while this replica leads
+   (the state it computed last pass is the truth, saved or not), from the store at the start of a
+   term. An empty store is said so in the log and in every decision that lacks history.
+3. Ask the metrics source for every tier's demand in one query. If it fails (or raises anything:
+   a bug in an adapter must not kill the pass), every tier still goes through the core with
+   missing demand, which holds (no scale-down; only min and override floors may raise a tier),
+   and the reason names the failure.
+4. Per tier: judge the sample (negative, stamped in the future, or from an incomplete scrape:
+   hold, as for stale data), read the tier's size from the actuator, decide with the core (a pure
+   function), then apply the loop's own safety net (never above x4 of current, never below current
+   on unusable data, always within min and max, no scale-down before one stabilization window of
+   history), **save the decision record and the state it implies to the store**, re-check the
+   lead, and act unless `dry_run`. A scale-down whose record cannot be saved is not applied (a
+   scale-up is: adding capacity is the safe side, and the in-memory state keeps the record). A
+   failed actuation is logged, counted, and left for the next pass, whose decision is at least as
+   high (the core's stabilization remembers it): never forgotten.
+5. Save the loop state (retried next pass on failure: memory stays the truth); mark a good loop
+   when the inputs were fresh and nothing failed.
 
-The clock is injected, and every adapter arrives through `autoscaler.ports`, so the loop is tested
-with fakes at those ports, and end to end against a real Prometheus.
+`run_forever` repeats passes, renews the Lease every `retry_period_s` in between (client-go's
+cadence), and survives anything a pass raises. The clock is injected, and every adapter arrives
+through `autoscaler.ports`, so the loop is tested with fakes at those ports, and end to end against
+a real Prometheus and the Kubernetes stand-in.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from autoscaler.ports import (
     MetricsSourceError,
     Override,
     Sample,
+    StateFenceError,
     StateStore,
     StateStoreError,
 )
@@ -46,6 +58,9 @@ from autoscaler.telemetry import Telemetry
 
 RECENT_DECISIONS_KEPT = 20
 MAX_UP_FACTOR = 4
+# A sample stamped further ahead than this (Prometheus's clock against ours) is not believed:
+# `now - timestamp` would make it fresh forever.
+FUTURE_TOLERANCE_S = 5.0
 
 # Exit codes of `swell autoscale --once`.
 EXIT_OK, EXIT_METRICS_UNAVAILABLE, EXIT_ACTUATION_FAILED, EXIT_STATE_UNAVAILABLE = 0, 3, 4, 5
@@ -58,6 +73,7 @@ class PassResult:
     metrics_error: str | None = None
     actuation_failed: bool = False
     state_error: str | None = None
+    deposed: bool = False  # leadership lost during the pass: it stopped acting and saving
 
     @property
     def exit_code(self) -> int:
@@ -115,6 +131,10 @@ class Autoscaler:
         self.clock = clock
         self.elector = elector
         self.dry_run = dry_run
+        # The loop state while this replica leads: what it computed last pass, saved or not.
+        self._state: LoopState | None = None
+        self._saved_once = False  # to tell a lost store from a first start
+        self._store_was_empty = False  # at the start of the current term
         self.params = {
             name: build_params(
                 tier.policy,
@@ -128,19 +148,21 @@ class Autoscaler:
 
     def run_once(self) -> PassResult:
         now = self.clock()
+        self.telemetry.beat(now)
         result = PassResult()
         if self.elector is not None and not self.elector.try_acquire_or_renew(now):
-            self.telemetry.leader.set(0)
+            self._follow()
             result.leader = False
+            self.telemetry.pass_finished(self.clock(), leader=False)
             return result
         self.telemetry.leader.set(1)
         try:
-            state = self.store.load_loop_state()
             overrides = self.store.overrides()
+            state = self._state if self._state is not None else self._begin_term(now)
         except StateStoreError as exc:
             # Without the history the stabilization window is unknown: deciding could scale down.
-            result.state_error = str(exc)
-            self.telemetry.log("state_unavailable", error=str(exc))
+            self._store_failed(exc, result)
+            self.telemetry.pass_finished(self.clock(), leader=True)
             return result
         try:
             samples: Mapping[str, Sample] = self.source.demand()
@@ -148,19 +170,122 @@ class Autoscaler:
             samples = {}
             result.metrics_error = str(exc)
             self.telemetry.metrics_errors.inc()
+        except Exception as exc:  # an adapter bug: hold like an outage rather than lose the pass
+            samples = {}
+            result.metrics_error = f"the metrics source failed unexpectedly ({type(exc).__name__}: {exc})"
+            self.telemetry.metrics_errors.inc()
         for tier in self.config.tiers:
             record = self._decide_and_act(tier, samples.get(tier), state, overrides, now, result)
             if record is not None:
                 result.decisions.append(record)
+            if result.deposed:
+                break
+        if not result.deposed and self._still_leading(result):
+            self._save(state, result)
+        fresh = all(d["fresh"] for d in result.decisions)
+        failed = result.metrics_error or result.state_error or result.actuation_failed or result.deposed
+        if not failed and fresh:
+            self.telemetry.mark_good_loop(now)
+        self.telemetry.pass_finished(self.clock(), leader=not result.deposed)
+        return result
+
+    def _begin_term(self, now: float) -> LoopState:
+        """The state at the start of a term (first pass, or leading again): the store's. With leader
+        election, claim it at once (`writer`), so a deposed leader's late write is fenced off."""
+        state = self.store.load_loop_state()
+        self._store_was_empty = state.is_empty()
+        if self._store_was_empty:
+            lost = self._saved_once
+            self.telemetry.log(
+                "state_lost" if lost else "state_empty",
+                store=type(self.store).__name__,
+                detail="this process saved a loop state before; the store lost it"
+                if lost
+                else "no loop state in the store: a first start, or a lost store",
+                effect="no scale-down until each tier has one stabilization window of history",
+            )
+        if self.elector is not None:
+            state.writer = self.elector.identity
+            self.store.save_loop_state(state)
+            self._saved_once = True
+        self._state = state
+        return state
+
+    def _follow(self) -> None:
+        self.telemetry.leader.set(0)
+        self._state = None  # the leader writes the store now; reload it when leading again
+
+    def _store_failed(self, exc: StateStoreError, result: PassResult) -> None:
+        result.state_error = str(exc)
+        if isinstance(exc, StateFenceError):
+            result.deposed = True
+            self._follow()
+            self.telemetry.log("deposed", error=str(exc))
+        else:
+            self.telemetry.log("state_unavailable", error=str(exc))
+
+    def _save(self, state: LoopState, result: PassResult) -> bool:
+        """Write the loop state; on failure keep it in memory (the truth) and say so."""
         try:
             self.store.save_loop_state(state)
         except StateStoreError as exc:
-            result.state_error = str(exc)
-            self.telemetry.log("state_unavailable", error=str(exc))
-        fresh = all(d["fresh"] for d in result.decisions)
-        if not (result.metrics_error or result.state_error or result.actuation_failed) and fresh:
-            self.telemetry.mark_good_loop(now)
-        return result
+            self._store_failed(exc, result)
+            return False
+        self._saved_once = True
+        return True
+
+    def _still_leading(self, result: PassResult) -> bool:
+        """The re-check right before acting or writing: a replica that lost the Lease meanwhile
+        (paused past it, partitioned) must neither act nor overwrite the new leader's state."""
+        if self.elector is None or self.elector.still_leading(self.clock()):
+            return True
+        result.deposed = True
+        result.state_error = result.state_error or "leadership lost during the pass: stopped acting"
+        self._follow()
+        self.telemetry.log("deposed", identity=self.elector.identity)
+        return False
+
+    def _judge(self, sample: Sample | None, now: float) -> tuple[float | None, float, str | None]:
+        """(demand the core may use, sample age, why the sample cannot be believed or None)."""
+        if sample is None:
+            return None, math.inf, None
+        age = now - sample.timestamp
+        problem = None
+        if age < -FUTURE_TOLERANCE_S:
+            problem = f"sample stamped {-age:.0f} s in the future (clock skew, or a bad exporter timestamp)"
+        elif sample.value is not None and sample.value < 0:
+            problem = f"demand negative ({sample.value:g}): a broken rule or exporter"
+        elif sample.value is not None and self.config.demand_targets is not None:
+            up, expected = sample.targets_up, sample.targets_expected
+            if up is None or expected is None:
+                problem = "target count missing (the demand_targets queries gave nothing for this tier)"
+            elif expected <= 0 or up < expected:
+                problem = f"incomplete scrape: {up} of {expected} targets behind the sum"
+        age = max(0.0, age)
+        return (None if problem else sample.value), age, problem
+
+    def _policy_state(self, tier: str, state: LoopState, now: float) -> tuple[Any, str | None]:
+        """The tier's policy state from the loop state, or a fresh one (history starting now) when
+        there is none, it was written by another policy, or it cannot be read; then why."""
+        policy = self.config.tiers[tier].policy
+        spec = POLICIES[policy]
+        raw = state.policy_state.get(tier)
+        written_by = state.policies.get(tier, policy)
+        if raw and written_by == policy:
+            try:
+                return spec.state_from_dict(raw), None
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                why = f"persisted state of policy {policy} is unreadable ({exc})"
+        elif raw:
+            why = f"policy changed from {written_by} to {policy}"
+        elif self._store_was_empty:
+            why = "no history: the state store was empty (a first start, or a lost store)"
+        else:
+            why = "no history for this tier yet"
+        state.history_since[tier] = now
+        state.policies[tier] = policy
+        self.telemetry.log("history_reset", tier=tier, reason=why)
+        return spec.initial_state(), why
 
     def _decide_and_act(
         self,
@@ -180,8 +305,7 @@ class Autoscaler:
             self.telemetry.log("capacity_unavailable", tier=tier, error=str(exc))
             result.actuation_failed = True
             return None
-        age = sample.age(now) if sample is not None else math.inf
-        demand = sample.value if sample is not None else None
+        demand, age, problem = self._judge(sample, now)
         fresh = demand is not None and age <= self.config.stale_after_s
         floor = override_floor(overrides, tier, now)
         history = state.recent_decisions.setdefault(tier, [])
@@ -200,23 +324,35 @@ class Autoscaler:
             utilization=None,
             override=floor,
         )
-        spec = POLICIES[cfg.policy]
-        raw_state = state.policy_state.get(tier)
-        policy_state = spec.state_from_dict(raw_state) if raw_state else spec.initial_state()
-        decision, new_state = spec.decide(obs, policy_state, self.params[tier], now)
+        policy_state, reset = self._policy_state(tier, state, now)
+        decision, new_state = POLICIES[cfg.policy].decide(obs, policy_state, self.params[tier], now)
         desired, net = safety_net(
             decision.desired, intended, fresh, floor.floor if floor else 0, cfg.min, cfg.max
         )
         reason = decision.reason
+        if problem:
+            reason = f"hold: {problem}"
+            net = [*net, "stale_data"]
         if result.metrics_error:
             reason = f"hold: metrics unavailable ({result.metrics_error})"
+        # No scale-down on less than one stabilization window of history (an empty or lost store, a
+        # new policy): the first samples alone would halve a tier that is busy for a reason.
+        window = float(getattr(self.params[tier], "stabilization_down_s", 0.0))
+        since = state.history_since.get(tier, -math.inf)
+        if now - since < window:
+            left = window - (now - since)
+            if desired < intended:
+                desired, net = intended, [*net, "stabilization"]
+            reason = f"{reason}; no scale-down before {window:.0f} s of history ({left:.0f} s left)"
+        if reset:
+            reason = f"{reset}; {reason}"
         if lost:
             reason = f"replacing {lost} lost instance{'s' if lost > 1 else ''}; {reason}"
         limited_by = list(dict.fromkeys([*decision.limited_by, *net]))
         record: dict[str, Any] = {
             "at": now,
             "tier": tier,
-            "demand": demand,
+            "demand": demand if problem is None else (sample.value if sample else None),
             "sample_age_s": None if math.isinf(age) else round(age, 3),
             "fresh": fresh,
             "current": capacity.current,
@@ -231,51 +367,102 @@ class Autoscaler:
             "acted": False,
             "error": None,
         }
-        # Record before acting: a crash mid-actuation leaves the intent on disk.
         previous_failed = bool(history) and history[-1].get("error") is not None
         state.policy_state[tier] = new_state.to_dict()
+        state.policies[tier] = cfg.policy
         state.last_desired[tier] = desired
+        history.append(record)
+        del history[:-RECENT_DECISIONS_KEPT]
         # An actuator may report the size it was asked for before applying it (Pulumi's config is
         # written before `up`): after a failure, act again even when the sizes look equal.
         if not self.dry_run and (desired != capacity.current or previous_failed):
-            started = self.clock()
-            try:
-                actuator.scale(tier, desired)
-                record["acted"] = True
-            except ActuationError as exc:
-                record["error"] = str(exc)
-                result.actuation_failed = True
-                self.telemetry.actuation_errors.labels(tier, actuator.name).inc()
-            finally:
-                self.telemetry.actuation_seconds.labels(tier, actuator.name).observe(
-                    max(0.0, self.clock() - started)
-                )
-        history.append(record)
-        del history[:-RECENT_DECISIONS_KEPT]
+            self._record_then_act(tier, record, state, result)
         self.telemetry.record_decision(tier, record)
         return record
+
+    def _record_then_act(
+        self, tier: str, record: dict[str, Any], state: LoopState, result: PassResult
+    ) -> None:
+        """Save the record (and the state it implies) before calling the actuator, so a crash
+        mid-actuation leaves the intent on disk; then re-check the lead and act."""
+        actuator = self.actuators[tier]
+        desired, current = record["desired"], record["current"]
+        if not self._save(state, result):
+            if result.deposed:
+                record["reason"] += "; not acted: another replica leads now"
+                return
+            if desired < current:
+                # Never remove capacity without a record of why: hold until the store takes it.
+                record.update(
+                    desired=current,
+                    direction=direction_of(current, current),
+                    reason=f"hold: scale-down to {desired} not applied, its record could not be saved "
+                    f"({result.state_error}); {record['reason']}",
+                )
+                state.last_desired[tier] = current
+                return
+        if not self._still_leading(result):
+            record["reason"] += "; not acted: this replica no longer leads"
+            return
+        started = self.clock()
+        try:
+            actuator.scale(tier, desired)
+            record["acted"] = True
+        except ActuationError as exc:
+            record["error"] = str(exc)
+            result.actuation_failed = True
+            self.telemetry.actuation_errors.labels(tier, actuator.name).inc()
+        finally:
+            self.telemetry.actuation_seconds.labels(tier, actuator.name).observe(
+                max(0.0, self.clock() - started)
+            )
 
     def _lost(
         self, tier: str, current: int, state: LoopState, history: list[dict[str, Any]], now: float
     ) -> int:
         """Instances the actuator no longer reports though the loop's last decision, taken within
         the staleness window, set more: the ones that died since. None in a dry run (nothing was
-        set) or after a long pause (the count may have been changed on purpose meanwhile)."""
+        set), after a long pause (the count may have been changed on purpose meanwhile), or when
+        the last decision was recorded but never applied."""
         last_set = state.last_desired.get(tier)
         if self.dry_run or last_set is None or not history:
             return 0
-        if now - float(history[-1].get("at", -math.inf)) > self.config.stale_after_s:
+        last = history[-1]
+        if now - float(last.get("at", -math.inf)) > self.config.stale_after_s:
             return 0
+        if last.get("desired") != last.get("current") and not last.get("acted"):
+            return 0  # an intent never applied (crashed, deposed, refused): not a count that was set
         return max(0, last_set - current)
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Loop until `stop` is set, one pass per interval (a slow pass shortens the next wait)."""
+        """Loop until `stop` is set, one pass per interval (a slow pass shortens the next wait).
+        Between passes the Lease is renewed every retry period. Whatever a pass raises is logged and
+        counted, and the loop goes on: exiting would leave every tier without an autoscaler."""
         while not stop.is_set():
             started = self.clock()
-            self.run_once()
-            stop.wait(max(0.0, self.config.interval_s - (self.clock() - started)))
+            try:
+                self.run_once()
+            except Exception as exc:
+                self.telemetry.pass_failures.inc()
+                self.telemetry.log("pass_failed", error=f"{type(exc).__name__}: {exc}")
+            self._wait(stop, started + self.config.interval_s)
         if self.elector is not None:
             self.elector.release()
+
+    def _wait(self, stop: threading.Event, until: float) -> None:
+        while not stop.is_set():
+            left = until - self.clock()
+            if left <= 0:
+                return
+            step = min(left, self.elector.retry_period_s) if self.elector is not None else left
+            if stop.wait(step) or self.elector is None or self.clock() >= until:
+                continue
+            now = self.clock()
+            if self.elector.try_acquire_or_renew(now):
+                self.telemetry.leader.set(1)
+            elif self._state is not None:
+                self._follow()
+            self.telemetry.beat(now)
 
 
 def _with_service_timing(policy: str, params: dict[str, Any], config: AutoscalerConfig) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""What the autoscaler tells the outside: Prometheus metrics, /healthz, and one JSON log line per decision.
+"""What the autoscaler tells the outside: Prometheus metrics, /healthz (liveness), /readyz
+(readiness), and one JSON log line per decision.
+
+Liveness and readiness answer different questions, so that a Prometheus outage never restarts a
+replica: /healthz is "the process and its loop are alive and passing" (the loop thread runs and
+beat within `stuck_after_s`, whatever the passes decided); /readyz is "its last pass is fresh":
+the leader's last good loop (fresh inputs, nothing failed) within `stale_after_s`, a follower's
+last pass as standby within `stale_after_s`.
 
 Metric names are the contract the alerts in dashboards/ read (ARCHITECTURE.md). Every text that
 leaves the process (log lines, errors) goes through `Redactor`, so a token or a password that
@@ -11,7 +18,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -86,7 +93,18 @@ class Telemetry:
         self.sample_age = Gauge(
             "swell_autoscaler_sample_age_seconds", "Age of the demand sample", ["tier"], registry=r
         )
+        self.pass_failures = Counter(
+            "swell_autoscaler_pass_failures", "Passes that raised (logged as pass_failed)", registry=r
+        )
+        self.last_pass = Gauge(
+            "swell_autoscaler_last_pass_timestamp_seconds",
+            "When the last pass completed, whatever its outcome, as leader or as follower",
+            registry=r,
+        )
         self.last_good_loop_at: float | None = None
+        self.last_beat_at: float | None = None  # the loop's last sign of life (pass or renewal)
+        self.last_pass_at: float | None = None
+        self.last_pass_leader: bool | None = None
         # A logger of its own (not from the global registry): each Telemetry writes to its stream.
         self._log = logging.Logger("swell.autoscaler", logging.INFO)
         handler = logging.StreamHandler(log_stream or sys.stderr)
@@ -112,32 +130,82 @@ class Telemetry:
         self.last_good_loop.set(now)
         self.last_good_loop_at = now
 
+    def beat(self, now: float) -> None:
+        """The loop is alive: a pass starts or ends, or it renewed the Lease between passes."""
+        self.last_beat_at = now
+
+    def pass_finished(self, now: float, *, leader: bool) -> None:
+        self.last_beat_at = now
+        self.last_pass_at = now
+        self.last_pass_leader = leader
+        self.last_pass.set(now)
+
+    def liveness(
+        self, now: float, started_at: float, stuck_after_s: float, loop_alive: bool
+    ) -> dict[str, Any]:
+        beat = self.last_beat_at if self.last_beat_at is not None else started_at
+        live = loop_alive and now - beat <= stuck_after_s
+        return {"live": live, "loop_thread_alive": loop_alive, "last_beat_s_ago": round(now - beat, 1)}
+
+    def readiness(self, now: float, started_at: float, stale_after_s: float) -> dict[str, Any]:
+        role = {True: "leader", False: "standby", None: "starting"}[self.last_pass_leader]
+        if self.last_pass_leader:
+            last = self.last_good_loop_at
+            ready = (last is not None and now - last <= stale_after_s) or (
+                last is None and now - started_at <= stale_after_s
+            )
+        else:
+            last = self.last_pass_at
+            ready = last is not None and now - last <= stale_after_s
+        return {
+            "ready": ready,
+            "role": role,
+            "last_good_loop": self.last_good_loop_at,
+            "last_pass": self.last_pass_at,
+        }
+
     def metrics_text(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class TelemetryServer:
-    """/metrics and /healthz over HTTP, in a daemon thread. /healthz answers 503 once no good loop
-    completed for `stale_after_s` (and none since `started_at + stale_after_s`)."""
+    """/metrics, /healthz and /readyz over HTTP, in a daemon thread (see the module docstring).
 
-    def __init__(self, telemetry: Telemetry, host: str, port: int, stale_after_s: float, clock: Any) -> None:
+    `loop_alive` says whether the loop's thread runs (None: not checked, e.g. a test driving passes
+    itself); `stuck_after_s` defaults to 20 x `stale_after_s`.
+    """
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        host: str,
+        port: int,
+        stale_after_s: float,
+        clock: Any,
+        *,
+        stuck_after_s: float | None = None,
+        loop_alive: Callable[[], bool] | None = None,
+    ) -> None:
         started_at = clock()
         tel = telemetry
+        stuck = stuck_after_s if stuck_after_s is not None else 20 * stale_after_s
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._send(200, tel.metrics_text(), CONTENT_TYPE_LATEST)
                 elif self.path == "/healthz":
-                    now = clock()
-                    last = tel.last_good_loop_at
-                    healthy = (last is not None and now - last <= stale_after_s) or (
-                        last is None and now - started_at <= stale_after_s
-                    )
-                    body = json.dumps({"healthy": healthy, "last_good_loop": last}).encode()
-                    self._send(200 if healthy else 503, body, "application/json")
+                    alive = loop_alive() if loop_alive is not None else True
+                    body = tel.liveness(clock(), started_at, stuck, alive)
+                    self._json(200 if body["live"] else 503, body)
+                elif self.path == "/readyz":
+                    body = tel.readiness(clock(), started_at, stale_after_s)
+                    self._json(200 if body["ready"] else 503, body)
                 else:
                     self._send(404, b"not found\n", "text/plain")
+
+            def _json(self, code: int, body: dict[str, Any]) -> None:
+                self._send(code, json.dumps(body).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)

@@ -19,7 +19,7 @@ from autoscaler.config import (
     PulumiActuatorConfig,
     SQLiteStateConfig,
 )
-from autoscaler.core.registry import build_params
+from autoscaler.core.registry import ParamError, build_params
 from autoscaler.core.types import Limits
 from autoscaler.ports import Actuator, LeaderElector, MetricsSource, StateStore
 from autoscaler.service import Autoscaler
@@ -54,12 +54,15 @@ def check_policy_params(cfg: AutoscalerConfig) -> None:
                 limits=Limits(min=tier.min, max=tier.max, quota=tier.quota),
                 overrides=tier.policy_params,
             )
+        except ParamError as exc:
+            message = str(exc).removeprefix(f"{exc.key}: ")
+            raise ConfigError(f"tiers.{name}.policy_params.{exc.key}: {message}") from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"tiers.{name}.policy_params: {exc}") from None
 
 
 def build_source(cfg: AutoscalerConfig) -> MetricsSource:
-    from autoscaler.adapters.prometheus import PrometheusDemand, PrometheusSettings
+    from autoscaler.adapters.prometheus import PrometheusDemand, PrometheusSettings, TargetQueries
 
     p = cfg.prometheus
     return PrometheusDemand(
@@ -76,6 +79,7 @@ def build_source(cfg: AutoscalerConfig) -> MetricsSource:
             timeout_s=p.timeout_s,
         ),
         cfg.demand_query,
+        TargetQueries(cfg.demand_targets.up, cfg.demand_targets.expected) if cfg.demand_targets else None,
     )
 
 
@@ -141,17 +145,16 @@ def build_elector(cfg: AutoscalerConfig) -> LeaderElector | None:
     le = cfg.leader_election
     if le is None:
         return None
-    from autoscaler.adapters.kubernetes import LeaseLeaderElector, load_client_config
+    from autoscaler.adapters.k8s import LeaseLeaderElector, LeaseSettings, default_identity
 
-    api = load_client_config(kubeconfig=cfg.kubernetes.kubeconfig, context=cfg.kubernetes.context)
-    identity = le.identity or os.environ.get("HOSTNAME") or f"swell-{os.getpid()}"
-    return LeaseLeaderElector(
-        api,
-        namespace=le.namespace,
+    settings = LeaseSettings(
         name=le.lease_name,
-        identity=identity,
+        namespace=le.namespace,
         lease_duration_s=le.lease_duration_s,
+        renew_deadline_s=le.renew_deadline_s,
+        retry_period_s=le.retry_period_s,
     )
+    return LeaseLeaderElector(_api_client(cfg), settings, identity=le.identity or default_identity())
 
 
 def build_autoscaler(

@@ -162,6 +162,31 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
     ]
 
 
+# --- Scrape targets behind each tier's demand sum (issue 11: the autoscaler's partial-scrape check) ---
+# Kept in one block: the autoscaler's `demand_targets` reads these two records and holds a tier whose
+# demand sum lacks some of its targets (a sum over bridges drops when exporters time out, while its
+# timestamp stays fresh). Same jobs as DEMAND_RECORD: web and chat at the load balancer, video on
+# the bridges. `up` is 1 or 0 per target: its sum counts the targets whose last scrape succeeded (0
+# when all failed, where `count(up == 1)` would give no series), its count those Prometheus knows.
+DEMAND_TARGETS_UP_RECORD = "tier:swell_demand_targets:up"
+DEMAND_TARGETS_COUNT_RECORD = "tier:swell_demand_targets:count"
+
+
+def _demand_target_rules(cfg: MixinConfig) -> list[dict[str, str]]:
+    lb, jvb = cfg.selectors.load_balancer, cfg.selectors.video_bridge
+
+    def per_tier(op: str) -> str:
+        return f'{op} by (tier) (up{{{lb},tier=~"web|chat"}}) or {op} by (tier) (up{{{jvb},tier="video"}})'
+
+    return [
+        {"record": DEMAND_TARGETS_UP_RECORD, "expr": per_tier("sum")},
+        {"record": DEMAND_TARGETS_COUNT_RECORD, "expr": per_tier("count")},
+    ]
+
+
+# --- end of the demand targets block ---
+
+
 def _alert(
     cfg: MixinConfig, name: str, expr: str, for_: str, severity: str, summary: str, description: str
 ) -> dict[str, Any]:
@@ -244,6 +269,7 @@ def rules_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "swell.rules", "rules": _recording_rules(cfg)},
+            {"name": "swell.demand_targets", "rules": _demand_target_rules(cfg)},
             {"name": "swell.alerts", "rules": _alerts(cfg)},
         ]
     }

@@ -5,8 +5,10 @@ The service and the simulator both go through here, so a policy added here is av
 
 from __future__ import annotations
 
+import math
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from autoscaler.core.chain import Guards
@@ -79,4 +81,62 @@ def build_params(
     if name not in factories:
         raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
     params = factories[name]()
-    return replace(params, **overrides) if overrides else params
+    if not overrides:
+        return params
+    return replace(params, **checked_overrides(name, type(params), overrides))
+
+
+# Set from the tier's own keys (capacity_per_instance, lead_time_s, min/max/quota), never as a
+# policy parameter: two places for one value would disagree.
+NOT_OVERRIDABLE = frozenset({"guards", "capacity_per_instance"})
+
+
+class ParamError(ValueError):
+    """A policy parameter override is unknown or of the wrong type; `key` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def checked_overrides(policy: str, cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` checked against the parameter dataclass: known names, each value of the field's
+    type (an int is a fine float; a string, a bool for a number, NaN or an infinity are not),
+    durations (`*_s`) not negative. Raises ParamError naming the key and what was expected."""
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in fields(cls) if f.name not in NOT_OVERRIDABLE]
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in allowed:
+            raise ParamError(
+                key, f"not a parameter of policy {policy!r}; expected one of {', '.join(sorted(allowed))}"
+            )
+        out[key] = _typed(key, value, hints[key])
+        if key.endswith("_s") and out[key] < 0:
+            raise ParamError(key, f"a duration must be >= 0, got {value!r}")
+    return out
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamError(key, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(key, f"expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ParamError(key, f"expected a finite number, got {value!r}")
+        return float(value)
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ParamError(key, f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(key, v, args[0]) for v in value)
+        if len(args) != len(value):
+            raise ParamError(key, f"expected a list of {len(args)} items, got {value!r}")
+        return tuple(_typed(key, v, a) for v, a in zip(value, args, strict=True))
+    raise ParamError(key, f"cannot be set from the configuration ({hint})")

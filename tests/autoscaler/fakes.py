@@ -29,12 +29,21 @@ class FakeSource:
     demand_by_tier: dict[str, float | None] = field(default_factory=dict)
     age_s: float = 5.0
     down: bool = False
+    # (targets scraped, targets expected) per tier, as the demand_targets queries report them.
+    targets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Raised as is by demand(): an adapter bug the loop must survive.
+    crash: Exception | None = None
 
     def demand(self) -> Mapping[str, Sample]:
         if self.down:
             raise MetricsSourceError("Prometheus at http://127.0.0.1:9 is unreachable (ConnectionError)")
+        if self.crash is not None:
+            raise self.crash
         stamp = self.clock() - self.age_s
-        return {t: Sample(v, stamp) for t, v in self.demand_by_tier.items()}
+        return {
+            t: Sample(v, stamp, *self.targets[t]) if t in self.targets else Sample(v, stamp)
+            for t, v in self.demand_by_tier.items()
+        }
 
 
 @dataclass
@@ -60,15 +69,23 @@ class FakeElector:
     leads: bool
     identity: str = "replica-a"
     released: bool = False
+    retry_period_s: float = 2.0
 
     def try_acquire_or_renew(self, now: float) -> bool:
+        return self.leads
+
+    def still_leading(self, now: float) -> bool:
         return self.leads
 
     def release(self) -> None:
         self.released = True
 
 
-def config(tmp_path: object, **tier_overrides: object) -> AutoscalerConfig:
+def config(
+    tmp_path: object, top: dict[str, object] | None = None, **tier_overrides: object
+) -> AutoscalerConfig:
+    """The test configuration: tiers web and video on a SQLite store; `top` adds top-level keys,
+    and each keyword argument changes the keys of one tier."""
     tiers = {
         "web": {
             "capacity_per_instance": 50,
@@ -91,6 +108,7 @@ def config(tmp_path: object, **tier_overrides: object) -> AutoscalerConfig:
             "interval_s": 15,
             "state": {"kind": "sqlite", "path": str(tmp_path) + "/state.db"},
             "tiers": tiers,
+            **(top or {}),
         }
     )
 

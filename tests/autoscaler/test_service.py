@@ -248,3 +248,37 @@ def test_instances_that_died_are_asked_for_again_in_the_next_pass(
         assert web["lost"] == 0 and actuator.sizes["web"] == held - 2, web  # nothing was set, nothing acted
     else:
         assert web["lost"] == 0 and web["desired"] <= held - 2, web
+
+
+def test_between_passes_the_lease_is_renewed_every_retry_period(tmp_path: Path) -> None:
+    """client-go's cadence: a 15 s Lease outlives a 15 s interval only if renewed in between. A lead
+    lost between passes drops the in-memory state, so the next lead reloads the store."""
+    import threading
+
+    clock = FakeClock()
+    tries: list[float] = []
+
+    class Elector(FakeElector):
+        def try_acquire_or_renew(self, now: float) -> bool:
+            tries.append(now - t0)
+            return self.leads
+
+    elector = Elector(leads=True)
+    loop, source, _, _ = _loop(tmp_path, {"web": 4, "video": 2}, elector=elector)
+    loop.clock = source.clock = clock
+    source.demand_by_tier = {"web": 150.0, "video": 250.0}
+    t0 = clock()
+
+    class NoWait(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            clock.advance(timeout or 0.0)
+            if clock() - t0 >= 20:
+                elector.leads = False  # another replica took the Lease meanwhile
+            if clock() - t0 >= 29:
+                self.set()
+            return self.is_set()
+
+    loop.run_forever(NoWait())
+    assert tries[:9] == [0, 2, 4, 6, 8, 10, 12, 14, 15], tries  # a pass at 0 and 15, renewals between
+    assert loop._state is None, "the lead was lost between passes: reload the store when leading again"
+    assert elector.released

@@ -1,7 +1,8 @@
 """The loop end to end against a real Prometheus (Debian package, started on 127.0.0.1 in a temporary
 directory) scraping an exporter the test drives: a surge gives x2 then x4, stale samples hold,
-a restart keeps overrides and does not scale down, and a killed Prometheus holds with exit code 3.
-The actuator is a fake at the port (tests/autoscaler/fakes.py); /metrics and /healthz are real HTTP."""
+a restart keeps overrides and does not scale down, and a killed Prometheus holds with exit code 3,
+turns /readyz unready and leaves /healthz (liveness) alone. The actuator is a fake at the port
+(tests/autoscaler/fakes.py); /metrics, /healthz and /readyz are real HTTP."""
 
 from __future__ import annotations
 
@@ -129,7 +130,8 @@ def test_the_loop_against_a_real_prometheus(tmp_path: Path, exporter: DemandExpo
             peak = actuator.sizes["web"]
             metrics = http_get(f"http://127.0.0.1:{server.port}/metrics").decode()
             assert f'swell_autoscaler_desired_instances{{tier="web"}} {float(peak)}' in metrics
-            assert json.loads(http_get(f"http://127.0.0.1:{server.port}/healthz"))["healthy"] is True
+            assert json.loads(http_get(f"http://127.0.0.1:{server.port}/healthz"))["live"] is True
+            assert json.loads(http_get(f"http://127.0.0.1:{server.port}/readyz"))["ready"] is True
 
             # Stale: the exporter's samples stop advancing in time; demand falls, nothing is removed.
             # The frozen time is a little ahead: Prometheus puts a staleness marker at the next scrape
@@ -167,11 +169,15 @@ def test_the_loop_against_a_real_prometheus(tmp_path: Path, exporter: DemandExpo
             assert down.exit_code == EXIT_METRICS_UNAVAILABLE
             assert down.decisions[0]["direction"] == "hold" and "unreachable" in down.decisions[0]["reason"]
             assert actuator.sizes["web"] == peak
-            # No good loop since: /healthz turns unhealthy after 3 intervals.
+            # No good loop since: /readyz turns unready after 3 intervals, while the loop, still
+            # passing, stays live: a Prometheus outage must not make the kubelet restart replicas.
             time.sleep(cfg.stale_after_s + 0.5)
-            with pytest.raises(urllib.error.HTTPError) as unhealthy:
-                http_get(f"http://127.0.0.1:{server.port}/healthz")
-            assert unhealthy.value.code == 503
+            loop.run_once()
+            with pytest.raises(urllib.error.HTTPError) as unready:
+                http_get(f"http://127.0.0.1:{server.port}/readyz")
+            assert unready.value.code == 503
+            assert json.loads(unready.value.read())["role"] == "leader"
+            assert json.loads(http_get(f"http://127.0.0.1:{server.port}/healthz"))["live"] is True
         finally:
             server.stop()
         decision_lines = [json.loads(line) for line in log.getvalue().splitlines() if '"decision"' in line]

@@ -13,13 +13,20 @@ with the `LeaseLock` resource lock), the convention every Kubernetes controller 
 - every write is an update carrying the `resourceVersion` we read: a 409 Conflict means another
   replica wrote in between, and we lose cleanly (not leader this pass) instead of overwriting it;
 - `release()` writes an empty `holderIdentity` with `leaseDurationSeconds: 1`, so a follower takes
-  over at its next pass instead of waiting out the lease.
+  over at its next pass instead of waiting out the lease;
+- timing as client-go's `LeaderElectionConfig` (defaults 15 s / 10 s / 2 s): every replica tries
+  every `retry_period_s`; a leader whose renewal fails on an API error (5xx, unreachable, 403)
+  keeps leading while its last successful renewal is younger than `renew_deadline_s`, then stops;
+  since `renew_deadline_s < lease_duration_s`, it has stopped before any follower may take over.
+  Seeing another holder, or losing a write race (409), ends the lead at once;
+- `still_leading(now)` is the re-check right before an actuation or a state write: true if renewed
+  less than one retry period ago, else one more renewal.
 
 One difference, on purpose: client-go judges expiry by the local time at which it last saw the
 record change (robust to clock skew between nodes); the clock here is injected (`now`, unix seconds)
-and expiry is judged from `renewTime`, as the service's loop supplies one clock to everything.
-Keep `lease_duration_s` several loop intervals long, so the leader's clock skew and one slow pass
-never let a follower take over while the leader still acts.
+and expiry is judged from `renewTime`, as the service's loop supplies one clock to everything. The
+margin `lease_duration_s - renew_deadline_s` (5 s by default) is what covers clock skew between
+nodes and the duration of one actuation call.
 
 Times are written as MicroTime (RFC 3339 with six fractional digits): the API server rejects a
 Lease whose times lack them, which `datetime.isoformat()` omits whenever microseconds are zero.
@@ -55,16 +62,27 @@ def _micro(now: float) -> MicroTime:
 
 @dataclass(frozen=True)
 class LeaseSettings:
-    """Which Lease the replicas compete for, and how long a renewal holds it."""
+    """Which Lease the replicas compete for, and client-go's timing (see the module docstring)."""
 
     name: str = "swell-autoscaler"
     namespace: str = "default"
-    lease_duration_s: int = 60
+    lease_duration_s: int = 15
+    renew_deadline_s: float = 10.0
+    retry_period_s: float = 2.0
     request_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.lease_duration_s < 1:
             raise ValueError(f"lease_duration_s must be at least 1 second, got {self.lease_duration_s}")
+        if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError(
+                "need 0 < retry_period_s < renew_deadline_s < lease_duration_s, got "
+                f"{self.retry_period_s:g}, {self.renew_deadline_s:g}, {self.lease_duration_s}"
+            )
+
+
+# What one attempt found: we hold the Lease, someone else does (or won the race), or the API failed.
+LEADING, FOLLOWING, API_FAILED = "leading", "following", "api-failed"
 
 
 def default_identity() -> str:
@@ -85,17 +103,48 @@ class LeaseLeaderElector:
         self.identity = identity
         self._leading = False
         self._last_now: float | None = None
+        self._renewed_at: float | None = None  # our clock at the last successful acquire or renew
 
     @property
     def is_leader(self) -> bool:
         return self._leading
 
+    @property
+    def retry_period_s(self) -> float:
+        return self._settings.retry_period_s
+
     def try_acquire_or_renew(self, now: float) -> bool:
         self._last_now = now
-        self._leading = self._try(now)
+        outcome = self._try(now)
+        if outcome == LEADING:
+            self._leading, self._renewed_at = True, now
+        elif outcome == API_FAILED and self._within_renew_deadline(now):
+            log.warning(
+                "leader election: %s could not renew; still leading for %.1f s more (renew deadline)",
+                self.identity,
+                self._settings.renew_deadline_s - (now - (self._renewed_at or now)),
+            )
+        else:
+            if self._leading:
+                log.warning("leader election: %s stopped leading (%s)", self.identity, outcome)
+            self._leading = False
         return self._leading
 
-    def _try(self, now: float) -> bool:
+    def still_leading(self, now: float) -> bool:
+        if not self._leading:
+            return False
+        if self._renewed_at is not None and 0 <= now - self._renewed_at < self._settings.retry_period_s:
+            return True
+        return self.try_acquire_or_renew(now)
+
+    def _within_renew_deadline(self, now: float) -> bool:
+        return (
+            self._leading
+            and self._renewed_at is not None
+            and now - self._renewed_at < self._settings.renew_deadline_s
+        )
+
+    def _try(self, now: float) -> str:
         s = self._settings
         try:
             lease = self._api.read_namespaced_lease(s.name, s.namespace, _request_timeout=s.request_timeout_s)
@@ -109,7 +158,7 @@ class LeaseLeaderElector:
         spec = lease.spec or client.V1LeaseSpec()
         holder = spec.holder_identity or ""
         if holder and holder != self.identity and not _expired(spec, now, s.lease_duration_s):
-            return False
+            return FOLLOWING
         ours = holder == self.identity
         lease.spec = client.V1LeaseSpec(
             holder_identity=self.identity,
@@ -129,9 +178,9 @@ class LeaseLeaderElector:
             return self._failed("taking over" if not ours else "renewing", exc)
         if not ours:
             log.info("leader election: %s now holds Lease %s/%s", self.identity, s.namespace, s.name)
-        return True
+        return LEADING
 
-    def _create(self, now: float) -> bool:
+    def _create(self, now: float) -> str:
         s = self._settings
         lease = client.V1Lease(
             metadata=client.V1ObjectMeta(name=s.name, namespace=s.namespace),
@@ -148,27 +197,30 @@ class LeaseLeaderElector:
         except API_ERRORS as exc:
             return self._failed("creating", exc)
         log.info("leader election: %s created and holds Lease %s/%s", self.identity, s.namespace, s.name)
-        return True
+        return LEADING
 
-    def _failed(self, what: str, exc: Exception) -> bool:
+    def _failed(self, what: str, exc: Exception) -> str:
+        """A 409 means another replica wrote the Lease first: following. Anything else is an API
+        failure, which a leader may ride out within its renew deadline."""
         failure = ApiFailure.of(exc)
         level = logging.DEBUG if failure.status == 409 else logging.WARNING
         log.log(
             level,
-            "leader election: %s %s Lease %s/%s failed, not leading this pass: %s",
+            "leader election: %s %s Lease %s/%s failed: %s",
             self.identity,
             what,
             self._settings.namespace,
             self._settings.name,
             failure.message,
         )
-        return False
+        return FOLLOWING if failure.status == 409 else API_FAILED
 
     def release(self) -> None:
         """Give the Lease up if we hold it (best effort, e.g. at shutdown); a no-op otherwise."""
         if not self._leading:
             return
         self._leading = False
+        self._renewed_at = None
         s = self._settings
         try:
             lease = self._api.read_namespaced_lease(s.name, s.namespace, _request_timeout=s.request_timeout_s)

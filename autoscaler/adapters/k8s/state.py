@@ -7,6 +7,13 @@ wrote in between, the API server answers 409 Conflict and the write is redone on
 (client-go's `retry.RetryOnConflict` with `retry.DefaultRetry`: 5 attempts, 10 ms apart). So the
 leader's save and a laptop's surge can interleave freely and neither drops the other's key.
 A new leader reads the same ConfigMap when it takes over.
+
+The loop state is also fenced: a save goes through only if `loop-state.json` still holds what this
+store last read or wrote (the resourceVersion guards the write itself; the fence guards against
+writes that happened since the read, by whoever). A new leader claims the state at take-over by
+writing it with its identity, so a deposed leader that wakes up after a pause gets
+`StateFenceError` and its stale state never overwrites the new leader's. A key that vanished (the
+ConfigMap deleted by hand) is not a competitor: the save recreates it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.adapters.k8s.access import API_ERRORS, ApiFailure
-from autoscaler.ports import LoopState, Override, StateStoreError
+from autoscaler.ports import LoopState, Override, StateFenceError, StateStoreError
 
 LOOP_STATE_KEY = "loop-state.json"
 OVERRIDES_KEY = "overrides.json"
@@ -56,6 +63,9 @@ class ConfigMapStateStore:
         self._settings = settings
         self._sleep = sleep
         self.conflicts = 0  # 409s met and retried since this store was made (for tests and metrics)
+        # The fence: the loop state text this store last read or wrote (None: not read yet).
+        self._loop_text: str | None = None
+        self._fenced = False
 
     @property
     def _where(self) -> str:
@@ -65,6 +75,7 @@ class ConfigMapStateStore:
 
     def load_loop_state(self) -> LoopState:
         data = self._read_data()
+        self._loop_text, self._fenced = data.get(LOOP_STATE_KEY), True
         raw = self._parse(data, LOOP_STATE_KEY, dict)
         if raw is None:
             return LoopState()
@@ -77,12 +88,20 @@ class ConfigMapStateStore:
         encoded = json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"))
 
         def put(data: dict[str, str]) -> bool:
-            if data.get(LOOP_STATE_KEY) == encoded:
+            stored = data.get(LOOP_STATE_KEY)
+            if self._fenced and stored is not None and stored != self._loop_text:
+                writer = _writer_of(stored)
+                raise StateFenceError(
+                    f"saving the loop state in {self._where}: refused, it was written by "
+                    f"{writer or 'someone else'} since this replica read it (another replica leads now)"
+                )
+            if stored == encoded:
                 return False
             data[LOOP_STATE_KEY] = encoded
             return True
 
         self._update(put, "saving the loop state")
+        self._loop_text, self._fenced = encoded, True
 
     def add_override(self, override: Override) -> None:
         def add(data: dict[str, str]) -> bool:
@@ -199,6 +218,14 @@ class ConfigMapStateStore:
         raise StateStoreError(
             f"{what} in {self._where}: gave up after {s.max_attempts} conflicting writes; nothing was written"
         )
+
+
+def _writer_of(text: str) -> str | None:
+    try:
+        writer = json.loads(text).get("writer")
+    except (ValueError, AttributeError):
+        return None
+    return str(writer) if writer else None
 
 
 def _encode_overrides(overrides: list[Override]) -> str:

@@ -19,9 +19,15 @@ missing object 404 NotFound, each with a `Status` body as the real server sends 
 `acquireTime`/`renewTime` must be MicroTime (RFC 3339 with exactly six fractional digits), which the
 real server enforces and a naive `datetime.isoformat()` can miss.
 
+Optionally (`enforce_rbac`) it authorizes each request as RBAC's namespaced Roles would: one
+bearer token per user, each with the rules of the Roles bound to it (verb from the method: get,
+list, create, update, patch; `deployments/scale` as the subresource; `resourceNames` never match a
+create), and answers 403 Forbidden with the API server's message otherwise. So the manifests' Roles
+are exercised by the real commands, not only read. Without it, one optional bearer token.
+
 What it does not do: no controllers (scaling a Deployment changes `spec.replicas` only; tests set
 `status.readyReplicas` with `set_ready`), no watch, no field validation beyond the above, no
-admission, no RBAC (one optional bearer token), no TLS, no server-side apply, no json-patch.
+admission, no ClusterRoles or aggregation, no TLS, no server-side apply, no json-patch.
 
 Tests can also inject a failure status for the next matching request (`fail_next`), run a callback
 just before a request is handled (`before`, used to interleave two writers so that a 409 really
@@ -139,6 +145,31 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One rule of a namespaced Role, as bound to a user: what RBAC would allow."""
+
+    namespace: str
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] | None = None
+
+    def allows(self, namespace: str, group: str, resource: str, verb: str, name: str | None) -> bool:
+        if namespace != self.namespace or group not in self.api_groups or resource not in self.resources:
+            return False
+        if verb not in self.verbs:
+            return False
+        # resourceNames restrict by name; a create (and a list) has none, so never matches them.
+        return self.resource_names is None or (name is not None and name in self.resource_names)
+
+
+@dataclass(frozen=True)
+class RbacUser:
+    name: str
+    grants: tuple[Grant, ...]
+
+
 @dataclass
 class StandInState:
     """The objects the stand-in holds, behind one lock (the handler threads share it)."""
@@ -151,6 +182,7 @@ class StandInState:
     calls: list[Call] = field(default_factory=list)
     injections: list[_Injection] = field(default_factory=list)
     hooks: list[_Hook] = field(default_factory=list)
+    rbac: dict[str, RbacUser] | None = None  # bearer token -> user, when RBAC is enforced
 
     def next_version(self) -> str:
         self.resource_version += 1
@@ -253,6 +285,15 @@ class StandInApiServer:
             if c.method == method and c.path.endswith(path_suffix) and (status is None or c.status == status)
         )
 
+    def enforce_rbac(self, users: dict[str, RbacUser]) -> None:
+        """From now on, authorize every request by its bearer token's grants (module docstring)."""
+        with self.state.lock:
+            self.state.rbac = dict(users)
+
+    @property
+    def forbidden(self) -> list[Call]:
+        return [c for c in self.calls if c.status == 403]
+
     # --- fault injection and interleaving ------------------------------------------------------
 
     def fail_next(self, method: str, path_suffix: str, status: int, times: int = 1) -> None:
@@ -344,7 +385,9 @@ def _handler_for(state: StandInState) -> type[BaseHTTPRequestHandler]:
                 hook.action()
 
         def _dispatch(self, method: str, path: str, content_type: str, raw: bytes) -> tuple[int, Any]:
-            if state.token is not None and self.headers.get("Authorization") != f"Bearer {state.token}":
+            if state.rbac is not None:
+                _authorize(state.rbac, self.headers.get("Authorization", ""), method, path)
+            elif state.token is not None and self.headers.get("Authorization") != f"Bearer {state.token}":
                 raise ApiError(401, "Unauthorized")
             with state.lock:
                 for inj in state.injections:
@@ -373,6 +416,43 @@ def _handler_for(state: StandInState) -> type[BaseHTTPRequestHandler]:
             raise ApiError(404, f"the stand-in does not serve {method} {path}")
 
     return Handler
+
+
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def _authorize(users: dict[str, RbacUser], authorization: str, method: str, path: str) -> None:
+    """Raise 401 for an unknown token, 403 when no grant of its user allows the request."""
+    user = users.get(authorization.removeprefix("Bearer "))
+    if user is None:
+        raise ApiError(401, "Unauthorized")
+    for pattern, kind in _ROUTES:
+        match = pattern.match(path)
+        if not match:
+            continue
+        namespace = match[1]
+        if kind in ("scale", "deployment"):
+            group, name = "apps", match[2]
+            resource = "deployments/scale" if kind == "scale" else "deployments"
+        else:
+            resource, name = match[2], match[3]
+            group = _KINDS[resource][0]
+        verb = _VERBS.get(method, method.lower())
+        if method == "GET" and name is None:
+            verb = "list"
+        if any(g.allows(namespace, group, resource, verb, name) for g in user.grants):
+            return
+        base, _, sub = resource.partition("/")
+        what = f'{base}.{group} "{name}"' if group else f'{base} "{name}"'
+        if name is None:
+            what = f"{base}.{group}" if group else base
+        raise ApiError(
+            403,
+            f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{base}"'
+            + (f' (subresource "{sub}")' if sub else "")
+            + f' in API group "{group}" in the namespace "{namespace}"',
+        )
+    return  # unknown paths get their 404 from the router
 
 
 def _deployment(state: StandInState, namespace: str, name: str) -> dict[str, Any]:

@@ -156,17 +156,74 @@ def test_release_by_a_follower_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    ("method", "suffix", "status"),
-    [("GET", LEASE, 500), ("GET", LEASE, 403), ("PUT", LEASE, 503)],
-    ids=["read-server-error", "read-forbidden", "renew-unavailable"],
+    ("method", "status", "after", "leading"),
+    [
+        ("GET", 500, 5, True),
+        ("PUT", 503, 9.9, True),
+        ("GET", 403, 10, False),
+        ("PUT", 503, 12, False),
+        ("PUT", 409, 1, False),
+    ],
+    ids=[
+        "read-error-within-the-renew-deadline",
+        "renew-error-just-within-it",
+        "read-forbidden-at-the-deadline",
+        "renew-error-past-it",
+        "lost-write-race-ends-it-at-once",
+    ],
 )
-def test_an_api_failure_means_not_leading_this_pass(
-    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector], method: str, suffix: str, status: int
+def test_a_leader_rides_out_api_errors_until_its_renew_deadline_only(
+    standin: StandInApiServer,
+    electors: dict[str, LeaseLeaderElector],
+    method: str,
+    status: int,
+    after: float,
+    leading: bool,
 ) -> None:
+    """client-go: a leader that cannot renew keeps leading until renew_deadline_s (10 s) after its
+    last renewal, which is before the Lease (30 s here) may expire for anyone else."""
     a = electors["a"]
     assert a.try_acquire_or_renew(T0)
-    standin.fail_next(method, suffix, status)
-    assert a.try_acquire_or_renew(T0 + 10) is False
-    assert not a.is_leader
-    # Still the holder on the server, so the next pass renews it.
-    assert a.try_acquire_or_renew(T0 + 20) is True
+    standin.fail_next(method, LEASE, status)
+    assert a.try_acquire_or_renew(T0 + after) is leading
+    assert a.is_leader is leading
+    # Still the holder on the server, so the next attempt renews it.
+    assert a.try_acquire_or_renew(T0 + after + 1) is True
+
+
+def test_still_leading_renews_only_when_the_last_renewal_is_a_retry_period_old(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector]
+) -> None:
+    a, b = electors["a"], electors["b"]
+    assert not b.still_leading(T0), "a follower never becomes leader through the re-check"
+    assert a.try_acquire_or_renew(T0)
+    puts = standin.count("PUT", LEASE)
+    assert a.still_leading(T0 + 1.9)
+    assert standin.count("PUT", LEASE) == puts, "renewed 1.9 s ago: no call"
+    assert a.still_leading(T0 + 2)
+    assert standin.count("PUT", LEASE) == puts + 1, "a retry period old: renewed"
+    assert not b.still_leading(T0 + 3)
+
+
+def test_a_deposed_leader_learns_it_at_its_re_check(
+    standin: StandInApiServer, electors: dict[str, LeaseLeaderElector]
+) -> None:
+    """a pauses (a long GC, a frozen node) past the Lease; b takes it. a's re-check before acting
+    sees b's holder at once, however recent a thinks its own renewal is."""
+    a, b = electors["a"], electors["b"]
+    assert a.try_acquire_or_renew(T0)
+    assert b.try_acquire_or_renew(T0 + 31)
+    assert a.still_leading(T0 + 31.5) is False
+    assert not a.is_leader and holder(standin) == "pod-b"
+
+
+@pytest.mark.parametrize(
+    ("lease", "renew", "retry"),
+    [(10, 10.0, 2.0), (15, 16.0, 2.0), (15, 10.0, 10.0), (15, 10.0, 0.0)],
+    ids=["deadline-equals-lease", "deadline-beyond-lease", "retry-equals-deadline", "no-retry-period"],
+)
+def test_lease_timing_must_let_a_leader_stop_before_its_lease_expires(
+    lease: int, renew: float, retry: float
+) -> None:
+    with pytest.raises(ValueError, match="retry_period_s < renew_deadline_s < lease_duration_s"):
+        LeaseSettings(lease_duration_s=lease, renew_deadline_s=renew, retry_period_s=retry)

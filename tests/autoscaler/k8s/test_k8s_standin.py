@@ -121,3 +121,41 @@ def test_lease_times_without_microseconds_are_refused_as_the_api_server_does(
         api.create_namespaced_lease("ops", lease)
     assert caught.value.status == 400
     assert "2006-01-02T15:04:05.000000Z07:00" in str(status_of(caught.value)["message"])
+
+
+def test_enforced_rbac_allows_what_the_grants_say_and_answers_403_otherwise(
+    standin: StandInApiServer, make_client: Callable[..., client.ApiClient]
+) -> None:
+    """RBAC as the real authorizer applies namespaced Roles: by verb, resource, subresource and
+    resourceNames, which never match a create."""
+    from k8s_standin import TEST_TOKEN, Grant, RbacUser
+
+    standin.add_deployment("collab", "web", replicas=2)
+    standin.enforce_rbac(
+        {
+            TEST_TOKEN: RbacUser(
+                "oncall",
+                (
+                    Grant("ops", ("",), ("configmaps",), ("get", "update"), ("state",)),
+                    Grant("ops", ("",), ("configmaps",), ("create",), ("state",)),
+                    Grant("collab", ("apps",), ("deployments",), ("get",), ("web",)),
+                ),
+            )
+        }
+    )
+    core, apps = client.CoreV1Api(make_client()), client.AppsV1Api(make_client())
+    assert apps.read_namespaced_deployment("web", "collab").spec.replicas == 2
+    denied = [
+        lambda: apps.read_namespaced_deployment_scale("web", "collab"),
+        lambda: apps.patch_namespaced_deployment_scale("web", "collab", {"spec": {"replicas": 3}}),
+        lambda: core.create_namespaced_config_map(
+            "ops", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="state"))
+        ),
+        lambda: core.read_namespaced_config_map("other", "ops"),
+    ]
+    for call in denied:
+        with pytest.raises(ApiException) as forbidden:
+            call()
+        assert forbidden.value.status == 403
+        assert 'User "oncall" cannot' in str(status_of(forbidden.value)["message"])
+    assert standin.replicas("collab", "web") == 2

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from autoscaler.adapters.k8s import ConfigMapStateSettings, ConfigMapStateStore
 from autoscaler.adapters.k8s.state import LOOP_STATE_KEY, OVERRIDES_KEY
-from autoscaler.ports import LoopState, Override, StateStoreError
+from autoscaler.ports import LoopState, Override, StateFenceError, StateStoreError
 
 SETTINGS = ConfigMapStateSettings(name="swell-state", namespace="ops", max_attempts=3, retry_delay_s=0)
 CM = "/configmaps/swell-state"
@@ -238,3 +238,36 @@ def test_state_too_large_for_a_configmap_is_refused_before_writing(
         store.save_loop_state(huge)
     assert standin.count("PUT", CM) == writes
     assert store.load_loop_state() == loop_state(8)
+
+
+def test_a_deposed_leaders_save_is_fenced_off(new_store: StoreFactory, standin: StandInApiServer) -> None:
+    """a read the state, then paused; b took over, claimed the state and saved. a's save, however
+    its resourceVersion was obtained, must not overwrite b's."""
+    a, b = new_store("pod-a"), new_store("pod-b")
+    a.save_loop_state(loop_state(8))
+    assert a.load_loop_state() == loop_state(8)
+    taken = b.load_loop_state()
+    taken.writer = "pod-b"
+    b.save_loop_state(taken)
+    with pytest.raises(StateFenceError, match="written by pod-b since this replica read it"):
+        a.save_loop_state(loop_state(4))
+    stored = json.loads(standin.get_object("configmaps", "ops", "swell-state")["data"][LOOP_STATE_KEY])
+    assert stored["writer"] == "pod-b" and stored["last_desired"]["video"] == 8
+    b.save_loop_state(loop_state(16))  # the leader itself goes on saving
+
+
+def test_the_fence_lets_on_calls_surges_and_a_recreated_configmap_through(
+    new_store: StoreFactory, standin: StandInApiServer
+) -> None:
+    leader, laptop = new_store("pod-a"), new_store("laptop")
+    leader.save_loop_state(loop_state(8))
+    laptop.add_override(surge("s1"))  # changes the resourceVersion, not the loop state
+    leader.save_loop_state(loop_state(12))
+    assert [o.id for o in leader.overrides()] == ["s1"]
+    standin.edit_configmap("ops", "swell-state", LOOP_STATE_KEY, "")  # emptied by hand
+    with pytest.raises(StateFenceError):
+        leader.save_loop_state(loop_state(12))
+    with standin.state.lock:  # deleted by hand: a lost store, not a competitor
+        del standin.state.objects[("configmaps", "ops", "swell-state")]
+    leader.save_loop_state(loop_state(12))
+    assert new_store().load_loop_state() == loop_state(12)
