@@ -97,6 +97,23 @@ def _simulate(
             "kept serving until then), paid-hour (that one, at once) or newest (at once, as the baselines).",
         ),
     ] = "hour-end",
+    warm_pool: Annotated[
+        bool,
+        typer.Option(
+            "--warm-pool",
+            help="Give swell and target-tracking a pool of shelved, configured instances: --lead-time is "
+            "then the cold one (create, boot, configure), --warm-lead-time the unshelve.",
+        ),
+    ] = False,
+    warm_lead_time: Annotated[
+        float, typer.Option("--warm-lead-time", help="Unshelve and boot, seconds (to measure on OVHcloud).")
+    ] = 120.0,
+    shelved_price: Annotated[
+        float,
+        typer.Option(
+            "--shelved-price", help="A shelved hour's price as a fraction of a running hour (unconfirmed)."
+        ),
+    ] = 0.10,
 ) -> None:
     """Replay a demand trace through the scaling policies and compare elasticity and cost."""
     from autoscaler.sim.cli import simulate_command
@@ -117,6 +134,7 @@ def _simulate(
         frontier,
         billing_granularity,
         swell_retirement,
+        (warm_lead_time, shelved_price) if warm_pool else None,
     )
 
 

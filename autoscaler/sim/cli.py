@@ -12,7 +12,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from autoscaler.sim.engine import DEFAULT_POLICIES, DEFAULT_PRICE_PER_HOUR, SimParams, resample, simulate
+from autoscaler.sim.engine import (
+    DEFAULT_POLICIES,
+    DEFAULT_PRICE_PER_HOUR,
+    SimParams,
+    WarmPoolParams,
+    resample,
+    simulate,
+)
 from autoscaler.sim.frontier import Frontier, run_frontier
 from autoscaler.sim.metrics import rounded
 from autoscaler.sim.params import ParamError, parse_params
@@ -36,6 +43,7 @@ def simulate_command(
     frontier: bool = False,
     billing_granularity: float = 3600.0,
     swell_retirement: str = "hour-end",
+    warm_pool: tuple[float, float] | None = None,
 ) -> None:
     err = Console(stderr=True, soft_wrap=True)  # an error message stays one line, whatever the terminal
     try:
@@ -69,6 +77,7 @@ def simulate_command(
             policy_overrides=overrides,
             billing_granularity_s=billing_granularity,
             retirement={"swell": swell_retirement},
+            warm_pool=None if warm_pool is None else WarmPoolParams(*warm_pool),
         )
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)

@@ -57,6 +57,21 @@ DEFAULT_PRICE_PER_HOUR = 0.10
 
 
 @dataclass(frozen=True)
+class WarmPoolParams:
+    """A warm pool (autoscaler/sim/warm.py): shelved, configured instances, for swell and the
+    AWS-like target-tracking baseline; the cold lead time is `SimParams.lead_time_s`."""
+
+    warm_lead_time_s: float = 120.0  # unshelve + boot: an assumption to measure on OVHcloud
+    shelved_price_fraction: float = 0.10  # of the running price; unconfirmed for OVHcloud
+
+    def __post_init__(self) -> None:
+        if not (self.warm_lead_time_s >= 0 and math.isfinite(self.warm_lead_time_s)):
+            raise ValueError(f"warm lead time must be >= 0 s, got {self.warm_lead_time_s}")
+        if not 0 <= self.shelved_price_fraction <= 1:
+            raise ValueError(f"shelved price fraction must be in [0, 1], got {self.shelved_price_fraction}")
+
+
+@dataclass(frozen=True)
 class SimParams:
     capacity_per_instance: float
     tick_s: float = 15.0
@@ -71,6 +86,7 @@ class SimParams:
     billing_granularity_s: float = HOUR_S
     # Which ready instance leaves on a scale-down, per policy; the others retire the newest.
     retirement: dict[str, str] = field(default_factory=lambda: {"swell": RETIRE_AT_HOUR_END})
+    warm_pool: WarmPoolParams | None = None  # None: no pool, every instance is created cold
 
     def __post_init__(self) -> None:
         if not self.capacity_per_instance > 0:
@@ -109,6 +125,13 @@ class SimParams:
             "price_per_hour_eur": self.price_per_hour,
             "billing_granularity_s": self.billing_granularity_s,
             "retirement": {name: self.retirement_of(name) for name in DEFAULT_POLICIES},
+            "warm_pool": None
+            if self.warm_pool is None
+            else {
+                "warm_lead_time_s": self.warm_pool.warm_lead_time_s,
+                "shelved_price_fraction": self.warm_pool.shelved_price_fraction,
+                "policies": ["swell", "target-tracking"],
+            },
         }
 
 
@@ -248,6 +271,11 @@ def static_count(replay: Replay, params: SimParams) -> int:
 
 
 def run_policy(name: str, replay: Replay, params: SimParams) -> PolicyRun:
+    if params.warm_pool is not None:
+        from autoscaler.sim import warm  # it builds on this module
+
+        if name in warm.POOL_POLICIES:
+            return warm.run_policy_warm(name, replay, params, params.warm_pool)
     spec = POLICIES[name]
     policy_params = build_params(
         name,

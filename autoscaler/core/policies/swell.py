@@ -130,6 +130,11 @@ class SwellParams:
     # surged is likelier to surge again than one that never did.
     surge_memory_headroom: float = 0.0
     surge_memory_halflife_s: float = 86400.0
+    # Warm pool sizing (`warm_pool_target`): the fastest significant growth seen recently (per
+    # second), decaying with this half-life, projected across the cold lead time; and a rise the
+    # pool always covers, even on a tier that never surged (the growth swell calls a surge).
+    warm_memory_halflife_s: float = 86400.0
+    warm_min_growth: float = 1.25
     # A surge or trend the demand took back (the fast EWMA back within `release_band_sigmas` of
     # the level the episode started from) is released: its hold ends and its recommendations leave
     # the stabilization window, so instances bought for a burst that is already over are
@@ -206,6 +211,12 @@ class SwellState(NamedTuple):
     episode_ref: float = 0.0
     episode_minute: int = -1
     episode_t: float = 0.0  # when the current fast episode began
+    # The fastest significant growth rate of demand seen (per second), decaying by
+    # `warm_memory_halflife_s`: what a warm pool has to cover across the cold lead time.
+    growth_memory: float = 0.0
+    # The largest count recently asked for, decaying by `warm_memory_halflife_s`: yesterday's peak,
+    # which a warm pool keeps within reach.
+    count_memory: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return state_to_dict(self)
@@ -320,6 +331,7 @@ class Forecast(NamedTuple):
     surge: bool  # significant fast growth or a jump: jump the count at once
     signal: bool  # the fast trend or a jump is in the forecast (opens or extends an episode)
     surge_cap: float  # no projection goes beyond this: max(max_surge_factor x glacial, level)
+    growth: float = 0.0  # the significant fast growth rate (per second) behind the trend, 0 when none
 
 
 def forecast_demand(
@@ -343,6 +355,7 @@ def forecast_demand(
     forecast = level
     surge = False
     signal = False
+    trend_growth = 0.0
     log_ratio = math.log(fast / slow) if fast > 0 and slow > 0 else 0.0
     # Noise of ln(fast/slow) for iid relative noise sigma: about sigma x sqrt(a / (2 - a)) of the
     # fast EWMA at a one-minute sample rate (the slow one adds little).
@@ -353,6 +366,7 @@ def forecast_demand(
         and tracked.samples * params.sync_period_s >= params.slow_halflife_s
     ):
         growth = log_ratio / (age_slow - age_fast)
+        trend_growth = growth
         projected = min(params.max_surge_factor, math.exp(growth * (horizon + age_fast)))
         forecast = max(forecast, min(fast * projected, surge_cap))
         signal = True
@@ -400,7 +414,7 @@ def forecast_demand(
         seasonal = level * min(season, params.max_surge_factor)
         forecast = max(forecast, seasonal)
         base = max(base, seasonal)
-    return Forecast(forecast, base, surge, signal, surge_cap)
+    return Forecast(forecast, base, surge, signal, surge_cap, trend_growth)
 
 
 class Recommendation(NamedTuple):
@@ -411,6 +425,45 @@ class Recommendation(NamedTuple):
     headroom: float
     surge_memory: float
     reason: str
+
+
+def _decayed(value: float, since: float | None, now: float, halflife_s: float) -> float:
+    if value <= 0 or since is None or now <= since:
+        return value
+    return value * 0.5 ** ((now - since) / halflife_s)
+
+
+def warm_pool_target(
+    state: SwellState, params: SwellParams, current: int, cold_lead_s: float, max_count: int, now: float
+) -> tuple[int, str]:
+    """How many shelved, configured instances to keep beside the `current` ones (AWS calls it a
+    warm pool; on OpenStack, instances shelved with their disk kept): enough for the rise that the
+    cold lead time (create, boot, configure) could bring, so that the instances such a rise needs are
+    unshelved in the warm lead time instead.
+
+    The rise across the cold lead time L is the largest of: the fastest significant growth seen
+    recently (`growth_memory`, per second, halving every `warm_memory_halflife_s`), projected:
+    exp(g x L), at most x`max_surge_factor`; the daily profile's rise over L; and
+    `warm_min_growth` (x1.25: what swell calls a surge). The pool is the count that rise needs at
+    the level with today's headroom, minus the count the level needs now; never below 0, never
+    beyond `max_count` - `current`. Returns the size and why."""
+    level = state.level
+    if level <= 0 or state.samples == 0:
+        return 0, "no demand measured yet"
+    memory = _decayed(state.growth_memory, state.last_t, now, params.warm_memory_halflife_s)
+    from_growth = min(params.max_surge_factor, math.exp(memory * cold_lead_s))
+    season = min(_season_ratio(state, now, cold_lead_s, params), params.max_surge_factor)
+    rise = max(from_growth, season, params.warm_min_growth)
+    headroom = headroom_for(math.sqrt(state.var), 0.0, params)
+    cap = params.capacity_per_instance
+    need_now = math.ceil(level * (1.0 + headroom) / cap - 1e-9)
+    need_then = math.ceil(level * rise * (1.0 + headroom) / cap - 1e-9)
+    recent_peak = math.floor(_decayed(state.count_memory, state.last_t, now, params.warm_memory_halflife_s))
+    size = max(0, min(max(need_then - need_now, recent_peak - current), max_count - current))
+    source = "recent growth" if rise == from_growth else "daily profile" if rise == season else "minimum rise"
+    if recent_peak - current > need_then - need_now:
+        source = f"the recent peak of {recent_peak}"
+    return size, f"warm pool {size}: x{rise:.2f} within {cold_lead_s:.0f} s, or back to {source}"
 
 
 def headroom_for(sigma: float, surge_memory: float, params: SwellParams) -> float:
@@ -558,5 +611,11 @@ def decide(
         episode_ref=episode_ref,
         episode_minute=episode_minute,
         episode_t=episode_t,
+        growth_memory=max(
+            _decayed(state.growth_memory, state.last_t, now, params.warm_memory_halflife_s), forecast.growth
+        ),
+        count_memory=max(
+            _decayed(state.count_memory, state.last_t, now, params.warm_memory_halflife_s), float(desired)
+        ),
     )
     return finish(desired, obs, params.guards, now, reason, limited, True), new_state
