@@ -8,17 +8,26 @@ committed files equal what this module generates, so they cannot drift apart.
 Demand is measured as *offered* load, never as served throughput or CPU (DESIGN.md): a saturated
 tier cannot report more than 100% busy, so only offered load can ask for x4 in one step.
 
-- web: HTTP requests arriving at the load balancer listener, per second, rejected ones included.
-- chat: concurrent sessions (WebSocket/BOSH) held open at the load balancer listener.
+- web: HTTP requests the load balancer sends to the tier's pool, per second, refused ones (503, no
+  member able to take them) included. Counted at the pool, not at the listeners: the load balancer
+  answers the plain-HTTP redirect (:80) and its own PROMETHEUS listener itself, and neither is work
+  for the tier. It can count requests because TLS ends at the load balancer (TERMINATED_HTTPS).
+- chat: concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included.
 - video: participants (endpoints) on the bridges. Jitsi Videobridge never refuses a participant:
   Jicofo keeps placing them and `stress_level` climbs past 1, so endpoints is the offered demand.
 
 The load balancer metrics use the names of Octavia's PROMETHEUS listener, whose proxy renames
 HAProxy's `haproxy_frontend_*` to `octavia_listener_*` (label `listener`) and `haproxy_backend_*` to
-`octavia_pool_*` (label `pool`). A drill scraping a bare HAProxy renames them the same way with
-metric_relabel_configs (see `HAPROXY_AS_OCTAVIA_RELABEL`), so one rule set serves both.
-Every series carries a `tier` label, set by the scrape configuration (Nova metadata `tier` through
-openstack_sd in production, file_sd labels in a drill).
+`octavia_pool_*` (label `pool`) (octavia/cmd/prometheus_proxy.py). A drill scraping a bare HAProxy
+renames them the same way with metric_relabel_configs (`LB_METRIC_RELABEL`, in production's scrape
+configuration too, where it changes nothing), so one rule set serves both.
+Every series carries a `tier` label, set by the scrape configuration (dashboards/prometheus.py: Nova
+metadata `tier` through openstack_sd, the stack outputs' tier for load balancers).
+
+Each alert links to its runbook: `runbook_base_url` + `#<alert name lowercased>`, an absolute URL
+(Alertmanager and Grafana show it outside this repository). The default is the repository's
+docs/runbooks.md; `python -m dashboards --runbook-base-url URL` (or SWELL_RUNBOOK_BASE_URL) generates
+the files for another place.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -61,14 +71,41 @@ class Thresholds:
     capped_for: str = "10m"
 
 
+# The repository's docs/runbooks.md as people open it in a browser (the repository playbooks.repo names).
+DEFAULT_RUNBOOK_BASE_URL = "https://git.example.org/swell/swell/-/blob/main/docs/runbooks.md"
+
+
+def runbook_base_url(value: str) -> str:
+    """`value` if it is an absolute http(s) URL without a fragment (each alert adds its own)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        raise ValueError(
+            f"runbook base URL {value!r}: expected an absolute http(s) URL without '#', "
+            "like https://git.example.org/swell/swell/-/blob/main/docs/runbooks.md"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class MixinConfig:
     selectors: Selectors = field(default_factory=Selectors)
     thresholds: Thresholds = field(default_factory=Thresholds)
     # Where each alert's runbook lives; an alert links to `<base>#<alertname lowercased>`.
-    runbook_base_url: str = "docs/runbooks.md"
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
     rate_window: str = "1m"
 
+    def __post_init__(self) -> None:
+        runbook_base_url(self.runbook_base_url)
+
+
+# The drill runs one HAProxy for every tier: `tier` from its proxy names (`web-https`, `web-pool`),
+# set before the renames. Octavia's series have no `proxy` label, so in production this does nothing.
+TIER_FROM_PROXY: dict[str, Any] = {
+    "source_labels": ["proxy"],
+    "regex": f"({'|'.join(TIERS)})-.+",
+    "target_label": "tier",
+    "replacement": "$1",
+}
 
 # Metric renames done by Octavia's amphora prometheus-proxy, for a drill that scrapes bare HAProxy.
 HAPROXY_AS_OCTAVIA_RELABEL: list[dict[str, Any]] = [
@@ -89,8 +126,13 @@ HAPROXY_AS_OCTAVIA_RELABEL: list[dict[str, Any]] = [
     {"regex": "proxy", "action": "labeldrop"},
 ]
 
+# The load balancer job's metric relabels, production's and the drill's alike (dashboards/prometheus.py).
+LB_METRIC_RELABEL: list[dict[str, Any]] = [TIER_FROM_PROXY, *HAPROXY_AS_OCTAVIA_RELABEL]
+
 # The one query the autoscaler asks every interval: offered demand of every tier at once.
 DEMAND_RECORD = "tier:swell_offered_demand:current"
+# Requests sent to a tier's pool, refused ones included (the web tier's demand, before rate()).
+OFFERED_REQUESTS_METRIC = "octavia_pool_http_requests_total"
 READY_RECORD = "tier:swell_ready_instances:count"
 UTILIZATION_RECORD = "tier:swell_utilization:ratio"
 
@@ -105,11 +147,11 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
     return [
         {
             "record": "tier:swell_offered_requests:rate1m",
-            "expr": f"sum by (tier) (rate(octavia_listener_http_requests_total{{{lb}}}[{w}]))",
+            "expr": f"sum by (tier) (rate({OFFERED_REQUESTS_METRIC}{{{lb}}}[{w}]))",
         },
         {
             "record": "tier:swell_refused_requests:rate1m",
-            "expr": f'sum by (tier) (rate(octavia_listener_http_responses_total{{{lb},code="5xx"}}[{w}]))',
+            "expr": f'sum by (tier) (rate(octavia_pool_http_responses_total{{{lb},code="5xx"}}[{w}]))',
         },
         {
             "record": "tier:swell_refused_requests:ratio_rate1m",
@@ -121,7 +163,7 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
         },
         {
             "record": "tier:swell_offered_sessions:sum",
-            "expr": f"sum by (tier) (octavia_listener_current_sessions{{{lb}}})",
+            "expr": f"sum by (tier) (octavia_pool_current_sessions{{{lb}}})",
         },
         {
             "record": "tier:swell_offered_participants:sum",

@@ -46,12 +46,13 @@ from autoscaler.config import parse_config
 from autoscaler.core.policies.swell import compress_time
 from autoscaler.ports import ActuationError, Actuator, Capacity
 from autoscaler.service import Autoscaler
-from autoscaler.telemetry import Redactor, Telemetry
+from autoscaler.telemetry import Redactor, Telemetry, TelemetryServer
 from autoscaler.wiring import build_source
 from loadtests.plumbing import (
     RULES,
     TIERS,
     HAProxyPorts,
+    OpenStackDiscoveryStandIn,
     by_tier,
     compress_rules,
     drill_rate_window_lag_s,
@@ -294,6 +295,9 @@ class Drill:
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.locust: subprocess.Popen[bytes] | None = None
         self.actuator: LocalActuator | None = None
+        self.discovery: OpenStackDiscoveryStandIn | None = None
+        self.telemetry_server: TelemetryServer | None = None
+        self.autoscaler_metrics_port = 0
         self.decisions: list[dict[str, Any]] = []
         self.fault_log: list[dict[str, Any]] = []
         self.timeline = Timeline()
@@ -312,7 +316,7 @@ class Drill:
         self.ports = HAProxyPorts(*(free_port() for _ in range(4)))
         sock = self.work / "haproxy.sock"
         slots = max(p.max for p in o.plans.values())
-        (self.work / "haproxy.cfg").write_text(haproxy_config(self.ports, sock, slots))
+        (self.work / "haproxy.cfg").write_text(haproxy_config(self.ports, sock, slots, o.effective_speed))
         self.haproxy = start_process(
             ["haproxy", "-db", "-f", str(self.work / "haproxy.cfg")], self.logs / "haproxy.log"
         )
@@ -340,11 +344,20 @@ class Drill:
         would show the web tier a ramp from zero in its first minute, a cold start production (an
         LB that has been serving for hours) never sees."""
         o = self.o
-        node_sd, jvb_sd = self.work / "nodes.json", self.work / "jvb.json"
+        # The actuator lists its instances in nodes.json and jvb.json; Prometheus reads them as
+        # openstack_sd would list them, so production's relabel rules apply unchanged.
+        node_sd, jvb_sd = self.work / "nodes.openstack.json", self.work / "jvb.openstack.json"
+        self.discovery = OpenStackDiscoveryStandIn(
+            [(self.work / "nodes.json", node_sd), (self.work / "jvb.json", jvb_sd)]
+        ).start()
         prom_port = free_port()
+        self.autoscaler_metrics_port = free_port()
         rules = self.work / "swell.rules.yml"
         write_yaml(rules, compress_rules(yaml.safe_load(RULES.read_text()), o.effective_speed))
-        write_yaml(self.work / "prometheus.yml", prometheus_config(self.ports.stats, node_sd, jvb_sd, rules))
+        write_yaml(
+            self.work / "prometheus.yml",
+            prometheus_config(self.ports.stats, node_sd, jvb_sd, rules, self.autoscaler_metrics_port),
+        )
         self.prometheus = start_process(
             [
                 "prometheus",
@@ -393,12 +406,17 @@ class Drill:
         actuators: dict[str, Actuator] = dict.fromkeys(o.plans, faulty)
         log = open(self.o.out / "decisions.log", "w")  # noqa: SIM115 (closed with the drill)
         self._decision_log = log
+        telemetry = Telemetry(Redactor([]), log_stream=log)
+        # Scraped as job swell-autoscaler, as production's autoscaler is.
+        self.telemetry_server = TelemetryServer(
+            telemetry, "127.0.0.1", self.autoscaler_metrics_port, 4 * o.interval_s, time.time
+        ).start()
         scaler = Autoscaler(
             cfg,
             build_source(cfg),
             actuators,
             SQLiteStateStore(self.work / "state.db"),
-            Telemetry(Redactor([]), log_stream=log),
+            telemetry,
             time.time,
         )
         return scaler, faulty
@@ -445,6 +463,9 @@ class Drill:
         steps: list[Callable[[], None]] = [lambda: stop_process(self.locust, 10)]
         if actuator is not None:
             steps.append(actuator.close)
+        for part in (self.telemetry_server, self.discovery):
+            if part is not None:
+                steps.append(part.stop)
         steps += [lambda: stop_process(self.prometheus, 10), lambda: stop_process(self.haproxy, 10)]
         if log is not None:
             steps.append(log.close)

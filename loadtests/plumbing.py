@@ -1,14 +1,17 @@
-"""The drill's real parts on 127.0.0.1: HAProxy (standing in for the Octavia load balancer, which
-runs HAProxy) and Prometheus with the project's recording rules (time-compressed with the drill,
-`compress_rules`: the one difference from production's), each a child process in its own process
-group, configured here and stopped by `stop_process` whatever happens.
+"""The drill's real parts on 127.0.0.1: HAProxy (standing in for the Octavia load balancers, which
+run HAProxy) and Prometheus, each a child process in its own process group, configured here from
+production's definitions and stopped by `stop_process` whatever happens.
 
-HAProxy has one frontend per tier, named for the tier (`web`, `chat`, `video`), each with a
-backend `<tier>-pool` of `server-template` slots in maintenance until the local actuator registers
-an instance through the runtime API (stats socket, level admin). Its Prometheus exporter is
-scraped as job `swell-lb`: a metric relabel sets `tier` from HAProxy's `proxy` label, then
-`HAPROXY_AS_OCTAVIA_RELABEL` renames the series as Octavia's amphora proxy does. Instances come
-from the file_sd files the actuator writes: job `node` (readiness), and job `jvb` for video.
+HAProxy is rendered from the stack's listener spec (`stacks/listeners.py`) by `haproxy_config`, the
+one place that says how the drill differs from Octavia's amphora: no TLS, one process for every tier,
+local addresses, a compressed health check cadence (see its docstring). Each backend `<tier>-pool`
+holds `server-template` slots in maintenance until the local actuator registers an instance through
+the runtime API (stats socket, level admin).
+
+Prometheus runs production's scrape configuration (dashboards/prometheus/prometheus.yml) through
+`dashboards.prometheus.drill_scrape_config` and production's rules through `compress_rules` (time is
+the one difference). `OpenStackDiscoveryStandIn` lists the drill's instances as openstack_sd would,
+so production's relabel rules select and label them unchanged.
 """
 
 from __future__ import annotations
@@ -18,28 +21,27 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dashboards.mixin import HAPROXY_AS_OCTAVIA_RELABEL
+from dashboards.mixin import OFFERED_REQUESTS_METRIC
+from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
+from stacks import listeners
+from stacks.listeners import BalancedTier, HealthMonitor, Listener, Pool
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "dashboards" / "rules" / "swell.rules.yml"
 TIERS = ("web", "chat", "video")
-# Sets `tier` from HAProxy's proxy name (frontend `web`, backend `web-pool`) before the renames.
-TIER_FROM_PROXY = {
-    "source_labels": ["proxy"],
-    "regex": "(web|chat|video)(-pool)?",
-    "target_label": "tier",
-    "replacement": "$1",
-}
 
 
 # Durations in PromQL and in `for:`: `1m`, `30s`, `1h30m`.
@@ -80,84 +82,236 @@ def compress_rules(rules: dict[str, Any], speed: float) -> dict[str, Any]:
 
 def drill_rate_window_lag_s(speed: float) -> float:
     """How far the web demand signal lags: half its rate window, as compressed for the drill."""
-    window = re.search(
-        rf"rate\(octavia_listener_http_requests_total[^\[]*\[({DURATION})\]", RULES.read_text()
-    )
+    window = re.search(rf"rate\({OFFERED_REQUESTS_METRIC}[^\[]*\[({DURATION})\]", RULES.read_text())
     nominal = duration_s(window[1]) if window else 60.0
     return max(nominal / speed, MIN_RANGE_S) / 2
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @dataclass(frozen=True)
 class HAProxyPorts:
+    """Where the drill's HAProxy listens: each tier's traffic listener, and the PROMETHEUS listener
+    (`stats`: one for the whole process). `redirects`: the spec's plain-HTTP listeners, which only
+    redirect to HTTPS; no drill traffic goes there, they run so the drill runs every listener the
+    stack declares."""
+
     web: int
     chat: int
     video: int
     stats: int
+    redirects: Mapping[str, int] = field(
+        default_factory=lambda: {t: _free_port() for t in listeners.SPECS}, kw_only=True
+    )
 
     def frontend(self, tier: str) -> int:
         return int(getattr(self, tier))
 
 
-def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int) -> str:
-    """Frontends per tier; `slots` server-template slots per backend, in maintenance at start."""
-    sections = [
-        f"""global
-  maxconn 4000
-  stats socket {socket_path} mode 600 level admin
-  stats timeout 10s
-defaults
-  mode http
-  option redispatch
-  retries 2
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  timeout queue 2s
-  timeout tunnel 1h
-  default-server check inter 1s fall 2 rise 1 disabled
-frontend stats
-  bind 127.0.0.1:{ports.stats}
-  http-request use-service prometheus-exporter if {{ path /metrics }}
-"""
-    ]
-    for tier in TIERS:
-        # Web balances requests by least outstanding ones; chat and video sessions are long-lived
-        # WebSockets, balanced by least connections (as Jicofo picks the least loaded bridge).
-        sections.append(
-            f"""frontend {tier}
-  bind 127.0.0.1:{ports.frontend(tier)}
-  default_backend {tier}-pool
-backend {tier}-pool
-  balance leastconn
-  option httpchk GET /healthz
-  server-template s 1-{slots} 127.0.0.1:9
-"""
+# Production has no load balancer for video: participants reach their bridge directly, placed by Jicofo
+# on the least loaded one. The drill spreads its video users over the bridges with a pool shaped like
+# chat's (long WebSocket sessions, least connections), without persistence: one WebSocket each.
+DRILL_VIDEO = BalancedTier(
+    "video",
+    (
+        Listener(
+            "https",
+            listeners.TERMINATED_HTTPS,
+            listeners.HTTPS_PORT,
+            timeout_client_data_ms=listeners.LONG_SESSION_TIMEOUT_MS,
+            timeout_member_connect_ms=listeners.CONNECT_TIMEOUT_MS,
+            timeout_member_data_ms=listeners.LONG_SESSION_TIMEOUT_MS,
+        ),
+    ),
+    Pool(listeners.HTTP, "LEAST_CONNECTIONS", listeners.MEMBER_PORT, listeners.MEMBER_PORT, HealthMonitor()),
+)
+# A health check no more often than this, whatever the speed.
+MIN_CHECK_INTERVAL_S = 0.1
+# Octavia's amphora defaults (octavia/common/jinja/haproxy/combined_listeners/templates/base.j2).
+AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "option splice-response")
+
+
+def drill_specs() -> dict[str, BalancedTier]:
+    """The load balancers the drill runs: the stack's (read at call time), and video's stand-in."""
+    return {**listeners.SPECS, "video": DRILL_VIDEO}
+
+
+def check_interval_ms(monitor: HealthMonitor, speed: float) -> int:
+    return round(max(monitor.delay_s / speed, MIN_CHECK_INTERVAL_S) * 1000)
+
+
+def _frontend(tier: str, spec: Listener, port: int) -> list[str]:
+    lines = [f"frontend {tier}-{spec.name}", f"  bind 127.0.0.1:{port}", "  mode http"]
+    lines.append(f"  timeout client {spec.timeout_client_data_ms}ms")
+    if spec.redirect is not None:
+        # REDIRECT_PREFIX to https://<public host>: the drill has no public host, the scheme is the point.
+        r = spec.redirect
+        lines.append(
+            f"  http-request redirect scheme {r.scheme} code {r.http_code} if {{ path_beg {r.rule_value} }}"
         )
-    return "".join(sections)
+    if spec.forwards_to_pool:
+        lines.append(f"  default_backend {tier}-pool")
+    return lines
+
+
+def _backend(tier: str, spec: BalancedTier, slots: int, speed: float) -> list[str]:
+    pool, monitor, traffic = spec.pool, spec.pool.monitor, spec.traffic
+    lines = [f"backend {tier}-pool", "  mode http", f"  balance {listeners.HAPROXY_BALANCE[pool.lb_method]}"]
+    if pool.persistence == "HTTP_COOKIE":
+        # Octavia gives each member a cookie of its id; template slots change address, so the cookie
+        # is derived from it (`dynamic`) instead.
+        lines += ["  cookie SRV insert indirect nocache dynamic", "  dynamic-cookie-key swell-drill"]
+    elif pool.persistence is not None:
+        raise ValueError(f"{tier}: the drill renders no {pool.persistence} persistence; add it here")
+    lines += [
+        f"  timeout check {monitor.timeout_s}s",
+        f"  option httpchk {monitor.http_method} {monitor.url_path}",
+        f"  http-check expect rstatus {monitor.expected_codes}",
+    ]
+    if "X-Forwarded-For" in traffic.insert_headers:
+        lines.append("  option forwardfor")
+    if "X-Forwarded-Proto" in traffic.insert_headers:
+        lines.append("  http-request set-header X-Forwarded-Proto https")
+    lines += [
+        f"  timeout connect {traffic.timeout_member_connect_ms}ms",
+        f"  timeout server {traffic.timeout_member_data_ms}ms",
+        f"  default-server check inter {check_interval_ms(monitor, speed)}ms"
+        f" fall {monitor.max_retries_down} rise {monitor.max_retries} disabled",
+        f"  server-template s 1-{slots} 127.0.0.1:9",
+    ]
+    return lines
+
+
+def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: float = 1.0) -> str:
+    """The drill's HAProxy, rendered from the stack's listener spec as Octavia's amphora renders it
+    (octavia/common/jinja/haproxy/combined_listeners/templates/macros.j2), with these differences:
+
+    - no TLS: the drill does not do TLS. A TERMINATED_HTTPS listener is an HTTP frontend here, so
+      the amphora's `ssl crt` and `redirect scheme https if !{ ssl_fc }` are absent; what reaches
+      the pool (HTTP, the inserted headers) is the same;
+    - one HAProxy for every tier, on 127.0.0.1 and the ports given (the spec's 443/80/8088 are
+      production's), frontends named `<tier>-<listener>` and backends `<tier>-pool` (the scrape
+      configuration reads `tier` from those names); one PROMETHEUS listener for the process;
+      allowed_cidrs, a security group rule in Octavia, is binding to 127.0.0.1;
+    - members are `slots` server-template slots in maintenance, which the local actuator fills and
+      empties over the runtime API (the stats socket) as Octavia's member API would;
+    - the health monitor checks every `delay / speed` (at least `MIN_CHECK_INTERVAL_S`), like every
+      time constant of the drill; its timeout, rise and fall are the spec's;
+    - video has a load balancer only in the drill (`DRILL_VIDEO`)."""
+    sections = [
+        "\n".join(
+            [
+                "global",
+                "  maxconn 4000",
+                f"  stats socket {socket_path} mode 600 level admin",
+                "  stats timeout 10s",
+                "defaults",
+                *(f"  {line}" for line in AMPHORA_DEFAULTS),
+                "  option http-keep-alive",
+                # Octavia's listener and member timeouts are set per frontend and backend below.
+                "  timeout connect 5s",
+                "  timeout client 50s",
+                "  timeout server 50s",
+                "frontend prometheus",
+                f"  bind 127.0.0.1:{ports.stats}",
+                "  mode http",
+                "  http-request use-service prometheus-exporter if { path /metrics }",
+            ]
+        )
+    ]
+    for tier, spec in drill_specs().items():
+        lines: list[str] = []
+        for listener in spec.listeners:
+            if listener.monitoring_only:
+                continue  # the one `prometheus` frontend above
+            port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
+            lines += _frontend(tier, listener, port)
+        lines += _backend(tier, spec, slots, speed)
+        sections.append("\n".join(lines))
+    return "\n".join(sections) + "\n"
+
+
+def production_scrape_config() -> dict[str, Any]:
+    """The committed production configuration (dashboards/prometheus/prometheus.yml)."""
+    return dict(yaml.safe_load(PRODUCTION.read_text()))
 
 
 def prometheus_config(
-    stats_port: int, node_file_sd: Path, jvb_file_sd: Path, rules: Path = RULES
+    stats_port: int,
+    node_file_sd: Path,
+    jvb_file_sd: Path,
+    rules: Path = RULES,
+    autoscaler_port: int | None = None,
 ) -> dict[str, Any]:
-    return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [
-            {
-                "job_name": "swell-lb",
-                "static_configs": [{"targets": [f"127.0.0.1:{stats_port}"]}],
-                "metric_relabel_configs": [TIER_FROM_PROXY, *HAPROXY_AS_OCTAVIA_RELABEL],
-            },
-            {
-                "job_name": "node",
-                "file_sd_configs": [{"files": [str(node_file_sd)], "refresh_interval": "1s"}],
-            },
-            {
-                "job_name": "jvb",
-                "file_sd_configs": [{"files": [str(jvb_file_sd)], "refresh_interval": "1s"}],
-            },
-        ],
-    }
+    """Production's scrape configuration, for the drill's parts on 127.0.0.1."""
+    return drill_scrape_config(
+        production_scrape_config(),
+        node_file_sd=node_file_sd,
+        jvb_file_sd=jvb_file_sd,
+        lb_targets=[f"127.0.0.1:{stats_port}"],
+        autoscaler_targets=[f"127.0.0.1:{autoscaler_port}"] if autoscaler_port else [],
+        rule_file=rules,
+    )
+
+
+class OpenStackDiscoveryStandIn:
+    """Keeps `dest` = the local actuator's file_sd `source` as openstack_sd would list the same
+    instances (dashboards.prometheus.openstack_sd_targets: Nova metadata `tier` and `stack`, the
+    private network's address, the Nova name), so the drill's Prometheus runs production's relabel
+    rules. A thread polls `source` every `poll_s` (the actuator replaces it atomically)."""
+
+    def __init__(
+        self, pairs: list[tuple[Path, Path]], site: Site | None = None, poll_s: float = 0.05
+    ) -> None:
+        self.pairs = pairs
+        self.site = site or Site()
+        self.poll_s = poll_s
+        self._seen: dict[Path, tuple[int, int] | None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="openstack-sd-stand-in", daemon=True)
+
+    def sync(self) -> None:
+        for source, dest in self.pairs:
+            try:
+                st = source.stat()
+                stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                stamp = None  # no instance listed yet
+            if source in self._seen and self._seen[source] == stamp and dest.exists():
+                continue
+            groups: list[dict[str, Any]] = []
+            if stamp is not None:
+                try:
+                    groups = json.loads(source.read_text())
+                except (ValueError, FileNotFoundError):
+                    continue  # replaced while read: the next poll reads it
+            instances = [
+                (g["labels"]["tier"], target, f"swell-{self.site.stack}-{g['labels']['tier']}-{target}")
+                for g in groups
+                for target in g["targets"]
+            ]
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_text(json.dumps(openstack_sd_targets(instances, self.site)))
+            tmp.replace(dest)  # Prometheus never reads a half-written file
+            self._seen[source] = stamp
+
+    def start(self) -> OpenStackDiscoveryStandIn:
+        self.sync()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.sync()
 
 
 def start_process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -12,19 +12,37 @@ Keys (documented for operators in Pulumi.yaml):
 - `swell:privateNetwork`         {cidr, vlanId} of the private (vRack) network
 - `swell:playbooks`              {repo, ref}: what ansible-pull runs at first boot (playbooks/pull.yml)
 - `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
+- `swell:tls`                    the web and chat load balancers' certificate: {certificate, privateKey,
+                                 chain?} in PEM, which the stack stores in the Key Manager (Barbican), the
+                                 private key set with `pulumi config set --secret`; or {containerRef} of a
+                                 certificate already there; and `hosts` {web, chat}, the public names
+                                 that plain-HTTP requests are redirected to
+- `swell:monitoringCidrs`        IPv4 CIDRs allowed to scrape the load balancers' PROMETHEUS listeners
+                                 (default: the private network; never 0.0.0.0/0)
 
 `parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
-name the key and the allowed values); `load` feeds it from `pulumi.Config`.
+name the key and the allowed values); `load` feeds it from `pulumi.Config`. No secret value is ever part
+of an error message or of a StackConfig's repr: the private key is a `SecretStr`, and problems under
+`swell:tls` never quote what was given.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stacks import catalog
 
@@ -116,6 +134,92 @@ class CustomQuota(_Model):
     ram_gb: int = Field(alias="ramGb", ge=0)
 
 
+# PEM blocks (RFC 7468): the label, then base64 lines. Only the form is checked; Octavia parses the rest.
+_PEM = r"-----BEGIN {label}-----\s*[A-Za-z0-9+/=\s]+-----END {label}-----"
+_CERTIFICATE = re.compile(_PEM.format(label="CERTIFICATE"))
+_PRIVATE_KEY = re.compile(_PEM.format(label="((?:RSA |EC )?PRIVATE KEY)"))
+# A Barbican certificate container, or a PKCS12 secret, as Octavia's default_tls_container_ref takes.
+_BARBICAN_REF = re.compile(r"^https://[^/\s]+(/[^\s]*)?/v1/(containers|secrets)/[0-9a-fA-F-]{36}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class TlsHosts(_Model):
+    """The public names of the balanced tiers; plain-HTTP requests are redirected to https://<name>."""
+
+    web: str
+    chat: str
+
+    @field_validator("web", "chat")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not _HOSTNAME.match(value):
+            raise ValueError("not a DNS name like meet.example.org (lower case, no scheme, no port)")
+        return value
+
+
+class TlsConfig(_Model):
+    """Where the load balancers' certificate comes from: PEM material the stack stores in the Key
+    Manager, or a certificate container already there. Never echoed in errors (see `_describe`)."""
+
+    certificate: str | None = None
+    private_key: SecretStr | None = Field(default=None, alias="privateKey")
+    chain: str | None = None
+    container_ref: str | None = Field(default=None, alias="containerRef")
+    hosts: TlsHosts
+
+    @field_validator("certificate")
+    @classmethod
+    def _certificate(cls, value: str | None) -> str | None:
+        if value is not None and not _CERTIFICATE.fullmatch(value.strip()):
+            raise ValueError("not one PEM certificate (-----BEGIN CERTIFICATE----- ... -----END ...)")
+        return value
+
+    @field_validator("private_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _PRIVATE_KEY.fullmatch(value.get_secret_value().strip()):
+            raise ValueError(
+                "not an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC); "
+                "an encrypted key would need its passphrase, which Octavia cannot be given here"
+            )
+        return value
+
+    @field_validator("chain")
+    @classmethod
+    def _chain(cls, value: str | None) -> str | None:
+        if value is not None:
+            rest = _CERTIFICATE.sub("", value).strip()
+            if rest or not _CERTIFICATE.search(value):
+                raise ValueError("not a list of PEM certificates (the intermediates, issuer first)")
+        return value
+
+    @field_validator("container_ref")
+    @classmethod
+    def _container_ref(cls, value: str | None) -> str | None:
+        if value is not None and not _BARBICAN_REF.match(value):
+            raise ValueError(
+                "not a Key Manager reference like https://<barbican>/v1/containers/<uuid> "
+                "(a certificate container, or a PKCS12 secret under /v1/secrets/)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TlsConfig:
+        pem = self.certificate is not None or self.private_key is not None or self.chain is not None
+        if pem and self.container_ref is not None:
+            raise ValueError("give either certificate and privateKey (and chain) or containerRef, not both")
+        if not pem and self.container_ref is None:
+            raise ValueError("missing the certificate: give certificate and privateKey, or containerRef")
+        if pem and (self.certificate is None or self.private_key is None):
+            missing = "privateKey" if self.certificate is not None else "certificate"
+            raise ValueError(f"{missing} is missing: certificate and privateKey go together")
+        return self
+
+    @property
+    def stored_by_stack(self) -> bool:
+        return self.container_ref is None
+
+
 class StackConfig(_Model):
     stack: str
     region: str = Field(min_length=1)
@@ -126,6 +230,9 @@ class StackConfig(_Model):
     private_network: PrivateNetworkConfig = Field(default=PrivateNetworkConfig(), alias="privateNetwork")
     playbooks: PlaybooksConfig
     quota: str | CustomQuota
+    tls: TlsConfig
+    # None: the private network, where Prometheus runs (ARCHITECTURE.md, Ports).
+    monitoring_cidrs: tuple[str, ...] | None = Field(default=None, alias="monitoringCidrs", min_length=1)
 
     @field_validator("admin_cidrs")
     @classmethod
@@ -137,6 +244,32 @@ class StackConfig(_Model):
                 raise ValueError(f"{value!r} opens SSH to the whole internet; list the admins' networks")
             out.append(str(net))
         return tuple(out)
+
+    @field_validator("monitoring_cidrs")
+    @classmethod
+    def _monitoring_cidrs(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if values is None:
+            return None
+        out = []
+        for value in values:
+            net = ipaddress.ip_network(_cidr(value))
+            if net.prefixlen == 0:
+                raise ValueError(
+                    f"{value!r} would open the load balancers' metrics to the whole internet; "
+                    "list the monitoring networks"
+                )
+            if net.version != 4:
+                raise ValueError(
+                    f"{value!r} is IPv6; the load balancers' addresses are IPv4 and Octavia refuses "
+                    "allowed CIDRs of another address family"
+                )
+            out.append(str(net))
+        return tuple(out)
+
+    @property
+    def metrics_allowed_cidrs(self) -> tuple[str, ...]:
+        """Who may scrape the load balancers' PROMETHEUS listeners."""
+        return self.monitoring_cidrs or (self.private_network.cidr,)
 
     @field_validator("ssh_public_key")
     @classmethod
@@ -210,9 +343,14 @@ def _key(loc: tuple[Any, ...]) -> str:
     return f"{PROJECT}:" + ".".join(parts) if parts else f"{PROJECT}:<config>"
 
 
+# Config keys whose values may hold secrets: problems with them never quote what was given.
+_SECRET_KEYS = ("tls",)
+
+
 def _describe(error: Any) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
+    secret = bool(loc) and loc[0] in _SECRET_KEYS
     if kind == "missing":
         allowed = _allowed_keys(loc)
         hint = f" (an object with keys: {', '.join(allowed)})" if allowed else ""
@@ -220,6 +358,8 @@ def _describe(error: Any) -> str:
     if kind == "extra_forbidden":
         return f"{_key(loc)}: unknown key; allowed: {', '.join(_allowed_keys(loc[:-1]))}"
     msg = str(error["msg"]).removeprefix("Value error, ")
+    if secret:
+        return f"{_key(loc)}: {msg}"
     return f"{_key(loc)}: {msg} (got {error.get('input')!r})"
 
 
@@ -298,4 +438,22 @@ def load() -> StackConfig:
             values[f"{PROJECT}:{key}"] = json.loads(raw)
         except ValueError:
             values[f"{PROJECT}:{key}"] = raw
-    return parse(values, pulumi.get_stack())
+    plaintext = plaintext_secret_problems(values, pulumi.runtime.is_config_secret)
+    try:
+        cfg = parse(values, pulumi.get_stack())
+    except ConfigError as e:
+        raise ConfigError(plaintext + e.problems) from None
+    if plaintext:
+        raise ConfigError(plaintext)
+    return cfg
+
+
+def plaintext_secret_problems(values: Mapping[str, Any], is_secret: Callable[[str], bool]) -> list[str]:
+    """A private key set without `--secret` sits unencrypted in Pulumi.<stack>.yaml: refuse it."""
+    tls = values.get(f"{PROJECT}:tls")
+    if isinstance(tls, Mapping) and "privateKey" in tls and not is_secret(f"{PROJECT}:tls"):
+        return [
+            f"{PROJECT}:tls.privateKey: must be a secret, or it is stored in clear in the stack file; "
+            f"set it with `pulumi config set --secret --path {PROJECT}:tls.privateKey < key.pem`"
+        ]
+    return []

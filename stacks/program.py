@@ -13,8 +13,28 @@ import pulumi_openstack as openstack
 
 from stacks import config
 from stacks.bootstrap import Bootstrap, render_user_data
+from stacks.loadbalancer import TlsCertificate, TlsCertificateArgs
 from stacks.network import PrivateNetwork, PrivateNetworkArgs
-from stacks.tier import Tier, TierArgs
+from stacks.tier import BalancerSettings, Tier, TierArgs
+
+
+def tls_container_ref(cfg: config.StackConfig) -> pulumi.Input[str]:
+    """The certificate the load balancers terminate TLS with: stored by this stack in the Key Manager
+    from its secret config, or a container already there."""
+    tls = cfg.tls
+    if tls.container_ref is not None:
+        return tls.container_ref
+    assert tls.certificate is not None and tls.private_key is not None  # checked by config.TlsConfig
+    certificate = TlsCertificate(
+        "tls",
+        TlsCertificateArgs(
+            stack=cfg.stack,
+            certificate=tls.certificate,
+            private_key=tls.private_key.get_secret_value(),  # a Pulumi secret from here on
+            chain=tls.chain,
+        ),
+    )
+    return certificate.container_ref
 
 
 def build(cfg: config.StackConfig) -> dict[str, Any]:
@@ -31,6 +51,7 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
     key_pair = openstack.compute.Keypair(
         "admins", name=f"swell-{cfg.stack}-admins", public_key=cfg.ssh_public_key
     )
+    certificate_ref = tls_container_ref(cfg)
     tiers: dict[str, Any] = {}
     for name, tier in cfg.tiers.items():
         user_data = render_user_data(
@@ -58,7 +79,15 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
                 external_network=cfg.external_network,
                 key_pair=key_pair.name,
                 user_data=user_data,
-                load_balanced=name in config.BALANCED_TIERS,
+                balancer=(
+                    BalancerSettings(
+                        tls_container_ref=certificate_ref,
+                        public_host=getattr(cfg.tls.hosts, name),
+                        monitoring_cidrs=cfg.metrics_allowed_cidrs,
+                    )
+                    if name in config.BALANCED_TIERS
+                    else None
+                ),
                 public=name in config.PUBLIC_TIERS,
             ),
         )

@@ -10,6 +10,8 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stacks.listeners import MEMBER_PORT
+
 WORLD = ("0.0.0.0/0", "::/0")
 
 
@@ -40,8 +42,15 @@ def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> l
     )
     if tier in ("web", "chat"):
         # The Octavia VIP and its amphorae sit on the private subnet: backends never face the internet.
-        rules.append(Rule("tcp", 80, private_cidr, "nginx /healthz for the load balancer health monitor"))
-        rules.append(Rule("tcp", 443, private_cidr, "nginx TLS behind the load balancer"))
+        # TLS ends at the load balancer, which source-NATs clients to the amphora's private address,
+        # so the members' HTTP port and the health monitor need the private network and nothing else.
+        rules.append(
+            Rule("tcp", MEMBER_PORT, private_cidr, "nginx: the app in plain HTTP and /healthz, from the LB")
+        )
+        # Not used by the load balancer any more (TLS ends there). Kept while hosts still serve TLS on
+        # 443: the Ports table is a contract with the base role's firewall (tests/test_playbooks_static.py),
+        # so it goes with the playbooks change that stops nginx listening there, in one commit.
+        rules.append(Rule("tcp", 443, private_cidr, "nginx TLS, until the hosts stop serving it"))
     if tier == "video":
         # Jitsi Videobridge media must be reachable by every participant, over IPv4 and IPv6.
         for world in WORLD:

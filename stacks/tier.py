@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
+from stacks import listeners
 from stacks.loadbalancer import LoadBalancer, LoadBalancerArgs
 from stacks.rules import ingress_rules
 
@@ -38,9 +39,19 @@ class TierArgs:
     external_network: str
     key_pair: pulumi.Input[str]
     user_data: str
-    # Web and chat sit behind Octavia; video bridges take public addresses on Ext-Net instead.
-    load_balanced: bool
+    # Web and chat sit behind Octavia (None for video: bridges take public addresses on Ext-Net).
+    balancer: BalancerSettings | None
     public: bool
+
+
+@dataclass(frozen=True)
+class BalancerSettings:
+    """What a balanced tier's load balancer takes from the stack: the certificate, the tier's
+    public name, and who may scrape its metrics (the rest is the tier's spec, stacks/listeners.py)."""
+
+    tls_container_ref: pulumi.Input[str]
+    public_host: str
+    monitoring_cidrs: tuple[str, ...]
 
 
 def _private_ip(networks: Sequence[Mapping[str, Any]]) -> str:
@@ -65,7 +76,7 @@ def _entry(name: str, public: bool, networks: Sequence[Mapping[str, Any]]) -> di
 
 class Tier(pulumi.ComponentResource):
     instances: pulumi.Output[list[dict[str, str | None]]]
-    load_balancer: pulumi.Output[dict[str, str]] | None
+    load_balancer: pulumi.Output[dict[str, str | int]] | None
 
     def __init__(self, name: str, args: TierArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("swell:openstack:Tier", name, None, opts)
@@ -128,7 +139,7 @@ class Tier(pulumi.ComponentResource):
         ]
         self.instances = pulumi.Output.all(*entries).apply(list) if entries else pulumi.Output.from_input([])
         self.load_balancer = None
-        if args.load_balanced:
+        if args.balancer is not None:
             lb = LoadBalancer(
                 f"{name}-lb",
                 LoadBalancerArgs(
@@ -137,11 +148,15 @@ class Tier(pulumi.ComponentResource):
                     subnet_id=args.subnet_id,
                     external_network=args.external_network,
                     members=[(index, i.networks.apply(_private_ip)) for index, i in enumerate(instances)],
-                    lb_method="SOURCE_IP" if args.tier == "chat" else "LEAST_CONNECTIONS",
+                    spec=listeners.spec(args.tier),
+                    tls_container_ref=args.balancer.tls_container_ref,
+                    public_host=args.balancer.public_host,
+                    monitoring_cidrs=args.balancer.monitoring_cidrs,
                 ),
                 opts=child,
             )
+            port = lb.prometheus_port
             self.load_balancer = pulumi.Output.all(lb.vip_address, lb.public_ip).apply(
-                lambda v: {"vip_address": v[0], "public_ip": v[1]}
+                lambda v: {"vip_address": v[0], "public_ip": v[1], "prometheus_port": port}
             )
         self.register_outputs({"instances": self.instances, "load_balancer": self.load_balancer})

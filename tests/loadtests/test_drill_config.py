@@ -1,9 +1,12 @@
-"""The drill's configuration derives from production's, with time the only difference: the
-autoscaler config the drill runs (policy time constants compressed by one function) and the
-Prometheus rules it loads (production's rule file, every range, offset and `for:` compressed)."""
+"""The drill's configuration derives from production's: the autoscaler config the drill runs (policy
+time constants compressed by one function), the Prometheus rules it loads (production's rule file,
+every range, offset and `for:` compressed), its HAProxy (rendered from the stack's listener spec,
+compared here field by field) and its Prometheus (production's scrape configuration, its instances
+listed as openstack_sd would list them)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,8 +18,21 @@ import yaml
 
 from autoscaler.config import parse_config
 from autoscaler.core.policies.swell import SERVICE_TIMING, SwellParams
+from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
 from loadtests.drill import DEFAULT_SPEED, DrillOptions, autoscaler_config
-from loadtests.plumbing import RULES, compress_rules, drill_rate_window_lag_s, duration_s, write_yaml
+from loadtests.plumbing import (
+    RULES,
+    HAProxyPorts,
+    OpenStackDiscoveryStandIn,
+    compress_rules,
+    drill_rate_window_lag_s,
+    duration_s,
+    haproxy_config,
+    prometheus_config,
+    write_yaml,
+)
+from stacks import listeners
+from tests.realparts import wait_until
 
 
 @pytest.mark.parametrize("profile", sorted(DEFAULT_SPEED), ids=sorted(DEFAULT_SPEED))
@@ -72,3 +88,114 @@ def test_promtool_accepts_the_compressed_rules(tmp_path: Path) -> None:
     write_yaml(path, compress_rules(yaml.safe_load(RULES.read_text()), 7.5))
     run = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _sections(haproxy: str) -> dict[str, set[str]]:
+    """HAProxy sections: a line at column 0 -> the set of its (stripped) lines."""
+    out = {}
+    for block in re.split(r"\n(?=\S)", haproxy.strip()):
+        head, *body = block.splitlines()
+        out[head] = {line.strip() for line in body}
+    return out
+
+
+def _expected_sections(
+    tier: str, spec: listeners.BalancedTier, speed: float, ports: HAProxyPorts
+) -> dict[str, set[str]]:
+    """What Octavia's amphora runs for `spec` (macros.j2), in the drill: HTTP, 127.0.0.1, slots."""
+    pool, monitor, traffic = spec.pool, spec.pool.monitor, spec.traffic
+    backend = {
+        "mode http",
+        f"balance {listeners.HAPROXY_BALANCE[pool.lb_method]}",
+        f"timeout check {monitor.timeout_s}s",
+        f"option httpchk {monitor.http_method} {monitor.url_path}",
+        f"http-check expect rstatus {monitor.expected_codes}",
+        f"timeout connect {traffic.timeout_member_connect_ms}ms",
+        f"timeout server {traffic.timeout_member_data_ms}ms",
+        f"default-server check inter {round(max(monitor.delay_s / speed, 0.1) * 1000)}ms"
+        f" fall {monitor.max_retries_down} rise {monitor.max_retries} disabled",
+        "server-template s 1-4 127.0.0.1:9",
+    }
+    if "X-Forwarded-For" in traffic.insert_headers:
+        backend.add("option forwardfor")
+    if "X-Forwarded-Proto" in traffic.insert_headers:
+        backend.add("http-request set-header X-Forwarded-Proto https")
+    if pool.persistence == "HTTP_COOKIE":
+        backend |= {"cookie SRV insert indirect nocache dynamic", "dynamic-cookie-key swell-drill"}
+    out = {f"backend {tier}-pool": backend}
+    for listener in spec.listeners:
+        if listener.monitoring_only:
+            continue
+        port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
+        lines = {f"bind 127.0.0.1:{port}", "mode http", f"timeout client {listener.timeout_client_data_ms}ms"}
+        if listener.forwards_to_pool:
+            lines.add(f"default_backend {tier}-pool")
+        if listener.redirect is not None:
+            r = listener.redirect
+            lines.add(
+                f"http-request redirect scheme {r.scheme} code {r.http_code} if {{ path_beg {r.rule_value} }}"
+            )
+        out[f"frontend {tier}-{listener.name}"] = lines
+    return out
+
+
+@pytest.mark.parametrize("speed", [1.0, 20.0, 360.0], ids=lambda s: f"x{s:g}")
+@pytest.mark.parametrize("tier", sorted(listeners.SPECS))
+def test_the_drills_haproxy_is_the_stacks_listener_spec_field_by_field(tier: str, speed: float) -> None:
+    ports = HAProxyPorts(1001, 1002, 1003, 1004, redirects={"web": 1005, "chat": 1006})
+    rendered = _sections(haproxy_config(ports, Path("/run/haproxy.sock"), slots=4, speed=speed))
+    expected = _expected_sections(tier, listeners.spec(tier), speed, ports)
+    assert {head: rendered[head] for head in expected} == expected
+    # One PROMETHEUS listener for the whole process, as the drill's scrape configuration expects.
+    assert rendered["frontend prometheus"] == {
+        "bind 127.0.0.1:1004",
+        "mode http",
+        "http-request use-service prometheus-exporter if { path /metrics }",
+    }
+
+
+@pytest.mark.skipif(not shutil.which("haproxy"), reason="needs haproxy (Debian package)")
+def test_haproxy_accepts_the_drills_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(haproxy_config(HAProxyPorts(20001, 20002, 20003, 20004), tmp_path / "s.sock", 16, 20.0))
+    run = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_drills_prometheus_runs_the_committed_production_configuration(tmp_path: Path) -> None:
+    drill = prometheus_config(9001, tmp_path / "n.json", tmp_path / "j.json", tmp_path / "r.yml", 9002)
+    assert drill == drill_scrape_config(
+        yaml.safe_load(PRODUCTION.read_text()),
+        node_file_sd=tmp_path / "n.json",
+        jvb_file_sd=tmp_path / "j.json",
+        lb_targets=["127.0.0.1:9001"],
+        autoscaler_targets=["127.0.0.1:9002"],
+        rule_file=tmp_path / "r.yml",
+    )
+
+
+def test_the_drills_instances_reach_prometheus_as_openstack_sd_would_list_them(tmp_path: Path) -> None:
+    source, dest = tmp_path / "nodes.json", tmp_path / "nodes.openstack.json"
+    stand_in = OpenStackDiscoveryStandIn([(source, dest)], poll_s=0.01)
+    stand_in.sync()
+    assert json.loads(dest.read_text()) == []  # nothing listed yet
+    # What the local actuator writes for two ready instances.
+    groups = [
+        {"targets": ["127.0.0.1:4101"], "labels": {"tier": "web", "instance_port": "4101"}},
+        {"targets": ["127.0.0.1:4201"], "labels": {"tier": "video", "instance_port": "4201"}},
+    ]
+    source.write_text(json.dumps(groups))
+    stand_in.start()
+    try:
+        wait_until(lambda: len(json.loads(dest.read_text())) == 2, "the stand-in's copy", 5)
+        site = Site()
+        assert json.loads(dest.read_text()) == openstack_sd_targets(
+            [
+                ("web", "127.0.0.1:4101", f"swell-{site.stack}-web-127.0.0.1:4101"),
+                ("video", "127.0.0.1:4201", f"swell-{site.stack}-video-127.0.0.1:4201"),
+            ]
+        )
+        source.write_text(json.dumps(groups[:1]))  # one instance retired
+        wait_until(lambda: len(json.loads(dest.read_text())) == 1, "the retirement", 5)
+    finally:
+        stand_in.stop()

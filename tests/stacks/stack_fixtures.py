@@ -1,4 +1,5 @@
-"""Helpers for the stack tests: the shipped stack configs, and copies of them at other counts."""
+"""Helpers for the stack tests: the shipped stack configs, and copies of them at other counts or with a
+certificate the stack stores itself (secret config marked as the Pulumi CLI marks it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -36,3 +38,37 @@ def assert_no_locust() -> None:
             "Run tests/stacks in its own pytest process (see the Makefile's unit target).",
             pytrace=False,
         )
+
+
+# PEM-shaped test material (not a real key pair: only its form is checked before Octavia). The key's
+# body carries a marker, so a test can tell whether it leaked anywhere.
+KEY_MARKER = "c2VjcmV0LWtleS1tYXJrZXI"
+TEST_CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIBdGVzdC1jZXJ0aWZpY2F0ZQ==\n-----END CERTIFICATE-----\n"
+TEST_CHAIN = "-----BEGIN CERTIFICATE-----\nMIIBaW50ZXJtZWRpYXRl\n-----END CERTIFICATE-----\n"
+TEST_PRIVATE_KEY = f"-----BEGIN PRIVATE KEY-----\nMIIE{KEY_MARKER}AAAA\n-----END PRIVATE KEY-----\n"
+
+
+def with_pem_tls(values: dict[str, Any], chain: bool = True) -> dict[str, Any]:
+    """A copy of `values` whose certificate the stack stores itself, from (test) PEM material."""
+    out = copy.deepcopy(values)
+    tls = {
+        "certificate": TEST_CERTIFICATE,
+        "privateKey": TEST_PRIVATE_KEY,
+        "hosts": out["swell:tls"]["hosts"],
+    }
+    if chain:
+        tls["chain"] = TEST_CHAIN
+    out["swell:tls"] = tls
+    return out
+
+
+def run_with_secrets(values: dict[str, Any], stack: str, secret_keys: list[str]) -> Any:
+    """`engine.run`, with `secret_keys` marked secret as `pulumi config set --secret` marks them (the
+    offline engine itself has no notion of secret config)."""
+    from stacks import engine, program
+
+    def entry() -> object:
+        pulumi.runtime.set_all_config(engine.config_strings(values), secret_keys)
+        return program.main()
+
+    return engine.run(values, stack, entry=entry)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stacks import config
-from tests.stacks.stack_fixtures import ROOT, stack_values
+from tests.stacks.stack_fixtures import KEY_MARKER, ROOT, TEST_CERTIFICATE, TEST_PRIVATE_KEY, stack_values
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod-gra11"])
@@ -116,6 +116,85 @@ BAD = [
     ),
     ("bad-playbooks-url", _set("swell:playbooks.repo", "swell.git"), "swell:playbooks.repo", "https://"),
     ("unknown-quota", _set("swell:quota", "lots"), "swell:quota", "10-vms, 20-vms"),
+    ("tls-missing", _drop("swell:tls"), "swell:tls", "certificate, privateKey, chain, containerRef, hosts"),
+    (
+        "tls-no-certificate-at-all",
+        _drop("swell:tls.containerRef"),
+        "swell:tls",
+        "give certificate and privateKey, or containerRef",
+    ),
+    (
+        "tls-key-without-certificate",
+        _all(_drop("swell:tls.containerRef"), _set("swell:tls.privateKey", TEST_PRIVATE_KEY)),
+        "swell:tls",
+        "certificate is missing",
+    ),
+    (
+        "tls-certificate-without-key",
+        _all(_drop("swell:tls.containerRef"), _set("swell:tls.certificate", TEST_CERTIFICATE)),
+        "swell:tls",
+        "privateKey is missing",
+    ),
+    (
+        "tls-two-sources",
+        _all(_set("swell:tls.certificate", TEST_CERTIFICATE), _set("swell:tls.privateKey", TEST_PRIVATE_KEY)),
+        "swell:tls",
+        "not both",
+    ),
+    (
+        "tls-encrypted-key",
+        _all(
+            _drop("swell:tls.containerRef"),
+            _set("swell:tls.certificate", TEST_CERTIFICATE),
+            _set("swell:tls.privateKey", TEST_PRIVATE_KEY.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")),
+        ),
+        "swell:tls.privateKey",
+        "passphrase",
+    ),
+    (
+        "tls-key-not-pem",
+        _all(
+            _drop("swell:tls.containerRef"),
+            _set("swell:tls.certificate", TEST_CERTIFICATE),
+            _set("swell:tls.privateKey", KEY_MARKER),
+        ),
+        "swell:tls.privateKey",
+        "not an unencrypted PEM private key",
+    ),
+    (
+        "tls-bad-container-ref",
+        _set("swell:tls.containerRef", "tls_secret1"),
+        "swell:tls.containerRef",
+        "/v1/containers/",
+    ),
+    ("tls-host-missing", _drop("swell:tls.hosts.chat"), "swell:tls.hosts.chat", "required"),
+    (
+        "tls-host-with-scheme",
+        _set("swell:tls.hosts.web", "https://meet.example.org"),
+        "swell:tls.hosts.web",
+        "DNS name",
+    ),
+    ("tls-misspelled-key", _set("swell:tls.privatekey", "x"), "swell:tls.privatekey", "privateKey"),
+    (
+        "monitoring-world",
+        _set("swell:monitoringCidrs", ["0.0.0.0/0"]),
+        "swell:monitoringCidrs",
+        "whole internet",
+    ),
+    ("monitoring-ipv6", _set("swell:monitoringCidrs", ["2001:db8::/48"]), "swell:monitoringCidrs", "IPv4"),
+    (
+        "monitoring-malformed",
+        _set("swell:monitoringCidrs", ["10.42.0.0/99"]),
+        "swell:monitoringCidrs",
+        "CIDR",
+    ),
+    ("monitoring-empty", _set("swell:monitoringCidrs", []), "swell:monitoringCidrs", "at least 1"),
+    (
+        "monitoring-misspelled",
+        _set("swell:monitoringCidr", ["10.42.0.0/16"]),
+        "swell:monitoringCidr",
+        "monitoringCidrs",
+    ),
     # r3-32 web + b3-8 chat + c3-8 video = 48 GB of RAM, above the 40 GB of the 10-vms tier.
     (
         "over-quota",
@@ -137,6 +216,13 @@ def test_bad_config_names_the_key_and_what_is_allowed(
     lines = [p for p in caught.value.problems if p.startswith(key + ":") or p.startswith(key + " ")]
     assert lines, f"no problem names {key}: {caught.value.problems}"
     assert any(re.search(allowed, line) for line in lines), lines
+    assert KEY_MARKER not in str(caught.value)  # a private key, even a malformed one, is never quoted
+
+
+def test_the_monitoring_networks_default_to_the_private_network(dev_values: dict[str, Any]) -> None:
+    assert config.parse(dev_values, "dev").metrics_allowed_cidrs == ("10.42.0.0/16",)
+    dev_values["swell:monitoringCidrs"] = ["10.42.250.0/24"]
+    assert config.parse(dev_values, "dev").metrics_allowed_cidrs == ("10.42.250.0/24",)
 
 
 def test_pulumi_yaml_documents_every_key_the_program_reads() -> None:

@@ -115,7 +115,8 @@ def test_web_and_chat_have_a_load_balancer_with_one_member_per_instance_and_vide
         for i in range(count):
             member = mine[f"{tier}-lb-member-{i}"]
             assert member.inputs["address"] == private_ip[f"swell-dev-{tier}-{i}"]
-            assert (member.inputs["protocolPort"], member.inputs["monitorPort"]) == (443, 80)
+            # TLS ends at the load balancer: members serve plain HTTP on 80, checked there too.
+            assert (member.inputs["protocolPort"], member.inputs["monitorPort"]) == (80, 80)
     monitors = rec.of_type("openstack:loadbalancer/monitor:Monitor")
     assert {(m.inputs["type"], m.inputs["httpMethod"], m.inputs["urlPath"]) for m in monitors} == {
         ("HTTP", "GET", "/healthz")
@@ -146,7 +147,8 @@ def test_outputs_follow_the_architecture_contract() -> None:
         if tier == "video":
             assert data["load_balancer"] is None
         else:
-            assert set(data["load_balancer"]) == {"vip_address", "public_ip"}
+            assert set(data["load_balancer"]) == {"vip_address", "public_ip", "prometheus_port"}
+            assert data["load_balancer"]["prometheus_port"] == 8088
     json.dumps(out)  # what `pulumi stack output --json` prints must be plain JSON
 
 

@@ -1,0 +1,196 @@
+"""What each balanced tier's load balancer is, as data: its listeners, its pool, its health monitor.
+
+One spec, two renderings, so production and the drill cannot drift apart:
+
+- `stacks/loadbalancer.py` turns it into Octavia resources (pulumi-openstack);
+- `loadtests.plumbing.haproxy_config` renders the drill's HAProxy from it, in HTTP mode, as the
+  Octavia amphora's HAProxy runs a TERMINATED_HTTPS listener once TLS is off (the drill does not do
+  TLS: see `haproxy_config`). Tests compare both renderings with this spec field by field.
+
+Pure data (no Pulumi import), so the drill and the tests read it without the Pulumi SDK.
+
+OVHcloud / Octavia facts this spec relies on:
+
+- OVHcloud's Public Cloud Load Balancer is Octavia; its listeners take HTTP, HTTPS, TCP, UDP, SCTP
+  and TERMINATED_HTTPS traffic, and the PROMETHEUS protocol "does not handle traffic itself" but
+  exports metrics (OVHcloud docs, "Concepts - Load Balancer").
+- A PROMETHEUS listener serves /metrics on every address of the load balancer, its floating IP
+  included, and supports neither pools nor L7 policies: OVHcloud advises `allowed_cidrs`
+  (OVHcloud docs, "Public Cloud Load Balancer monitoring with Prometheus").
+- TERMINATED_HTTPS needs a Key Manager (Barbican) certificate reference (`default_tls_container_ref`);
+  insert_headers X-Forwarded-For / X-Forwarded-Proto become `option forwardfor` and
+  `http-request set-header X-Forwarded-Proto https` in the amphora's HAProxy, and the listener and
+  member timeouts become `timeout client` / `timeout connect` / `timeout server`
+  (octavia/common/jinja/haproxy/combined_listeners/templates/macros.j2).
+- The amphora renders an L7 policy only if it has at least one rule (macros.j2), so the HTTP->HTTPS
+  redirect is a REDIRECT_PREFIX policy with a rule matching every path.
+- `allowed_cidrs` must be of the VIP's address family, here IPv4 (Octavia refuses others:
+  octavia/api/v2/controllers/listener.py, `_validate_cidr_compatible_with_vip`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Octavia listener protocols used here.
+TERMINATED_HTTPS = "TERMINATED_HTTPS"
+HTTP = "HTTP"
+PROMETHEUS = "PROMETHEUS"
+
+HTTPS_PORT = 443
+HTTP_PORT = 80
+# Any port no traffic listener uses; the stack outputs export it so Prometheus finds it.
+PROMETHEUS_PORT = 8088
+# Members serve the application in plain HTTP on 80: TLS ends at the load balancer.
+MEMBER_PORT = 80
+
+# What Octavia's `lb_method` names mean to the amphora's HAProxy (`balance ...`).
+HAPROXY_BALANCE = {"LEAST_CONNECTIONS": "leastconn", "ROUND_ROBIN": "roundrobin", "SOURCE_IP": "source"}
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """An L7 policy REDIRECT_PREFIX to `<scheme>://<the tier's public host>`, keeping the path; its
+    rule (PATH STARTS_WITH "/") matches every request."""
+
+    scheme: str = "https"
+    http_code: int = 301
+    rule_type: str = "PATH"
+    rule_compare_type: str = "STARTS_WITH"
+    rule_value: str = "/"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One Octavia listener. Timeouts in milliseconds (Octavia's unit); None for PROMETHEUS, which
+    carries no traffic. `insert_headers` are the headers Octavia adds to requests sent to members."""
+
+    name: str
+    protocol: str
+    port: int
+    timeout_client_data_ms: int | None = None
+    timeout_member_connect_ms: int | None = None
+    timeout_member_data_ms: int | None = None
+    insert_headers: tuple[str, ...] = ()
+    redirect: Redirect | None = None
+
+    @property
+    def forwards_to_pool(self) -> bool:
+        """Its requests reach the members: the tier's offered demand (a redirect never does)."""
+        return self.protocol in (TERMINATED_HTTPS, HTTP) and self.redirect is None
+
+    @property
+    def terminates_tls(self) -> bool:
+        """Needs the Key Manager certificate (`default_tls_container_ref`)."""
+        return self.protocol == TERMINATED_HTTPS
+
+    @property
+    def monitoring_only(self) -> bool:
+        """Reachable only from the monitoring networks (`allowed_cidrs`)."""
+        return self.protocol == PROMETHEUS
+
+
+@dataclass(frozen=True)
+class HealthMonitor:
+    """Octavia health monitor: `delay` between checks, `timeout` per check, a member goes up after
+    `max_retries` successes and down after `max_retries_down` failures (HAProxy's rise and fall)."""
+
+    type: str = "HTTP"
+    http_method: str = "GET"
+    url_path: str = "/healthz"
+    expected_codes: str = "200"
+    delay_s: int = 5
+    timeout_s: int = 3
+    max_retries: int = 3
+    max_retries_down: int = 3
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The members' pool behind the traffic listener: plain HTTP to `member_port`, checked on
+    `monitor_port`. `persistence` is Octavia's session persistence type, or None."""
+
+    protocol: str
+    lb_method: str
+    member_port: int
+    monitor_port: int
+    monitor: HealthMonitor
+    persistence: str | None = None
+
+
+@dataclass(frozen=True)
+class BalancedTier:
+    tier: str
+    listeners: tuple[Listener, ...]
+    pool: Pool
+
+    @property
+    def traffic(self) -> Listener:
+        """The listener that forwards to the pool."""
+        (listener,) = [x for x in self.listeners if x.forwards_to_pool]
+        return listener
+
+    @property
+    def prometheus(self) -> Listener:
+        (listener,) = [x for x in self.listeners if x.monitoring_only]
+        return listener
+
+
+# Octavia's own default timeouts (50 s of inactivity, 5 s to connect), stated so both renderings use them.
+DEFAULT_DATA_TIMEOUT_MS = 50_000
+CONNECT_TIMEOUT_MS = 5_000
+# Chat holds a WebSocket (/xmpp-websocket) or a BOSH long poll (/http-bind) per user; Octavia has no
+# tunnel timeout, so client and member inactivity timeouts must outlast an idle session.
+LONG_SESSION_TIMEOUT_MS = 3_600_000
+# Members see the client's address and that it came over TLS (nginx logs, the app's redirects).
+FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto")
+
+
+def _listeners(data_timeout_ms: int) -> tuple[Listener, ...]:
+    return (
+        Listener(
+            "https",
+            TERMINATED_HTTPS,
+            HTTPS_PORT,
+            timeout_client_data_ms=data_timeout_ms,
+            timeout_member_connect_ms=CONNECT_TIMEOUT_MS,
+            timeout_member_data_ms=data_timeout_ms,
+            insert_headers=FORWARDED_HEADERS,
+        ),
+        Listener(
+            "http",
+            HTTP,
+            HTTP_PORT,
+            timeout_client_data_ms=DEFAULT_DATA_TIMEOUT_MS,
+            timeout_member_connect_ms=CONNECT_TIMEOUT_MS,
+            timeout_member_data_ms=DEFAULT_DATA_TIMEOUT_MS,
+            redirect=Redirect(),
+        ),
+        Listener("prometheus", PROMETHEUS, PROMETHEUS_PORT),
+    )
+
+
+SPECS: Mapping[str, BalancedTier] = {
+    # Web requests are short: least connections is least outstanding requests.
+    "web": BalancedTier(
+        "web",
+        _listeners(DEFAULT_DATA_TIMEOUT_MS),
+        Pool(HTTP, "LEAST_CONNECTIONS", MEMBER_PORT, MEMBER_PORT, HealthMonitor()),
+    ),
+    # Chat sessions are long: least connections spreads them; BOSH's successive requests must reach
+    # the Prosody that holds the session, which a cookie the load balancer inserts guarantees. (It was
+    # SOURCE_IP while TLS passed through: every user behind one NAT, a whole company, on one Prosody.)
+    "chat": BalancedTier(
+        "chat",
+        _listeners(LONG_SESSION_TIMEOUT_MS),
+        Pool(HTTP, "LEAST_CONNECTIONS", MEMBER_PORT, MEMBER_PORT, HealthMonitor(), persistence="HTTP_COOKIE"),
+    ),
+}
+
+
+def spec(tier: str) -> BalancedTier:
+    try:
+        return SPECS[tier]
+    except KeyError:
+        raise KeyError(f"{tier!r} has no load balancer; balanced tiers: {', '.join(SPECS)}") from None
