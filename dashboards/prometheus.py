@@ -65,7 +65,7 @@ class Site:
     rule_file: str = "../rules/swell.rules.yml"
     lb_file_sd: str = "file_sd/swell-lb.json"
     # A headless Service over the autoscaler's pods (deploy/kubernetes: namespace swell-autoscaler).
-    autoscaler_dns_name: str = "swell-autoscaler-metrics.swell-autoscaler.svc.cluster.local"
+    autoscaler_dns_name: str = "swell-autoscaler.swell-autoscaler.svc.cluster.local"
     scrape_interval: str = "15s"
     evaluation_interval: str = "15s"
     discovery_refresh: str = "60s"

@@ -229,3 +229,19 @@ def test_bad_stack_outputs_exit_2_naming_what_is_wrong(
     assert prometheus.main(["--stack-outputs", str(source), "--out", str(tmp_path / "sd.json")]) == 2
     assert named in capsys.readouterr().err
     assert not (tmp_path / "sd.json").exists()
+
+
+def test_the_autoscaler_job_finds_the_service_deploy_kubernetes_ships() -> None:
+    """The `swell-autoscaler` job resolves the headless Service of deploy/kubernetes by DNS: a
+    rename on either side would leave the alerts on the autoscaler without data."""
+    root = Path(__file__).resolve().parents[2]
+    service = yaml.safe_load((root / "deploy" / "kubernetes" / "service.yaml").read_text())
+    meta = service["metadata"]
+    assert service["spec"]["clusterIP"] == "None"  # headless: one A record per pod
+    port = service["spec"]["ports"][0]["port"]
+    expected = f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
+    assert prometheus.Site().autoscaler_dns_name == expected
+    jobs = prometheus.production_config()["scrape_configs"]
+    job = next(j for j in jobs if j["job_name"] == "swell-autoscaler")
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == [expected] and sd["port"] == port
