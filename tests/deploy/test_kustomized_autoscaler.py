@@ -87,9 +87,9 @@ class Exporters:
         def body(kind: str) -> str:
             if kind == "web":
                 total = DEMAND["web"] * (time.time() - started)
-                return f'octavia_listener_http_requests_total{{listener="web-https"}} {total:.0f}\n'
+                return f'octavia_pool_http_requests_total{{pool="web"}} {total:.0f}\n'
             if kind == "chat":
-                return f'octavia_listener_current_sessions{{listener="chat-wss"}} {DEMAND["chat"]}\n'
+                return f'octavia_pool_current_sessions{{pool="chat"}} {DEMAND["chat"]}\n'
             return f"jitsi_jvb_endpoints {DEMAND['video']}\n"
 
         self.servers = []
