@@ -10,23 +10,32 @@ Keys (documented for operators in Pulumi.yaml):
 - `swell:sshPublicKey`           the admins' SSH public key, installed on every instance
 - `swell:externalNetwork`        the public network (default Ext-Net, OVHcloud's)
 - `swell:privateNetwork`         {cidr, vlanId} of the private (vRack) network
-- `swell:playbooks`              {repo, ref}: what ansible-pull runs at first boot (playbooks/pull.yml)
+- `swell:playbooks`              {repo, ref, allowUnpinnedRef}: what ansible-pull runs at first boot
+                                 (playbooks/pull.yml); ref must be a full commit SHA unless
+                                 allowUnpinnedRef is true (a dev stack following a branch)
+- `swell:secrets`                {xmppBridgePassword, turnSecret, xmppTlsCertificate, xmppTlsKey}:
+                                 per-deployment service secrets, set with `pulumi config set --secret`,
+                                 delivered to chat and video instances in their user_data. Optional:
+                                 without it those tiers get none, and bridges cannot join.
 - `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
 
 `parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
-name the key and the allowed values); `load` feeds it from `pulumi.Config`.
+name the key and the allowed values); `load` feeds it from `pulumi.Config`. A problem with a secret
+never quotes the value: its line says what is expected, nothing more.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from stacks import catalog
+from swell.configure.admin_networks import admin_network
 
 TierName = Literal["web", "chat", "video"]
 TIER_NAMES: tuple[TierName, ...] = ("web", "chat", "video")
@@ -98,9 +107,17 @@ class PrivateNetworkConfig(_Model):
         return str(net)
 
 
+# A full commit id (SHA-1, or SHA-256 for repositories in that format): git checks out exactly that
+# content, so a moved tag or a pushed branch cannot change what a new instance runs as root.
+COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
 class PlaybooksConfig(_Model):
     repo: str
     ref: str = "main"
+    # A branch or tag moves; only a dev stack may follow one (ansible-pull then runs whatever the
+    # branch holds when the instance boots).
+    allow_unpinned_ref: bool = Field(default=False, alias="allowUnpinnedRef")
 
     @field_validator("repo")
     @classmethod
@@ -108,6 +125,52 @@ class PlaybooksConfig(_Model):
         if not value.startswith(("https://", "ssh://", "git@", "file://")):
             raise ValueError(f"{value!r} is not a git URL; expected https://, ssh://, git@ or file://")
         return value
+
+
+# Secrets land in Jinja-templated files (jvb.conf, Prosody's Lua, coturn's config) and in Ansible
+# extra vars, which Ansible templates: quotes, backslashes, spaces or `{{` would break a file or be
+# evaluated. `openssl rand -base64 32` gives 44 characters of exactly this alphabet.
+SECRET_ALPHABET = re.compile(r"^[A-Za-z0-9+/=._~-]{24,256}$")
+SECRET_EXPECTED = "24 to 256 characters of A-Z a-z 0-9 + / = . _ ~ - (e.g. `openssl rand -base64 32`)"
+
+
+def _pem(value: SecretStr, kinds: tuple[str, ...], what: str) -> SecretStr:
+    text = value.get_secret_value().strip()
+    framed = (text.startswith(f"-----BEGIN {k}-----") and text.endswith(f"-----END {k}-----") for k in kinds)
+    if not any(framed):
+        raise ValueError(f"expected {what} in PEM form (-----BEGIN {kinds[0]}----- ... -----END ...-----)")
+    return SecretStr(text + "\n")
+
+
+class SecretsConfig(_Model):
+    """Per-deployment service secrets (not per user). SecretStr keeps them out of reprs and logs."""
+
+    # The video bridges' XMPP account on the chat tier's Prosody (the brewery MUC login).
+    xmpp_bridge_password: SecretStr = Field(alias="xmppBridgePassword")
+    # Shared by coturn (video) and Prosody's mod_turn_external (chat) to sign TURN credentials.
+    turn_secret: SecretStr = Field(alias="turnSecret")
+    # Prosody's certificate for the bridges' XMPP domain (auth.<chat domain>) and its key: bridges
+    # verify it (video_xmpp_verify_certificate) and trust this certificate for it. Not secret
+    # itself, but it travels with its key.
+    xmpp_tls_certificate: SecretStr = Field(alias="xmppTlsCertificate")
+    xmpp_tls_key: SecretStr = Field(alias="xmppTlsKey")
+
+    @field_validator("xmpp_bridge_password", "turn_secret")
+    @classmethod
+    def _alphabet(cls, value: SecretStr) -> SecretStr:
+        if not SECRET_ALPHABET.match(value.get_secret_value()):
+            raise ValueError(f"expected {SECRET_EXPECTED}")
+        return value
+
+    @field_validator("xmpp_tls_certificate")
+    @classmethod
+    def _certificate(cls, value: SecretStr) -> SecretStr:
+        return _pem(value, ("CERTIFICATE",), "a certificate")
+
+    @field_validator("xmpp_tls_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        return _pem(value, ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"), "a private key")
 
 
 class CustomQuota(_Model):
@@ -126,17 +189,13 @@ class StackConfig(_Model):
     private_network: PrivateNetworkConfig = Field(default=PrivateNetworkConfig(), alias="privateNetwork")
     playbooks: PlaybooksConfig
     quota: str | CustomQuota
+    secrets: SecretsConfig | None = None
 
     @field_validator("admin_cidrs")
     @classmethod
     def _admin_cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        out = []
-        for value in values:
-            net = ipaddress.ip_network(_cidr(value))
-            if net.prefixlen == 0:
-                raise ValueError(f"{value!r} opens SSH to the whole internet; list the admins' networks")
-            out.append(str(net))
-        return tuple(out)
+        # The same rule as `swell configure --admin-cidr` (the hosts' firewall), in one place.
+        return tuple(admin_network(value) for value in values)
 
     @field_validator("ssh_public_key")
     @classmethod
@@ -197,9 +256,13 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         fields = {(f.alias or n): f for n, f in model.model_fields.items()}
         field = fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional object (`SecretsConfig | None`) is looked into like a required one.
+        found = [
+            a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not found:
             return []
-        model = annotation
+        model = found[0]
     return [(f.alias or n) for n, f in model.model_fields.items()]
 
 
@@ -213,6 +276,14 @@ def _key(loc: tuple[Any, ...]) -> str:
 def _describe(error: Any) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
+    if loc and loc[0] == "secrets":
+        # Never echo the input: under `secrets` it is a secret (or a whole object of them).
+        if kind == "missing":
+            return f"{_key(loc)}: required key is missing (set it with `pulumi config set --secret --path`)"
+        if kind == "extra_forbidden":
+            return f"{_key(loc)}: unknown key; allowed: {', '.join(_allowed_keys(loc[:-1]))}"
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        return f"{_key(loc)}: {msg} (the value is a secret: not shown)"
     if kind == "missing":
         allowed = _allowed_keys(loc)
         hint = f" (an object with keys: {', '.join(allowed)})" if allowed else ""
@@ -225,6 +296,12 @@ def _describe(error: Any) -> str:
 
 def _semantic_problems(cfg: StackConfig) -> list[str]:
     problems = []
+    if not cfg.playbooks.allow_unpinned_ref and not COMMIT_SHA.match(cfg.playbooks.ref):
+        problems.append(
+            f"{PROJECT}:playbooks.ref: {cfg.playbooks.ref!r} is not a full commit SHA; expected the 40 hex "
+            "digits of the commit to run (`git rev-parse <tag>^{commit}`), since instances run it as root, "
+            f"or set {PROJECT}:playbooks.allowUnpinnedRef: true on a dev stack that follows a branch"
+        )
     for name, tier in cfg.tiers.items():
         key = f"{PROJECT}:tiers.{name}"
         if tier.min > tier.max:
