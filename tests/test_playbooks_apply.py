@@ -3,7 +3,9 @@
 Three fresh copies of a debootstrap root (tests/debian_root.py) play a web, a chat and a video
 host of one stack. The run must converge, a second run must change nothing, check mode must
 report nothing to do, and the configurations must pass the programs' own checks inside the
-roots (nginx -t, prosodyctl check config, sshd -t, nft -c, chronyd -p, visudo -c).
+roots (nginx -t, prosodyctl check config, sshd -t, sshd -T, nft -c, chronyd -p, visudo -c). The
+web root starts with a cloud-init drop-in that allows passwords, as some images ship, and the
+hardening must still win. The secrets given never appear in Ansible's output or events.
 """
 
 from __future__ import annotations
@@ -33,18 +35,21 @@ import debian_root
 pytestmark = pytest.mark.slow
 
 TIER_IPS = {"web": "10.42.0.11", "chat": "10.42.0.21", "video": "10.42.0.31"}
+# What cloud-init writes on images that allow password logins; sshd keeps the first value it reads.
+CLOUD_INIT_SSHD = "# cloud-init\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n"
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2d3Y1K1pL0mX0a alice@laptop"
 EXTRAVARS: dict[str, Any] = {
     "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
     "chat_xmpp_domain": "chat.swell.test",
-    "chat_jvb_password": "bridge-password-for-tests",
-    "video_xmpp_password": "bridge-password-for-tests",
-    "chat_turn_secret": "test-secret-not-for-production",
+    "chat_jvb_password": "CANARYbridge0password0for0tests",
+    "video_xmpp_password": "CANARYbridge0password0for0tests",
+    "chat_turn_secret": "CANARYturn0secret0not0for0production",
     "chat_turn_host": "turn.swell.test",
     # download.jitsi.org is out of reach here: the rest of the video role still applies.
     "video_jitsi_install": False,
-    "video_turn_secret": "test-secret-not-for-production",
+    "video_turn_secret": "CANARYturn0secret0not0for0production",
 }
+SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0production")
 
 
 def outputs_json(tiers: list[str]) -> str:
@@ -85,15 +90,23 @@ class Run:
     rc: int
     tally: RunTally
     output_tail: str
+    # Every event as JSON text (what ansible-runner keeps in its artifacts), to look for secrets.
+    events: list[str]
 
 
 def run_site(inventory: dict[str, Any], check: bool = False) -> Run:
     tally = RunTally()
+    events: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        events.append(json.dumps(event, default=str))
+        tally.apply(event)
+
     outcome = AnsibleRunner().run(
         PlaybookRun(inventory=inventory, check=check, diff=check, extravars=EXTRAVARS, timeout_s=900),
-        tally.apply,
+        on_event,
     )
-    return Run(outcome.rc, tally, outcome.output_tail)
+    return Run(outcome.rc, tally, outcome.output_tail, events)
 
 
 @dataclass
@@ -111,6 +124,9 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
         pytest.skip(reason)
     base = tmp_path_factory.mktemp("roots")
     roots = {tier: debian_root.fresh_root(base / tier) for tier in ("web", "chat", "video")}
+    dropins = roots["web"] / "etc/ssh/sshd_config.d"
+    dropins.mkdir(parents=True, exist_ok=True)
+    (dropins / "50-cloud-init.conf").write_text(CLOUD_INIT_SSHD)
     inventory = chroot_inventory(roots)
     first = run_site(inventory)
     for root in roots.values():
@@ -200,11 +216,31 @@ def read(converged: Converged, tier: str, path: str) -> str:
     return (converged.roots[tier] / path.lstrip("/")).read_text()
 
 
-def test_sshd_refuses_passwords_and_root(converged: Converged) -> None:
-    result = debian_root.in_root(converged.roots["web"], "/usr/sbin/sshd", "-T")
-    settings = result.stdout.lower()
+def test_sshd_refuses_passwords_and_root_over_cloud_inits_drop_in(converged: Converged) -> None:
+    # The web root has /etc/ssh/sshd_config.d/50-cloud-init.conf saying the opposite (the fixture).
+    root = converged.roots["web"]
+    assert "PasswordAuthentication yes" in read(converged, "web", "/etc/ssh/sshd_config.d/50-cloud-init.conf")
+    dropins = sorted(p.name for p in (root / "etc/ssh/sshd_config.d").iterdir())
+    assert dropins[0] == "00-swell.conf", dropins
+    result = debian_root.in_root(root, "/usr/sbin/sshd", "-T")
+    assert result.returncode == 0, result.stderr
+    settings = result.stdout.lower().splitlines()
     assert "passwordauthentication no" in settings
+    assert "kbdinteractiveauthentication no" in settings
     assert "permitrootlogin no" in settings
+
+
+def test_no_secret_in_ansible_output_or_events(converged: Converged) -> None:
+    assert converged.first.rc == 0, describe(converged.first)
+    runs = (converged.first, converged.second)
+    assert sum(len(r.events) for r in runs) > 100  # the events were collected
+    for run in runs:
+        text = "\n".join(run.events) + run.output_tail
+        for secret in SECRETS:
+            assert secret not in text
+    # Positive control: the secrets did reach the files that need them.
+    assert SECRETS[1] in read(converged, "video", "/etc/turnserver.conf")
+    assert SECRETS[0] in read(converged, "video", "/etc/jitsi/videobridge/jvb.conf")
 
 
 def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
@@ -218,9 +254,10 @@ def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
     ("tier", "present", "absent"),
     [
         (
+            # TLS ends at the load balancer: members take plain HTTP on 80 from the private network.
             "web",
-            ["tcp dport 443 accept", "tcp dport 80 accept", "tcp dport 9100"],
-            ["udp dport 10000", "8080"],
+            ["ip saddr { 10.42.0.0/16 } tcp dport 80 accept", "tcp dport 9100"],
+            ["udp dport 10000", "8080", "dport 443"],
         ),
         ("video", ["udp dport 10000 accept", "tcp dport 8080 accept"], ["tcp dport 80 "]),
     ],
@@ -233,6 +270,8 @@ def test_firewall_follows_the_tier(
     assert "policy drop" in ruleset
     assert "ip saddr { 203.0.113.0/24 } tcp dport 22 accept" in ruleset
     assert "ip6 saddr { 2001:db8:ad::/48 } tcp dport 22 accept" in ruleset
+    # Only root (cloud-init) may ask the metadata service, which serves the user_data's secrets.
+    assert "ip daddr 169.254.169.254 meta skuid != 0 reject" in ruleset
     for fragment in present:
         assert fragment in ruleset
     for fragment in absent:
@@ -272,8 +311,12 @@ def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Conve
 
     jvb = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
     shard = jvb.get("videobridge.apis.xmpp-client.configs.swell")
-    assert (shard["DOMAIN"], shard["USERNAME"]) == ("auth.chat.swell.test", "jvb")
-    assert shard["MUC_JIDS"] == "jvbbrewery@internal.auth.chat.swell.test"
+    assert (shard["domain"], shard["username"]) == ("auth.chat.swell.test", "jvb")
+    assert shard["muc_jids"] == "jvbbrewery@internal.auth.chat.swell.test"
+    # Verification is on unless a stack turns it off; the nickname is this root's own id.
+    assert shard["disable_certificate_verification"] is False
+    bridge_id = read(converged, "video", "/var/lib/swell/bridge-id").strip()
+    assert shard["muc_nickname"] == bridge_id and len(bridge_id) == 32
     host = read(converged, "chat", "/etc/prosody/conf.d/chat.swell.test.cfg.lua")
     assert 'Component "internal.auth.chat.swell.test" "muc"' in host
     assert 'VirtualHost "auth.chat.swell.test"' in host
@@ -281,12 +324,35 @@ def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Conve
     assert account.exists()
 
 
-def test_chat_nginx_proxies_websocket_and_bosh_to_prosody(converged: Converged) -> None:
+def test_chat_nginx_proxies_websocket_and_bosh_to_prosody_on_80(converged: Converged) -> None:
     site = read(converged, "chat", "/etc/nginx/sites-available/swell.conf")
+    assert "listen 80 default_server;" in site
     assert "location /xmpp-websocket" in site
     assert "location /http-bind" in site
     assert "proxy_set_header Upgrade $http_upgrade;" in site
+    assert "proxy_read_timeout 900s;" in site
     assert "location = /healthz" in site
+    # No TLS on the members: the load balancer terminates it; forwarded headers from it only.
+    assert "ssl" not in site and "443" not in site
+    assert "set_real_ip_from 10.42.0.0/16;" in site
+    assert not (converged.roots["chat"] / "etc/ssl/swell/web.key").exists()
+
+
+def test_coturn_refuses_relays_to_private_ranges_in_ipv4_and_ipv6(converged: Converged) -> None:
+    denied = [
+        line.split("=", 1)[1]
+        for line in read(converged, "video", "/etc/turnserver.conf").splitlines()
+        if line.startswith("denied-peer-ip=")
+    ]
+    for must in (
+        "10.0.0.0-10.255.255.255",
+        "169.254.0.0-169.254.255.255",
+        "::-::1",
+        "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "::ffff:0.0.0.0-::ffff:255.255.255.255",
+    ):
+        assert must in denied
 
 
 def chroot_cli_args(converged: Converged, tmp_path: Path, tier: str) -> list[str]:
@@ -358,7 +424,7 @@ def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged
         ),
         tally.apply,
     )
-    assert outcome.rc == 0, describe(Run(outcome.rc, tally, outcome.output_tail))
+    assert outcome.rc == 0, describe(Run(outcome.rc, tally, outcome.output_tail, []))
     localhost = tally.hosts["localhost"]
     assert localhost.changed_tasks == []
     assert localhost.roles == ["base", "node_exporter", "web"]
@@ -395,3 +461,39 @@ def test_services_were_not_started_in_the_chroot(converged: Converged) -> None:
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     for root in converged.roots.values():
         assert str(root) not in ps
+
+
+def test_pull_playbook_refuses_an_admin_network_open_to_the_world(converged: Converged) -> None:
+    # The stack and `swell configure` refuse it too; this is the hosts' own guard (ansible-pull).
+    inventory = {
+        "all": {
+            "hosts": {
+                "localhost": {
+                    "ansible_connection": "community.general.chroot",
+                    "ansible_host": str(converged.roots["web"]),
+                    "ansible_become": False,
+                    "swell_private_ip": TIER_IPS["web"],
+                }
+            }
+        }
+    }
+    bootstrap_vars = {
+        "swell_tier": "web",
+        "swell_stack": "test-chroot",
+        "swell_private_network_cidr": "10.42.0.0/16",
+        "swell_admin_cidrs": ["203.0.113.0/24", "::/0"],
+    }
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(
+            inventory=inventory,
+            playbook=PLAYBOOKS / "pull.yml",
+            check=True,
+            extravars=EXTRAVARS | bootstrap_vars,
+            timeout_s=600,
+        ),
+        tally.apply,
+    )
+    assert outcome.rc != 0
+    assert [f.task for f in tally.failures] == ["Check that SSH is not opened to the whole internet"]
+    assert "::/0" in tally.failures[0].message
