@@ -10,8 +10,11 @@ hardening must still win. The secrets given never appear in Ansible's output or 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -497,3 +500,149 @@ def test_pull_playbook_refuses_an_admin_network_open_to_the_world(converged: Con
     assert outcome.rc != 0
     assert [f.task for f in tally.failures] == ["Check that SSH is not opened to the whole internet"]
     assert "::/0" in tally.failures[0].message
+
+
+def in_netns(root: Path, script: str, addresses: list[str], timeout_s: int = 90) -> dict[str, Any]:
+    """Run `script` with the root's python3 inside the root AND a network namespace of its own
+    (loopback up, `addresses` on it), so servers it starts bind nothing on this machine and a
+    ruleset it loads touches only that namespace. Returns the JSON the script prints last."""
+    probe = root / "tmp" / "swell-probe.py"
+    probe.write_text(script)
+    setup = " && ".join(["ip link set lo up", *(f"ip addr add {a} dev lo" for a in addresses)])
+    proc = subprocess.Popen(
+        ["unshare", "--net", "--", "sh", "-c", f"{setup} && exec chroot {root} python3 /tmp/swell-probe.py"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        # Whatever the probe started (nginx, a listener) dies with its process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        probe.unlink(missing_ok=True)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+NGINX_PROBE = r"""
+import http.client, json, socket, subprocess, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Refuse to run anywhere but in a fresh network namespace (only loopback).
+assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+seen = {}
+
+class Upstream(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen[self.path] = {k.lower(): v for k, v in self.headers.items()}
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"up")
+
+    def log_message(self, *args):
+        pass
+
+servers = [ThreadingHTTPServer(("127.0.0.1", port), Upstream) for port in UPSTREAM_PORTS]
+for s in servers:
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+nginx = subprocess.Popen(["/usr/sbin/nginx", "-g", "daemon off;"])
+try:
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", 80), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    results = {}
+    for name, source, path, headers in CASES:
+        conn = http.client.HTTPConnection(source, 80, timeout=10, source_address=(source, 0))
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read().decode()
+        results[name] = {
+            "status": response.status,
+            "body": body,
+            "hsts": response.getheader("Strict-Transport-Security"),
+            "upstream": seen.pop(path, None),
+        }
+        conn.close()
+    print(json.dumps(results))
+finally:
+    nginx.terminate()
+    nginx.wait(timeout=10)
+"""
+# The load balancer's address: inside the private network nginx trusts (10.42.0.0/16).
+LB = "10.42.0.5"
+NGINX_CASES = [
+    ("health", "127.0.0.1", "/healthz", {}),
+    # The load balancer: the client it saw is the last untrusted address; its scheme is believed.
+    ("from-lb", LB, "/app", {"X-Forwarded-For": "198.51.100.66, 203.0.113.9", "X-Forwarded-Proto": "https"}),
+    # Anyone else (the firewall lets only the private network in, but nginx does not rely on it).
+    ("spoofed", "127.0.0.1", "/spoof", {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}),
+]
+
+
+def test_web_nginx_serves_on_80_and_believes_forwarded_headers_from_the_load_balancer_only(
+    converged: Converged,
+) -> None:
+    script = NGINX_PROBE.replace("UPSTREAM_PORTS", "[8000]").replace("CASES", repr(NGINX_CASES))
+    results = in_netns(converged.roots["web"], script, [f"{LB}/32"])
+    assert (results["health"]["status"], results["health"]["body"]) == (200, "ok\n")
+    assert results["health"]["upstream"] is None  # answered by nginx itself
+    lb = results["from-lb"]
+    assert lb["status"] == 200 and lb["body"] == "up"
+    assert lb["upstream"]["x-forwarded-for"] == "203.0.113.9"
+    assert lb["upstream"]["x-forwarded-proto"] == "https"
+    assert lb["hsts"] == "max-age=63072000"
+    spoofed = results["spoofed"]
+    assert spoofed["upstream"]["x-forwarded-for"] == "127.0.0.1"
+    assert spoofed["upstream"]["x-forwarded-proto"] == "http"
+    assert spoofed["hsts"] is None
+
+
+def test_chat_nginx_passes_the_websocket_upgrade_to_prosody(converged: Converged) -> None:
+    cases = [("ws", LB, "/xmpp-websocket", {"Upgrade": "websocket", "Connection": "Upgrade"})]
+    script = NGINX_PROBE.replace("UPSTREAM_PORTS", "[5280]").replace("CASES", repr(cases))
+    upstream = in_netns(converged.roots["chat"], script, [f"{LB}/32"])["ws"]["upstream"]
+    assert (upstream["upgrade"], upstream["connection"]) == ("websocket", "upgrade")
+
+
+METADATA_PROBE = r"""
+import json, os, socket, subprocess
+
+assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+# The root's own ruleset, loaded into this namespace only.
+subprocess.run(["/usr/sbin/nft", "-f", "/etc/nftables.conf"], check=True)
+listener = socket.create_server(("169.254.169.254", 80))
+
+def attempt():
+    try:
+        socket.create_connection(("169.254.169.254", 80), timeout=5).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+
+as_root = attempt()
+read, write = os.pipe()
+if os.fork() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+    os.write(write, attempt().encode())
+    os._exit(0)
+os.wait()
+print(json.dumps({"root": as_root, "nobody": os.read(read, 100).decode()}))
+"""
+
+
+def test_only_root_reaches_the_metadata_service(converged: Converged) -> None:
+    # The video root's real ruleset in a namespace holding 169.254.169.254: cloud-init (root) may
+    # fetch the user_data, a service account may not.
+    result = in_netns(converged.roots["video"], METADATA_PROBE, ["169.254.169.254/32"])
+    assert result["root"] == "connected"
+    assert result["nobody"] in ("ConnectionRefusedError", "PermissionError", "TimeoutError"), result
