@@ -646,3 +646,38 @@ def test_only_root_reaches_the_metadata_service(converged: Converged) -> None:
     result = in_netns(converged.roots["video"], METADATA_PROBE, ["169.254.169.254/32"])
     assert result["root"] == "connected"
     assert result["nobody"] in ("ConnectionRefusedError", "PermissionError", "TimeoutError"), result
+
+
+COTURN_PROBE = r"""
+import json, socket, subprocess
+
+assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+# The applied configuration, logging to stdout instead of syslog (a chroot has no syslog).
+dropped = ("no-stdout-log", "log-file=syslog")
+lines = [l for l in open("/etc/turnserver.conf").read().splitlines() if l not in dropped]
+with open("/tmp/turnserver-probe.conf", "w") as f:
+    f.write("\n".join(lines + ["log-file=stdout"]) + "\n")
+argv = ["turnserver", "-c", "/tmp/turnserver-probe.conf"]
+proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+try:
+    out, _ = proc.communicate(timeout=4)
+except subprocess.TimeoutExpired:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+print(json.dumps({"log": out}))
+"""
+
+
+def test_coturn_itself_accepts_every_denied_range(converged: Converged) -> None:
+    # coturn reads the deny list at start-up: "Black listing: <range>" for each one it understood,
+    # "Wrong address format" for one it did not. Run in a network namespace of its own.
+    log = in_netns(converged.roots["video"], COTURN_PROBE, [])["log"]
+    configured = [
+        line.split("=", 1)[1]
+        for line in read(converged, "video", "/etc/turnserver.conf").splitlines()
+        if line.startswith("denied-peer-ip=")
+    ]
+    assert len(configured) >= 16
+    for cidr in configured:
+        assert f"Black listing: {cidr}" in log, cidr
+    assert "Wrong address format" not in log
