@@ -383,6 +383,8 @@ def test_configure_check_on_a_converged_host_exits_0_with_a_summary(
     output = " ".join(result.output.split())
     assert "chat-0 │ chat │ ok" in output
     assert "converged: 1 host(s), 0 change(s)" in output
+    # The secrets came in with -e @file; --diff must not show them.
+    assert not any(secret in result.output for secret in SECRETS)
 
 
 def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, tmp_path: Path) -> None:
