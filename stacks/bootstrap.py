@@ -1,22 +1,55 @@
 """Cloud-init user_data that brings a fresh instance to its role without a human.
 
-It follows ARCHITECTURE.md, "Instance bootstrap": write /etc/swell/ansible-vars.json, install ansible
-and git from Debian, then run ansible-pull on playbooks/pull.yml. The text depends only on the tier and
-on stack-wide settings, never on the tier's count or the instance's index, so scaling never changes the
-user_data of an instance that already exists.
+It follows ARCHITECTURE.md, "Instance bootstrap": write /etc/swell/ansible-vars.json (and, for the
+tiers that need them, the service secrets in /etc/swell/secrets.json, root-only), install ansible
+and git from Debian, then run ansible-pull on playbooks/pull.yml at the configured commit. The text
+depends only on the tier and on stack-wide settings, never on the tier's count or the instance's
+index, so scaling never changes the user_data of an instance that already exists.
+
+The document carries secrets for chat and video: the Tier component passes it to Nova as a Pulumi
+secret (encrypted in the state, `[secret]` in previews); ARCHITECTURE.md, "Secrets", says who can
+still read it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import yaml
 
+from stacks.config import SecretsConfig
+
 VARS_FILE = "/etc/swell/ansible-vars.json"
+SECRETS_FILE = "/etc/swell/secrets.json"
 CHECKOUT_DIR = "/opt/swell"
 PLAYBOOK = "playbooks/pull.yml"
+
+# Which role variables each tier gets from `swell:secrets` (role variable -> SecretsConfig field).
+# Least privilege: web gets none, chat what Prosody needs, video what the bridge and coturn need
+# (the certificate only, as the trust anchor for Prosody: never the key).
+TIER_SECRETS: Mapping[str, Mapping[str, str]] = {
+    "web": {},
+    "chat": {
+        "chat_jvb_password": "xmpp_bridge_password",
+        "chat_turn_secret": "turn_secret",
+        "chat_xmpp_tls_certificate": "xmpp_tls_certificate",
+        "chat_xmpp_tls_key": "xmpp_tls_key",
+    },
+    "video": {
+        "video_xmpp_password": "xmpp_bridge_password",
+        "video_turn_secret": "turn_secret",
+        "video_xmpp_ca_certificate": "xmpp_tls_certificate",
+    },
+}
+
+
+def secret_vars(tier: str, secrets: SecretsConfig | None) -> dict[str, str]:
+    """The role variables of `tier` that come from `swell:secrets` (empty without secrets)."""
+    if secrets is None:
+        return {}
+    return {var: getattr(secrets, name).get_secret_value() for var, name in TIER_SECRETS[tier].items()}
 
 
 @dataclass(frozen=True)
@@ -27,6 +60,12 @@ class Bootstrap:
     admin_cidrs: Sequence[str]
     playbooks_repo: str
     playbooks_ref: str
+    # Role variables from `swell:secrets` for this tier (secret_vars); written apart, root-only.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print the secrets; an error or a debug line must not.
+        return f"Bootstrap(tier={self.tier!r}, stack={self.stack!r}, secrets={sorted(self.secrets)})"
 
 
 def ansible_vars(b: Bootstrap) -> dict[str, object]:
@@ -40,33 +79,39 @@ def ansible_vars(b: Bootstrap) -> dict[str, object]:
 
 def ansible_pull_command(b: Bootstrap) -> list[str]:
     # An argv list, not a shell string: cloud-init then runs it without a shell, so no quoting issues.
-    return [
+    argv = [
         "ansible-pull",
         "--url",
         b.playbooks_repo,
         "--checkout",
         b.playbooks_ref,
+        # A full clone: git fetches an arbitrary commit (the pinned ref) only that way; a shallow
+        # clone has just the default branch's tip, and the git module would ignore the depth anyway.
+        "--full",
         "--directory",
         CHECKOUT_DIR,
         "--inventory",
         "localhost,",
         "--extra-vars",
         f"@{VARS_FILE}",
-        PLAYBOOK,
     ]
+    if b.secrets:
+        # The secrets go by file name only: never on a command line (the process list shows those).
+        argv += ["--extra-vars", f"@{SECRETS_FILE}"]
+    return [*argv, PLAYBOOK]
+
+
+def _root_only_file(path: str, content: str) -> dict[str, str]:
+    return {"path": path, "owner": "root:root", "permissions": "0600", "content": content}
 
 
 def render_user_data(b: Bootstrap) -> str:
     """The `#cloud-config` document for an instance of tier `b.tier`."""
+    files = [_root_only_file(VARS_FILE, json.dumps(ansible_vars(b), sort_keys=True) + "\n")]
+    if b.secrets:
+        files.append(_root_only_file(SECRETS_FILE, json.dumps(dict(b.secrets), sort_keys=True) + "\n"))
     document = {
-        "write_files": [
-            {
-                "path": VARS_FILE,
-                "owner": "root:root",
-                "permissions": "0600",
-                "content": json.dumps(ansible_vars(b), sort_keys=True) + "\n",
-            }
-        ],
+        "write_files": files,
         "package_update": True,
         "packages": ["ansible", "git"],
         "runcmd": [ansible_pull_command(b)],

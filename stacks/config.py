@@ -10,7 +10,13 @@ Keys (documented for operators in Pulumi.yaml):
 - `swell:sshPublicKey`           the admins' SSH public key, installed on every instance
 - `swell:externalNetwork`        the public network (default Ext-Net, OVHcloud's)
 - `swell:privateNetwork`         {cidr, vlanId} of the private (vRack) network
-- `swell:playbooks`              {repo, ref}: what ansible-pull runs at first boot (playbooks/pull.yml)
+- `swell:playbooks`              {repo, ref, allowUnpinnedRef}: what ansible-pull runs at first boot
+                                 (playbooks/pull.yml); ref must be a full commit SHA unless
+                                 allowUnpinnedRef is true (a dev stack following a branch)
+- `swell:secrets`                {xmppBridgePassword, turnSecret, xmppTlsCertificate, xmppTlsKey}:
+                                 per-deployment service secrets, set with `pulumi config set --secret`,
+                                 delivered to chat and video instances in their user_data. Optional:
+                                 without it those tiers get none, and bridges cannot join.
 - `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
 - `swell:tls`                    the web and chat load balancers' certificate: {certificate, privateKey,
                                  chain?} in PEM, which the stack stores in the Key Manager (Barbican), the
@@ -22,8 +28,8 @@ Keys (documented for operators in Pulumi.yaml):
 
 `parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
 name the key and the allowed values); `load` feeds it from `pulumi.Config`. No secret value is ever part
-of an error message or of a StackConfig's repr: the private key is a `SecretStr`, and problems under
-`swell:tls` never quote what was given.
+of an error message or of a StackConfig's repr: private keys are `SecretStr`s, and a problem under
+`swell:tls` or `swell:secrets` never quotes what was given: its line says what is expected, nothing more.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -45,6 +51,7 @@ from pydantic import (
 )
 
 from stacks import catalog
+from swell.configure.admin_networks import admin_network
 
 TierName = Literal["web", "chat", "video"]
 TIER_NAMES: tuple[TierName, ...] = ("web", "chat", "video")
@@ -116,9 +123,17 @@ class PrivateNetworkConfig(_Model):
         return str(net)
 
 
+# A full commit id (SHA-1, or SHA-256 for repositories in that format): git checks out exactly that
+# content, so a moved tag or a pushed branch cannot change what a new instance runs as root.
+COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
 class PlaybooksConfig(_Model):
     repo: str
     ref: str = "main"
+    # A branch or tag moves; only a dev stack may follow one (ansible-pull then runs whatever the
+    # branch holds when the instance boots).
+    allow_unpinned_ref: bool = Field(default=False, alias="allowUnpinnedRef")
 
     @field_validator("repo")
     @classmethod
@@ -126,6 +141,52 @@ class PlaybooksConfig(_Model):
         if not value.startswith(("https://", "ssh://", "git@", "file://")):
             raise ValueError(f"{value!r} is not a git URL; expected https://, ssh://, git@ or file://")
         return value
+
+
+# Secrets land in Jinja-templated files (jvb.conf, Prosody's Lua, coturn's config) and in Ansible
+# extra vars, which Ansible templates: quotes, backslashes, spaces or `{{` would break a file or be
+# evaluated. `openssl rand -base64 32` gives 44 characters of exactly this alphabet.
+SECRET_ALPHABET = re.compile(r"^[A-Za-z0-9+/=._~-]{24,256}$")
+SECRET_EXPECTED = "24 to 256 characters of A-Z a-z 0-9 + / = . _ ~ - (e.g. `openssl rand -base64 32`)"
+
+
+def _pem(value: SecretStr, kinds: tuple[str, ...], what: str) -> SecretStr:
+    text = value.get_secret_value().strip()
+    framed = (text.startswith(f"-----BEGIN {k}-----") and text.endswith(f"-----END {k}-----") for k in kinds)
+    if not any(framed):
+        raise ValueError(f"expected {what} in PEM form (-----BEGIN {kinds[0]}----- ... -----END ...-----)")
+    return SecretStr(text + "\n")
+
+
+class SecretsConfig(_Model):
+    """Per-deployment service secrets (not per user). SecretStr keeps them out of reprs and logs."""
+
+    # The video bridges' XMPP account on the chat tier's Prosody (the brewery MUC login).
+    xmpp_bridge_password: SecretStr = Field(alias="xmppBridgePassword")
+    # Shared by coturn (video) and Prosody's mod_turn_external (chat) to sign TURN credentials.
+    turn_secret: SecretStr = Field(alias="turnSecret")
+    # Prosody's certificate for the bridges' XMPP domain (auth.<chat domain>) and its key: bridges
+    # verify it (video_xmpp_verify_certificate) and trust this certificate for it. Not secret
+    # itself, but it travels with its key.
+    xmpp_tls_certificate: SecretStr = Field(alias="xmppTlsCertificate")
+    xmpp_tls_key: SecretStr = Field(alias="xmppTlsKey")
+
+    @field_validator("xmpp_bridge_password", "turn_secret")
+    @classmethod
+    def _alphabet(cls, value: SecretStr) -> SecretStr:
+        if not SECRET_ALPHABET.match(value.get_secret_value()):
+            raise ValueError(f"expected {SECRET_EXPECTED}")
+        return value
+
+    @field_validator("xmpp_tls_certificate")
+    @classmethod
+    def _certificate(cls, value: SecretStr) -> SecretStr:
+        return _pem(value, ("CERTIFICATE",), "a certificate")
+
+    @field_validator("xmpp_tls_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        return _pem(value, ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"), "a private key")
 
 
 class CustomQuota(_Model):
@@ -233,17 +294,13 @@ class StackConfig(_Model):
     tls: TlsConfig
     # None: the private network, where Prometheus runs (ARCHITECTURE.md, Ports).
     monitoring_cidrs: tuple[str, ...] | None = Field(default=None, alias="monitoringCidrs", min_length=1)
+    secrets: SecretsConfig | None = None
 
     @field_validator("admin_cidrs")
     @classmethod
     def _admin_cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        out = []
-        for value in values:
-            net = ipaddress.ip_network(_cidr(value))
-            if net.prefixlen == 0:
-                raise ValueError(f"{value!r} opens SSH to the whole internet; list the admins' networks")
-            out.append(str(net))
-        return tuple(out)
+        # The same rule as `swell configure --admin-cidr` (the hosts' firewall), in one place.
+        return tuple(admin_network(value) for value in values)
 
     @field_validator("monitoring_cidrs")
     @classmethod
@@ -330,9 +387,13 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         fields = {(f.alias or n): f for n, f in model.model_fields.items()}
         field = fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional object (`SecretsConfig | None`) is looked into like a required one.
+        found = [
+            a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not found:
             return []
-        model = annotation
+        model = found[0]
     return [(f.alias or n) for n, f in model.model_fields.items()]
 
 
@@ -344,13 +405,15 @@ def _key(loc: tuple[Any, ...]) -> str:
 
 
 # Config keys whose values may hold secrets: problems with them never quote what was given.
-_SECRET_KEYS = ("tls",)
+_SECRET_KEYS = ("tls", "secrets")
 
 
 def _describe(error: Any) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
     secret = bool(loc) and loc[0] in _SECRET_KEYS
+    if secret and kind == "missing" and loc[0] == "secrets":
+        return f"{_key(loc)}: required key is missing (set it with `pulumi config set --secret --path`)"
     if kind == "missing":
         allowed = _allowed_keys(loc)
         hint = f" (an object with keys: {', '.join(allowed)})" if allowed else ""
@@ -359,12 +422,18 @@ def _describe(error: Any) -> str:
         return f"{_key(loc)}: unknown key; allowed: {', '.join(_allowed_keys(loc[:-1]))}"
     msg = str(error["msg"]).removeprefix("Value error, ")
     if secret:
-        return f"{_key(loc)}: {msg}"
+        return f"{_key(loc)}: {msg} (the value is a secret: not shown)"
     return f"{_key(loc)}: {msg} (got {error.get('input')!r})"
 
 
 def _semantic_problems(cfg: StackConfig) -> list[str]:
     problems = []
+    if not cfg.playbooks.allow_unpinned_ref and not COMMIT_SHA.match(cfg.playbooks.ref):
+        problems.append(
+            f"{PROJECT}:playbooks.ref: {cfg.playbooks.ref!r} is not a full commit SHA; expected the 40 hex "
+            "digits of the commit to run (`git rev-parse <tag>^{commit}`), since instances run it as root, "
+            f"or set {PROJECT}:playbooks.allowUnpinnedRef: true on a dev stack that follows a branch"
+        )
     for name, tier in cfg.tiers.items():
         key = f"{PROJECT}:tiers.{name}"
         if tier.min > tier.max:
@@ -449,11 +518,18 @@ def load() -> StackConfig:
 
 
 def plaintext_secret_problems(values: Mapping[str, Any], is_secret: Callable[[str], bool]) -> list[str]:
-    """A private key set without `--secret` sits unencrypted in Pulumi.<stack>.yaml: refuse it."""
+    """A private key or a service secret set without `--secret` sits unencrypted in
+    Pulumi.<stack>.yaml: refuse it."""
+    problems = []
     tls = values.get(f"{PROJECT}:tls")
     if isinstance(tls, Mapping) and "privateKey" in tls and not is_secret(f"{PROJECT}:tls"):
-        return [
+        problems.append(
             f"{PROJECT}:tls.privateKey: must be a secret, or it is stored in clear in the stack file; "
             f"set it with `pulumi config set --secret --path {PROJECT}:tls.privateKey < key.pem`"
-        ]
-    return []
+        )
+    if values.get(f"{PROJECT}:secrets") is not None and not is_secret(f"{PROJECT}:secrets"):
+        problems.append(
+            f"{PROJECT}:secrets: must be set with `pulumi config set --secret --path {PROJECT}:secrets.<key>`, "
+            "or the values are stored in clear in the stack file"
+        )
+    return problems

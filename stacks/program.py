@@ -12,7 +12,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from stacks import config
-from stacks.bootstrap import Bootstrap, render_user_data
+from stacks.bootstrap import Bootstrap, render_user_data, secret_vars
 from stacks.loadbalancer import TlsCertificate, TlsCertificateArgs
 from stacks.network import PrivateNetwork, PrivateNetworkArgs
 from stacks.tier import BalancerSettings, Tier, TierArgs
@@ -52,6 +52,12 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
         "admins", name=f"swell-{cfg.stack}-admins", public_key=cfg.ssh_public_key
     )
     certificate_ref = tls_container_ref(cfg)
+    if cfg.secrets is None:
+        # Deployable (the offline previews of the shipped stacks have none), but not useful.
+        pulumi.log.warn(
+            f"{config.PROJECT}:secrets is not set: chat and video instances get no bridge password, TURN "
+            "secret or XMPP certificate, so video bridges cannot join (Pulumi.yaml lists the keys)"
+        )
     tiers: dict[str, Any] = {}
     for name, tier in cfg.tiers.items():
         user_data = render_user_data(
@@ -62,6 +68,7 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
                 admin_cidrs=cfg.admin_cidrs,
                 playbooks_repo=cfg.playbooks.repo,
                 playbooks_ref=cfg.playbooks.ref,
+                secrets=secret_vars(name, cfg.secrets),
             )
         )
         component = Tier(

@@ -47,10 +47,6 @@ def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> l
         rules.append(
             Rule("tcp", MEMBER_PORT, private_cidr, "nginx: the app in plain HTTP and /healthz, from the LB")
         )
-        # Not used by the load balancer any more (TLS ends there). Kept while hosts still serve TLS on
-        # 443: the Ports table is a contract with the base role's firewall (tests/test_playbooks_static.py),
-        # so it goes with the playbooks change that stops nginx listening there, in one commit.
-        rules.append(Rule("tcp", 443, private_cidr, "nginx TLS, until the hosts stop serving it"))
     if tier == "video":
         # Jitsi Videobridge media must be reachable by every participant, over IPv4 and IPv6.
         for world in WORLD:

@@ -38,6 +38,8 @@ class TierArgs:
     admin_cidrs: tuple[str, ...]
     external_network: str
     key_pair: pulumi.Input[str]
+    # The cloud-init document (stacks/bootstrap.py); it may carry secrets, so it is always sent as a
+    # Pulumi secret.
     user_data: str
     # Web and chat sit behind Octavia (None for video: bridges take public addresses on Ext-Net).
     balancer: BalancerSettings | None
@@ -113,7 +115,13 @@ class Tier(pulumi.ComponentResource):
             networks.insert(0, openstack.compute.InstanceNetworkArgs(name=args.external_network))
         # A new user_data would replace the instance (Nova cannot change it in place): a new playbooks
         # ref must reach running hosts through `swell configure`, not by rebuilding the fleet.
-        instance_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["userData"])
+        # user_data carries the tier's service secrets: a secret input is encrypted in the state and
+        # shown as [secret] by `pulumi preview`; additional_secret_outputs keeps the provider's
+        # echo of it secret too. Every tier's is secret, so a secret added later cannot leak.
+        instance_opts = pulumi.ResourceOptions(
+            parent=self, ignore_changes=["userData"], additional_secret_outputs=["userData"]
+        )
+        user_data = pulumi.Output.secret(args.user_data)
         instances = []
         for index in range(args.count):
             instances.append(
@@ -128,7 +136,7 @@ class Tier(pulumi.ComponentResource):
                     # Prometheus openstack_sd selects on Nova metadata `tier` (not on tags).
                     metadata={"tier": args.tier, "stack": args.stack, "index": str(index)},
                     networks=networks,
-                    user_data=args.user_data,
+                    user_data=user_data,
                     opts=instance_opts,
                 )
             )

@@ -153,20 +153,46 @@ def test_stack_with_no_instances_is_refused() -> None:
         (["--stack-outputs", "BAD", "--admin-cidr", "203.0.113.0/24"], "tiers.web.instances[0].private_ip"),
         (["--stack-outputs", str(SAMPLE)], "no admin networks"),
         (["--stack-outputs", str(SAMPLE), "--admin-cidr", "203.0.113.0/24", "--limit", "db"], "--limit 'db'"),
-        (["--stack-outputs", str(SAMPLE), "--admin-cidr", "nope"], "--admin-cidr 'nope': not a network"),
+        (["--stack-outputs", str(SAMPLE), "--admin-cidr", "nope"], "--admin-cidr: 'nope' is not a CIDR"),
+        # The stack refuses these for its security groups (swell:adminCidrs); the firewall must too.
+        (
+            ["--stack-outputs", str(SAMPLE), "--admin-cidr", "0.0.0.0/0"],
+            "--admin-cidr: '0.0.0.0/0' opens SSH to the whole internet",
+        ),
+        (
+            ["--stack-outputs", str(SAMPLE), "--admin-cidr", "203.0.113.0/24", "--admin-cidr", "::/0"],
+            "--admin-cidr: '::/0' opens SSH to the whole internet",
+        ),
+        (
+            ["--stack-outputs", "WORLD"],
+            "admin_cidrs: Value error, '0.0.0.0/0' opens SSH to the whole internet",
+        ),
         (
             ["--stack-outputs", str(SAMPLE), "--admin-cidr", "203.0.113.0/24", "-e", "novalue"],
             "expected KEY=VALUE",
         ),
     ],
-    ids=["missing-file", "bad-address", "no-admin-cidr", "unknown-limit", "bad-admin-cidr", "bad-extra-var"],
+    ids=[
+        "missing-file",
+        "bad-address",
+        "no-admin-cidr",
+        "unknown-limit",
+        "bad-admin-cidr",
+        "world-v4-admin-cidr",
+        "world-v6-admin-cidr",
+        "world-in-outputs",
+        "bad-extra-var",
+    ],
 )
 def test_configure_with_bad_input_exits_2_before_ansible_starts(
     args: list[str], expected: str, tmp_path: Path
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(broken(lambda d: d["tiers"]["web"]["instances"][0].update(private_ip="not-an-ip")))
-    args = [str(bad) if a == "BAD" else str(tmp_path / a) if a == "missing.json" else a for a in args]
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(sample() | {"admin_cidrs": ["0.0.0.0/0"]}))
+    files = {"BAD": str(bad), "WORLD": str(world), "missing.json": str(tmp_path / "missing.json")}
+    args = [files.get(a, a) for a in args]
     result = CliRunner().invoke(app, ["configure", *args])
     assert result.exit_code == 2
     assert expected in " ".join(result.output.split())

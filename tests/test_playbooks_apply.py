@@ -3,13 +3,18 @@
 Three fresh copies of a debootstrap root (tests/debian_root.py) play a web, a chat and a video
 host of one stack. The run must converge, a second run must change nothing, check mode must
 report nothing to do, and the configurations must pass the programs' own checks inside the
-roots (nginx -t, prosodyctl check config, sshd -t, nft -c, chronyd -p, visudo -c).
+roots (nginx -t, prosodyctl check config, sshd -t, sshd -T, nft -c, chronyd -p, visudo -c). The
+web root starts with a cloud-init drop-in that allows passwords, as some images ship, and the
+hardening must still win. The secrets given never appear in Ansible's output or events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,18 +38,21 @@ import debian_root
 pytestmark = pytest.mark.slow
 
 TIER_IPS = {"web": "10.42.0.11", "chat": "10.42.0.21", "video": "10.42.0.31"}
+# What cloud-init writes on images that allow password logins; sshd keeps the first value it reads.
+CLOUD_INIT_SSHD = "# cloud-init\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n"
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2d3Y1K1pL0mX0a alice@laptop"
 EXTRAVARS: dict[str, Any] = {
     "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
     "chat_xmpp_domain": "chat.swell.test",
-    "chat_jvb_password": "bridge-password-for-tests",
-    "video_xmpp_password": "bridge-password-for-tests",
-    "chat_turn_secret": "test-secret-not-for-production",
+    "chat_jvb_password": "CANARYbridge0password0for0tests",
+    "video_xmpp_password": "CANARYbridge0password0for0tests",
+    "chat_turn_secret": "CANARYturn0secret0not0for0production",
     "chat_turn_host": "turn.swell.test",
     # download.jitsi.org is out of reach here: the rest of the video role still applies.
     "video_jitsi_install": False,
-    "video_turn_secret": "test-secret-not-for-production",
+    "video_turn_secret": "CANARYturn0secret0not0for0production",
 }
+SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0production")
 
 
 def outputs_json(tiers: list[str]) -> str:
@@ -85,15 +93,23 @@ class Run:
     rc: int
     tally: RunTally
     output_tail: str
+    # Every event as JSON text (what ansible-runner keeps in its artifacts), to look for secrets.
+    events: list[str]
 
 
 def run_site(inventory: dict[str, Any], check: bool = False) -> Run:
     tally = RunTally()
+    events: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        events.append(json.dumps(event, default=str))
+        tally.apply(event)
+
     outcome = AnsibleRunner().run(
         PlaybookRun(inventory=inventory, check=check, diff=check, extravars=EXTRAVARS, timeout_s=900),
-        tally.apply,
+        on_event,
     )
-    return Run(outcome.rc, tally, outcome.output_tail)
+    return Run(outcome.rc, tally, outcome.output_tail, events)
 
 
 @dataclass
@@ -111,6 +127,9 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
         pytest.skip(reason)
     base = tmp_path_factory.mktemp("roots")
     roots = {tier: debian_root.fresh_root(base / tier) for tier in ("web", "chat", "video")}
+    dropins = roots["web"] / "etc/ssh/sshd_config.d"
+    dropins.mkdir(parents=True, exist_ok=True)
+    (dropins / "50-cloud-init.conf").write_text(CLOUD_INIT_SSHD)
     inventory = chroot_inventory(roots)
     first = run_site(inventory)
     for root in roots.values():
@@ -200,11 +219,31 @@ def read(converged: Converged, tier: str, path: str) -> str:
     return (converged.roots[tier] / path.lstrip("/")).read_text()
 
 
-def test_sshd_refuses_passwords_and_root(converged: Converged) -> None:
-    result = debian_root.in_root(converged.roots["web"], "/usr/sbin/sshd", "-T")
-    settings = result.stdout.lower()
+def test_sshd_refuses_passwords_and_root_over_cloud_inits_drop_in(converged: Converged) -> None:
+    # The web root has /etc/ssh/sshd_config.d/50-cloud-init.conf saying the opposite (the fixture).
+    root = converged.roots["web"]
+    assert "PasswordAuthentication yes" in read(converged, "web", "/etc/ssh/sshd_config.d/50-cloud-init.conf")
+    dropins = sorted(p.name for p in (root / "etc/ssh/sshd_config.d").iterdir())
+    assert dropins[0] == "00-swell.conf", dropins
+    result = debian_root.in_root(root, "/usr/sbin/sshd", "-T")
+    assert result.returncode == 0, result.stderr
+    settings = result.stdout.lower().splitlines()
     assert "passwordauthentication no" in settings
+    assert "kbdinteractiveauthentication no" in settings
     assert "permitrootlogin no" in settings
+
+
+def test_no_secret_in_ansible_output_or_events(converged: Converged) -> None:
+    assert converged.first.rc == 0, describe(converged.first)
+    runs = (converged.first, converged.second)
+    assert sum(len(r.events) for r in runs) > 100  # the events were collected
+    for run in runs:
+        text = "\n".join(run.events) + run.output_tail
+        for secret in SECRETS:
+            assert secret not in text
+    # Positive control: the secrets did reach the files that need them.
+    assert SECRETS[1] in read(converged, "video", "/etc/turnserver.conf")
+    assert SECRETS[0] in read(converged, "video", "/etc/jitsi/videobridge/jvb.conf")
 
 
 def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
@@ -218,9 +257,10 @@ def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
     ("tier", "present", "absent"),
     [
         (
+            # TLS ends at the load balancer: members take plain HTTP on 80 from the private network.
             "web",
-            ["tcp dport 443 accept", "tcp dport 80 accept", "tcp dport 9100"],
-            ["udp dport 10000", "8080"],
+            ["ip saddr { 10.42.0.0/16 } tcp dport 80 accept", "tcp dport 9100"],
+            ["udp dport 10000", "8080", "dport 443"],
         ),
         ("video", ["udp dport 10000 accept", "tcp dport 8080 accept"], ["tcp dport 80 "]),
     ],
@@ -233,6 +273,8 @@ def test_firewall_follows_the_tier(
     assert "policy drop" in ruleset
     assert "ip saddr { 203.0.113.0/24 } tcp dport 22 accept" in ruleset
     assert "ip6 saddr { 2001:db8:ad::/48 } tcp dport 22 accept" in ruleset
+    # Only root (cloud-init) may ask the metadata service, which serves the user_data's secrets.
+    assert "ip daddr 169.254.169.254 meta skuid != 0 reject" in ruleset
     for fragment in present:
         assert fragment in ruleset
     for fragment in absent:
@@ -272,8 +314,12 @@ def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Conve
 
     jvb = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
     shard = jvb.get("videobridge.apis.xmpp-client.configs.swell")
-    assert (shard["DOMAIN"], shard["USERNAME"]) == ("auth.chat.swell.test", "jvb")
-    assert shard["MUC_JIDS"] == "jvbbrewery@internal.auth.chat.swell.test"
+    assert (shard["domain"], shard["username"]) == ("auth.chat.swell.test", "jvb")
+    assert shard["muc_jids"] == "jvbbrewery@internal.auth.chat.swell.test"
+    # Verification is on unless a stack turns it off; the nickname is this root's own id.
+    assert shard["disable_certificate_verification"] is False
+    bridge_id = read(converged, "video", "/var/lib/swell/bridge-id").strip()
+    assert shard["muc_nickname"] == bridge_id and len(bridge_id) == 32
     host = read(converged, "chat", "/etc/prosody/conf.d/chat.swell.test.cfg.lua")
     assert 'Component "internal.auth.chat.swell.test" "muc"' in host
     assert 'VirtualHost "auth.chat.swell.test"' in host
@@ -281,12 +327,35 @@ def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Conve
     assert account.exists()
 
 
-def test_chat_nginx_proxies_websocket_and_bosh_to_prosody(converged: Converged) -> None:
+def test_chat_nginx_proxies_websocket_and_bosh_to_prosody_on_80(converged: Converged) -> None:
     site = read(converged, "chat", "/etc/nginx/sites-available/swell.conf")
+    assert "listen 80 default_server;" in site
     assert "location /xmpp-websocket" in site
     assert "location /http-bind" in site
     assert "proxy_set_header Upgrade $http_upgrade;" in site
+    assert "proxy_read_timeout 900s;" in site
     assert "location = /healthz" in site
+    # No TLS on the members: the load balancer terminates it; forwarded headers from it only.
+    assert "ssl" not in site and "443" not in site
+    assert "set_real_ip_from 10.42.0.0/16;" in site
+    assert not (converged.roots["chat"] / "etc/ssl/swell/web.key").exists()
+
+
+def test_coturn_refuses_relays_to_private_ranges_in_ipv4_and_ipv6(converged: Converged) -> None:
+    denied = [
+        line.split("=", 1)[1]
+        for line in read(converged, "video", "/etc/turnserver.conf").splitlines()
+        if line.startswith("denied-peer-ip=")
+    ]
+    for must in (
+        "10.0.0.0-10.255.255.255",
+        "169.254.0.0-169.254.255.255",
+        "::-::1",
+        "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "::ffff:0.0.0.0-::ffff:255.255.255.255",
+    ):
+        assert must in denied
 
 
 def chroot_cli_args(converged: Converged, tmp_path: Path, tier: str) -> list[str]:
@@ -314,6 +383,8 @@ def test_configure_check_on_a_converged_host_exits_0_with_a_summary(
     output = " ".join(result.output.split())
     assert "chat-0 │ chat │ ok" in output
     assert "converged: 1 host(s), 0 change(s)" in output
+    # The secrets came in with -e @file; --diff must not show them.
+    assert not any(secret in result.output for secret in SECRETS)
 
 
 def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, tmp_path: Path) -> None:
@@ -358,7 +429,7 @@ def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged
         ),
         tally.apply,
     )
-    assert outcome.rc == 0, describe(Run(outcome.rc, tally, outcome.output_tail))
+    assert outcome.rc == 0, describe(Run(outcome.rc, tally, outcome.output_tail, []))
     localhost = tally.hosts["localhost"]
     assert localhost.changed_tasks == []
     assert localhost.roles == ["base", "node_exporter", "web"]
@@ -395,3 +466,220 @@ def test_services_were_not_started_in_the_chroot(converged: Converged) -> None:
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     for root in converged.roots.values():
         assert str(root) not in ps
+
+
+def test_pull_playbook_refuses_an_admin_network_open_to_the_world(converged: Converged) -> None:
+    # The stack and `swell configure` refuse it too; this is the hosts' own guard (ansible-pull).
+    inventory = {
+        "all": {
+            "hosts": {
+                "localhost": {
+                    "ansible_connection": "community.general.chroot",
+                    "ansible_host": str(converged.roots["web"]),
+                    "ansible_become": False,
+                    "swell_private_ip": TIER_IPS["web"],
+                }
+            }
+        }
+    }
+    bootstrap_vars = {
+        "swell_tier": "web",
+        "swell_stack": "test-chroot",
+        "swell_private_network_cidr": "10.42.0.0/16",
+        "swell_admin_cidrs": ["203.0.113.0/24", "::/0"],
+    }
+    tally = RunTally()
+    outcome = AnsibleRunner().run(
+        PlaybookRun(
+            inventory=inventory,
+            playbook=PLAYBOOKS / "pull.yml",
+            check=True,
+            extravars=EXTRAVARS | bootstrap_vars,
+            timeout_s=600,
+        ),
+        tally.apply,
+    )
+    assert outcome.rc != 0
+    assert [f.task for f in tally.failures] == ["Check that SSH is not opened to the whole internet"]
+    assert "::/0" in tally.failures[0].message
+
+
+def in_netns(root: Path, script: str, addresses: list[str], timeout_s: int = 90) -> dict[str, Any]:
+    """Run `script` with the root's python3 inside the root AND a network namespace of its own
+    (loopback up, `addresses` on it), so servers it starts bind nothing on this machine and a
+    ruleset it loads touches only that namespace. Returns the JSON the script prints last."""
+    probe = root / "tmp" / "swell-probe.py"
+    probe.write_text(script)
+    setup = " && ".join(["ip link set lo up", *(f"ip addr add {a} dev lo" for a in addresses)])
+    proc = subprocess.Popen(
+        ["unshare", "--net", "--", "sh", "-c", f"{setup} && exec chroot {root} python3 /tmp/swell-probe.py"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        # Whatever the probe started (nginx, a listener) dies with its process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        probe.unlink(missing_ok=True)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+NGINX_PROBE = r"""
+import http.client, json, socket, subprocess, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Refuse to run anywhere but in a fresh network namespace (only loopback).
+assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+seen = {}
+
+class Upstream(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen[self.path] = {k.lower(): v for k, v in self.headers.items()}
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"up")
+
+    def log_message(self, *args):
+        pass
+
+servers = [ThreadingHTTPServer(("127.0.0.1", port), Upstream) for port in UPSTREAM_PORTS]
+for s in servers:
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+nginx = subprocess.Popen(["/usr/sbin/nginx", "-g", "daemon off;"])
+try:
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", 80), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    results = {}
+    for name, source, path, headers in CASES:
+        conn = http.client.HTTPConnection(source, 80, timeout=10, source_address=(source, 0))
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read().decode()
+        results[name] = {
+            "status": response.status,
+            "body": body,
+            "hsts": response.getheader("Strict-Transport-Security"),
+            "upstream": seen.pop(path, None),
+        }
+        conn.close()
+    print(json.dumps(results))
+finally:
+    nginx.terminate()
+    nginx.wait(timeout=10)
+"""
+# The load balancer's address: inside the private network nginx trusts (10.42.0.0/16).
+LB = "10.42.0.5"
+NGINX_CASES = [
+    ("health", "127.0.0.1", "/healthz", {}),
+    # The load balancer: the client it saw is the last untrusted address; its scheme is believed.
+    ("from-lb", LB, "/app", {"X-Forwarded-For": "198.51.100.66, 203.0.113.9", "X-Forwarded-Proto": "https"}),
+    # Anyone else (the firewall lets only the private network in, but nginx does not rely on it).
+    ("spoofed", "127.0.0.1", "/spoof", {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}),
+]
+
+
+def test_web_nginx_serves_on_80_and_believes_forwarded_headers_from_the_load_balancer_only(
+    converged: Converged,
+) -> None:
+    script = NGINX_PROBE.replace("UPSTREAM_PORTS", "[8000]").replace("CASES", repr(NGINX_CASES))
+    results = in_netns(converged.roots["web"], script, [f"{LB}/32"])
+    assert (results["health"]["status"], results["health"]["body"]) == (200, "ok\n")
+    assert results["health"]["upstream"] is None  # answered by nginx itself
+    lb = results["from-lb"]
+    assert lb["status"] == 200 and lb["body"] == "up"
+    assert lb["upstream"]["x-forwarded-for"] == "203.0.113.9"
+    assert lb["upstream"]["x-forwarded-proto"] == "https"
+    assert lb["hsts"] == "max-age=63072000"
+    spoofed = results["spoofed"]
+    assert spoofed["upstream"]["x-forwarded-for"] == "127.0.0.1"
+    assert spoofed["upstream"]["x-forwarded-proto"] == "http"
+    assert spoofed["hsts"] is None
+
+
+def test_chat_nginx_passes_the_websocket_upgrade_to_prosody(converged: Converged) -> None:
+    cases = [("ws", LB, "/xmpp-websocket", {"Upgrade": "websocket", "Connection": "Upgrade"})]
+    script = NGINX_PROBE.replace("UPSTREAM_PORTS", "[5280]").replace("CASES", repr(cases))
+    upstream = in_netns(converged.roots["chat"], script, [f"{LB}/32"])["ws"]["upstream"]
+    assert (upstream["upgrade"], upstream["connection"]) == ("websocket", "upgrade")
+
+
+METADATA_PROBE = r"""
+import json, os, socket, subprocess
+
+assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+# The root's own ruleset, loaded into this namespace only.
+subprocess.run(["/usr/sbin/nft", "-f", "/etc/nftables.conf"], check=True)
+listener = socket.create_server(("169.254.169.254", 80))
+
+def attempt():
+    try:
+        socket.create_connection(("169.254.169.254", 80), timeout=5).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+
+as_root = attempt()
+read, write = os.pipe()
+if os.fork() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+    os.write(write, attempt().encode())
+    os._exit(0)
+os.wait()
+print(json.dumps({"root": as_root, "nobody": os.read(read, 100).decode()}))
+"""
+
+
+def test_only_root_reaches_the_metadata_service(converged: Converged) -> None:
+    # The video root's real ruleset in a namespace holding 169.254.169.254: cloud-init (root) may
+    # fetch the user_data, a service account may not.
+    result = in_netns(converged.roots["video"], METADATA_PROBE, ["169.254.169.254/32"])
+    assert result["root"] == "connected"
+    assert result["nobody"] in ("ConnectionRefusedError", "PermissionError", "TimeoutError"), result
+
+
+COTURN_PROBE = r"""
+import json, socket, subprocess
+
+assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+# The applied configuration, logging to stdout instead of syslog (a chroot has no syslog).
+dropped = ("no-stdout-log", "log-file=syslog")
+lines = [l for l in open("/etc/turnserver.conf").read().splitlines() if l not in dropped]
+with open("/tmp/turnserver-probe.conf", "w") as f:
+    f.write("\n".join(lines + ["log-file=stdout"]) + "\n")
+argv = ["turnserver", "-c", "/tmp/turnserver-probe.conf"]
+proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+try:
+    out, _ = proc.communicate(timeout=4)
+except subprocess.TimeoutExpired:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+print(json.dumps({"log": out}))
+"""
+
+
+def test_coturn_itself_accepts_every_denied_range(converged: Converged) -> None:
+    # coturn reads the deny list at start-up: "Black listing: <range>" for each one it understood,
+    # "Wrong address format" for one it did not. Run in a network namespace of its own.
+    log = in_netns(converged.roots["video"], COTURN_PROBE, [])["log"]
+    configured = [
+        line.split("=", 1)[1]
+        for line in read(converged, "video", "/etc/turnserver.conf").splitlines()
+        if line.startswith("denied-peer-ip=")
+    ]
+    assert len(configured) >= 16
+    for cidr in configured:
+        assert f"Black listing: {cidr}" in log, cidr
+    assert "Wrong address format" not in log

@@ -145,3 +145,61 @@ def test_cidrs_are_split_by_ip_version_for_nftables() -> None:
     filters = load_filters()
     assert filters.swell_cidrs_of_version(cidrs, 4) == ["203.0.113.0/24", "10.0.0.0/8"]
     assert filters.swell_cidrs_of_version(cidrs, 6) == ["2001:db8::/32"]
+
+
+# Role variables that hold a secret (stacks/bootstrap.py TIER_SECRETS delivers them).
+SECRET_VARS = (
+    "chat_jvb_password",
+    "chat_turn_secret",
+    "chat_xmpp_tls_key",
+    "video_xmpp_password",
+    "video_turn_secret",
+)
+# Templates whose rendered file holds one of them: the task writing it must hide its diff too.
+SECRET_TEMPLATES = {"jvb.conf.j2", "turnserver.conf.j2", "prosody.cfg.lua.j2"}
+
+
+def role_tasks() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted((PLAYBOOKS / "roles").glob("*/tasks/*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for inner in [task, *task.get("block", [])]:
+                found.append((f"{path.parent.parent.name}/{path.name}: {inner.get('name')}", inner))
+    return found
+
+
+def test_secret_templates_are_the_ones_that_use_secrets() -> None:
+    # Keeps SECRET_TEMPLATES true: a template that starts writing a secret out must join the list
+    # (a mere test such as `{% if chat_turn_secret | length > 0 %}` writes nothing).
+    written = re.compile(r"\{\{\s*(" + "|".join(SECRET_VARS) + r")\b")
+    using = {p.name for p in (PLAYBOOKS / "roles").glob("*/templates/*.j2") if written.search(p.read_text())}
+    assert using == SECRET_TEMPLATES
+
+
+def test_every_task_touching_a_secret_hides_its_output() -> None:
+    touching = []
+    for where, task in role_tasks():
+        module_args = {k: v for k, v in task.items() if k not in ("name", "when", "no_log", "notify")}
+        text = yaml.safe_dump(module_args)
+        if any(var in text for var in SECRET_VARS) or any(t in text for t in SECRET_TEMPLATES):
+            touching.append(where)
+            assert task.get("no_log") is True, f"{where} handles a secret without no_log: true"
+    # The checks above did look at the tasks that matter.
+    assert any("Register the video bridges' account" in w for w in touching)
+    assert any("Write the bridge's configuration" in w for w in touching)
+    assert any("Write coturn's configuration" in w for w in touching)
+
+
+def test_no_secret_is_ever_on_a_command_line() -> None:
+    # A command line is visible to every local user (ps, /proc/*/cmdline); stdin is not.
+    for where, task in role_tasks():
+        for module in ("ansible.builtin.command", "ansible.builtin.shell"):
+            if module not in task:
+                continue
+            args = task[module]
+            line = yaml.safe_dump(
+                {k: v for k, v in args.items() if k != "stdin"} if isinstance(args, dict) else args
+            )
+            assert not any(var in line for var in SECRET_VARS), where
+    register = dict(role_tasks())["chat/prosody.yml: Register the video bridges' account"]
+    assert "chat_jvb_password" in register["ansible.builtin.command"]["stdin"]

@@ -8,10 +8,10 @@ ansible-pull give the roles the same inputs.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swell.configure.admin_networks import admin_network
 from swell.configure.outputs import TIERS, Instance, StackOutputs, StackOutputsError
 
 AddressChoice = Literal["private", "public"]
@@ -46,13 +46,17 @@ def _ansible_host(instance: Instance, choice: AddressChoice) -> str:
 
 
 def admin_cidrs(outputs: StackOutputs, settings: InventorySettings) -> list[str]:
-    """The admin networks from the outputs and the settings, validated, without duplicates."""
+    """The admin networks from the outputs and the settings, validated, without duplicates.
+
+    Same rule as the stack's `swell:adminCidrs` (swell/configure/admin_networks.py): the world
+    (0.0.0.0/0, ::/0) is refused, since the firewall would open SSH to everyone.
+    """
     found: list[str] = [str(c) for c in outputs.admin_cidrs]
     for raw in settings.admin_cidrs:
         try:
-            cidr = str(ipaddress.ip_network(raw, strict=False))
+            cidr = admin_network(raw, strict=False)
         except ValueError as exc:
-            raise StackOutputsError(f"--admin-cidr {raw!r}: not a network ({exc})") from exc
+            raise StackOutputsError(f"--admin-cidr: {exc}") from exc
         if cidr not in found:
             found.append(cidr)
     return found

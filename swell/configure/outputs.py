@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from swell.configure.admin_networks import admin_network
+
 TIERS: tuple[str, ...] = ("web", "chat", "video")
 Tier = Literal["web", "chat", "video"]
 
@@ -75,6 +77,14 @@ class StackOutputs(BaseModel):
     # Optional: where SSH may come from. Not part of the stack outputs contract today, so
     # `swell configure --admin-cidr` can give it instead.
     admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+
+    @field_validator("admin_cidrs", mode="before")
+    @classmethod
+    def _not_the_world(cls, values: object) -> object:
+        # A hand-edited outputs file must not open SSH wider than the stack would (same rule).
+        if isinstance(values, list):
+            return [admin_network(v, strict=False) if isinstance(v, str) else v for v in values]
+        return values
 
     @field_validator("tiers")
     @classmethod

@@ -9,10 +9,8 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from stacks import engine
 from tests.stacks.stack_fixtures import ROOT, assert_no_locust, stack_values, with_tiers
@@ -89,7 +87,7 @@ def test_security_groups_open_exactly_the_contract_ports() -> None:
     rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
     admins = {("tcp", 22, "198.51.100.0/24"), ("tcp", 22, "2001:db8:100::/48")}
     private = "10.42.0.0/16"
-    balanced = admins | {("tcp", 9100, private), ("tcp", 80, private), ("tcp", 443, private)}
+    balanced = admins | {("tcp", 9100, private), ("tcp", 80, private)}  # TLS ends at the load balancer
     assert _rules(rec, "web") == balanced
     assert _rules(rec, "chat") == balanced
     assert _rules(rec, "video") == admins | {
@@ -209,46 +207,8 @@ def test_every_resource_is_a_child_of_its_component_and_instances_ignore_user_da
         assert component_of[member.parent].type == "swell:openstack:LoadBalancer"
 
 
-@pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")
-@pytest.mark.parametrize("tier", ["web", "chat", "video"])
-def test_user_data_passes_cloud_init_schema_and_runs_ansible_pull_per_contract(
-    tier: str, tmp_path: Path
-) -> None:
-    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
-    user_data = _instances(rec, tier)[f"{tier}-0"].inputs["userData"]
-    path = tmp_path / "user-data.yaml"
-    path.write_text(user_data)
-    result = subprocess.run(
-        [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert user_data.startswith("#cloud-config\n")
-    doc: dict[str, Any] = yaml.safe_load(user_data)
-    (vars_file,) = doc["write_files"]
-    assert vars_file["path"] == "/etc/swell/ansible-vars.json"
-    assert json.loads(vars_file["content"]) == {
-        "swell_tier": tier,
-        "swell_stack": "prod-gra11",
-        "swell_private_network_cidr": "10.42.0.0/16",
-        "swell_admin_cidrs": ["198.51.100.0/24", "2001:db8:100::/48"],
-    }
-    assert {"ansible", "git"} <= set(doc["packages"])
-    assert doc["runcmd"] == [
-        [
-            "ansible-pull",
-            "--url",
-            "https://git.example.org/swell/swell.git",
-            "--checkout",
-            "v1.0.0",
-            "--directory",
-            "/opt/swell",
-            "--inventory",
-            "localhost,",
-            "--extra-vars",
-            "@/etc/swell/ansible-vars.json",
-            "playbooks/pull.yml",
-        ]
-    ]
+# The user_data contract (cloud-init schema, files, ansible-pull command, secrets) is tested in
+# test_stack_bootstrap.py.
 
 
 @pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")

@@ -1,0 +1,36 @@
+"""Render each tier's user_data from the real stack program under Pulumi's mocks, in a process of its own.
+
+Run as `python -m tests.render_user_data` with `{"stack": ..., "values": {...}}` on stdin (the stack
+config, secrets included: stdin, never the command line); prints `{tier: user_data}` for instance 0
+of each tier as JSON. The join test (tests/test_bridge_joins.py) uses it: Pulumi's mocks must not
+run in a pytest process that may have imported locust (gevent), and a child process keeps the
+Pulumi runtime's global state out of the test process altogether.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from stacks import engine
+
+# Pulumi's marker for a secret value (pulumi.runtime.rpc._special_secret_sig).
+SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    recording = engine.run(request["values"], request["stack"])
+    out = {}
+    for tier in ("web", "chat", "video"):
+        user_data = recording.named(engine.INSTANCE)[f"{tier}-0"].inputs["userData"]
+        if not (isinstance(user_data, dict) and user_data.get(SECRET_SIG[0]) == SECRET_SIG[1]):
+            print(f"{tier}-0: userData was not sent as a Pulumi secret", file=sys.stderr)
+            return 1
+        out[tier] = user_data["value"]
+    json.dump(out, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

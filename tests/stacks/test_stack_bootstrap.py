@@ -1,0 +1,326 @@
+"""The instance bootstrap under Pulumi's mocks: the user_data each tier gets (cloud-init's own schema
+check, the files it writes, the pinned ansible-pull command), the service secrets in it for chat and
+video only, sent to the engine as a Pulumi secret, and never in the outputs, logs, errors or
+`swell preview`; the playbooks ref pinned to a commit on production stacks.
+
+Canary secrets (random per run) stand in for real ones: a test that finds one where it must not be
+fails, and the positive checks (the canary IS in the chat/video user_data) keep the negative ones
+honest.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stacks import bootstrap, config, engine
+from swell.cli import app
+from tests.stacks.stack_fixtures import ROOT, stack_values
+
+CLOUD_INIT = "/usr/bin/cloud-init"
+# Pulumi's marker for a secret value on the wire (pulumi.runtime.rpc._special_secret_sig).
+SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+PINNED = "3f2c9a7d5e1b4c8a9f0e6d2b7a1c5e9f3d8b4a60"
+
+
+def canaries() -> dict[str, str]:
+    """swell:secrets with a fresh random marker in every value (PEM framing for the TLS pair)."""
+    tag = secrets.token_hex(8)
+    return {
+        "xmppBridgePassword": f"CANARYPASS{tag}xmppbridge",
+        "turnSecret": f"CANARYTURN{tag}turnsecret",
+        "xmppTlsCertificate": f"-----BEGIN CERTIFICATE-----\nCANARYCERT{tag}\n-----END CERTIFICATE-----\n",
+        "xmppTlsKey": f"-----BEGIN PRIVATE KEY-----\nCANARYKEY{tag}\n-----END PRIVATE KEY-----\n",
+    }
+
+
+def markers(values: dict[str, str]) -> list[str]:
+    """The random part of each canary: what must never show up where it does not belong."""
+    return [re.search(r"CANARY[A-Z]+[0-9a-f]{16}", v).group(0) for v in values.values()]  # type: ignore[union-attr]
+
+
+def prod_with(secret_values: dict[str, str] | None) -> dict[str, Any]:
+    values = stack_values("prod-gra11")
+    if secret_values is not None:
+        values["swell:secrets"] = secret_values
+    return values
+
+
+def unwrap(value: Any) -> str:
+    """A secret input as recorded by the mocks: {sig: ..., value: ...}; fail if it is not secret."""
+    assert isinstance(value, dict) and value.get(SECRET_SIG[0]) == SECRET_SIG[1], "userData is not a secret"
+    text = value["value"]
+    assert isinstance(text, str)
+    return text
+
+
+def user_data_of(rec: engine.Recording, tier: str) -> dict[str, Any]:
+    inst = rec.named(engine.INSTANCE)[f"{tier}-0"]
+    text = unwrap(inst.inputs["userData"])
+    assert text.startswith("#cloud-config\n")
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def with_secrets() -> tuple[dict[str, str], engine.Recording]:
+    values = canaries()
+    return values, engine.run(prod_with(values), "prod-gra11")
+
+
+def expected_pull(tier: str) -> list[str]:
+    argv = [
+        "ansible-pull",
+        "--url",
+        "https://git.example.org/swell/swell.git",
+        "--checkout",
+        PINNED,
+        "--full",
+        "--directory",
+        "/opt/swell",
+        "--inventory",
+        "localhost,",
+        "--extra-vars",
+        "@/etc/swell/ansible-vars.json",
+    ]
+    if tier != "web":
+        argv += ["--extra-vars", "@/etc/swell/secrets.json"]
+    return [*argv, "playbooks/pull.yml"]
+
+
+SECRET_FILES = {
+    "web": None,
+    "chat": {
+        "chat_jvb_password": "xmppBridgePassword",
+        "chat_turn_secret": "turnSecret",
+        "chat_xmpp_tls_certificate": "xmppTlsCertificate",
+        "chat_xmpp_tls_key": "xmppTlsKey",
+    },
+    # The bridge trusts the certificate; it never gets Prosody's key.
+    "video": {
+        "video_xmpp_password": "xmppBridgePassword",
+        "video_turn_secret": "turnSecret",
+        "video_xmpp_ca_certificate": "xmppTlsCertificate",
+    },
+}
+
+
+@pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")
+@pytest.mark.parametrize("tier", ["web", "chat", "video"])
+def test_user_data_passes_cloud_init_schema_and_follows_the_bootstrap_contract(
+    tier: str, with_secrets: tuple[dict[str, str], engine.Recording], tmp_path: Path
+) -> None:
+    values, rec = with_secrets
+    text = unwrap(rec.named(engine.INSTANCE)[f"{tier}-0"].inputs["userData"])
+    path = tmp_path / "user-data.yaml"
+    path.write_text(text)
+    result = subprocess.run(
+        [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = yaml.safe_load(text)
+    files = {f["path"]: f for f in doc["write_files"]}
+    for f in files.values():
+        assert (f["owner"], f["permissions"]) == ("root:root", "0600")
+    assert json.loads(files["/etc/swell/ansible-vars.json"]["content"]) == {
+        "swell_tier": tier,
+        "swell_stack": "prod-gra11",
+        "swell_private_network_cidr": "10.42.0.0/16",
+        "swell_admin_cidrs": ["198.51.100.0/24", "2001:db8:100::/48"],
+    }
+    wanted = SECRET_FILES[tier]
+    if wanted is None:
+        assert set(files) == {"/etc/swell/ansible-vars.json"}
+        assert not any(m in text for m in markers(values))
+    else:
+        got = json.loads(files["/etc/swell/secrets.json"]["content"])
+        assert got == {var: values[key] for var, key in wanted.items()}
+        # The non-secret file stays free of secrets (it could be read for debugging).
+        assert not any(m in files["/etc/swell/ansible-vars.json"]["content"] for m in markers(values))
+    assert {"ansible", "git"} <= set(doc["packages"])
+    assert doc["runcmd"] == [expected_pull(tier)]
+
+
+def test_every_instance_gets_its_user_data_as_a_pulumi_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the engine receives: the secret marker around userData (encrypted in the state, [secret] in
+    # `pulumi preview`), and userData among the outputs to keep secret.
+    seen: dict[str, list[str]] = {}
+
+    class Spy(engine.RecordingMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            if request.type == engine.INSTANCE:
+                seen[request.name] = list(request.additionalSecretOutputs)
+            return super().RegisterResource(request)
+
+    monkeypatch.setattr(engine, "RecordingMonitor", Spy)
+    rec = engine.run(prod_with(canaries()), "prod-gra11")
+    instances = rec.of_type(engine.INSTANCE)
+    assert len(instances) == 35
+    for inst in instances:
+        unwrap(inst.inputs["userData"])
+        assert "userData" in seen[inst.name]
+
+
+def test_no_secret_in_outputs_logs_or_other_resources(
+    with_secrets: tuple[dict[str, str], engine.Recording], caplog: pytest.LogCaptureFixture
+) -> None:
+    values, rec = with_secrets
+    # Positive control: the secrets do reach the chat and video user_data.
+    assert all(
+        m in unwrap(rec.named(engine.INSTANCE)["video-0"].inputs["userData"]) for m in markers(values)[:3]
+    )
+    exported = json.dumps(rec.outputs)
+    others = json.dumps([(r.name, r.inputs) for r in rec.resources if r.type != engine.INSTANCE], default=str)
+    instance_rest = json.dumps(
+        [{k: v for k, v in r.inputs.items() if k != "userData"} for r in rec.of_type(engine.INSTANCE)]
+    )
+    with caplog.at_level(logging.DEBUG):
+        engine.run(prod_with(values), "prod-gra11")
+    for marker in markers(values):
+        assert marker not in exported
+        assert marker not in others
+        assert marker not in instance_rest
+        assert marker not in caplog.text
+
+
+def test_a_stack_without_secrets_deploys_but_warns_that_bridges_cannot_join(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        rec = engine.run(prod_with(None), "prod-gra11")
+    assert "swell:secrets is not set" in caplog.text
+    assert "bridges cannot join" in caplog.text
+    doc = user_data_of(rec, "video")
+    assert [f["path"] for f in doc["write_files"]] == ["/etc/swell/ansible-vars.json"]
+    assert "@/etc/swell/secrets.json" not in doc["runcmd"][0]
+
+
+def _bad(key: str, value: Any) -> dict[str, Any]:
+    values = canaries()
+    values[key] = value
+    return values
+
+
+BAD_SECRETS = [
+    ("short-password", _bad("xmppBridgePassword", "CANARYPASSshort"), "swell:secrets.xmppBridgePassword"),
+    # A quote would break jvb.conf and Prosody's Lua; `{{` would be evaluated by Ansible.
+    (
+        "quote",
+        _bad("xmppBridgePassword", 'CANARYPASS"0123456789abcdefgh'),
+        "swell:secrets.xmppBridgePassword",
+    ),
+    ("jinja", _bad("turnSecret", "CANARYTURN{{0123456789abcdef}}"), "swell:secrets.turnSecret"),
+    ("not-a-string", _bad("turnSecret", ["CANARYTURN0123456789abcdefghij"]), "swell:secrets.turnSecret"),
+    ("not-pem", _bad("xmppTlsKey", "CANARYKEY0123456789abcdef"), "swell:secrets.xmppTlsKey"),
+    ("misspelt-key", {**canaries(), "turnSecert": "CANARYTURN0123456789abcdef"}, "swell:secrets.turnSecert"),
+    ("whole-object-as-text", "CANARYWHOLE0123456789abcdef", "swell:secrets"),
+]
+
+
+@pytest.mark.parametrize(
+    ("secret_values", "key"), [b[1:] for b in BAD_SECRETS], ids=[b[0] for b in BAD_SECRETS]
+)
+def test_a_bad_secret_is_refused_naming_the_key_without_echoing_any_secret(
+    secret_values: Any, key: str
+) -> None:
+    values = stack_values("prod-gra11")
+    values["swell:secrets"] = secret_values
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(values, "prod-gra11")
+    text = str(caught.value)
+    assert any(p.startswith(f"{key}:") for p in caught.value.problems), caught.value.problems
+    assert "CANARY" not in text
+    # The preview (the same program under mocks) says the same, without the value either.
+    result = CliRunner().invoke(
+        app,
+        ["preview", "--stack", "prod-gra11", "--set", f"secrets={json.dumps(secret_values)}"],
+    )
+    assert result.exit_code == 2
+    assert key in result.output
+    assert "CANARY" not in result.output
+
+
+def test_swell_preview_with_secrets_prints_none_of_them() -> None:
+    values = canaries()
+    sets = []
+    for key, value in values.items():
+        sets += ["--set", f"secrets.{key}={json.dumps(value)}"]
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["preview", "--stack", "prod-gra11", "--json", *sets])
+    human = runner.invoke(app, ["preview", "--stack", "prod-gra11", *sets], env={"COLUMNS": "200"})
+    assert (as_json.exit_code, human.exit_code) == (0, 0), as_json.output + human.output
+    assert json.loads(as_json.stdout)["summary"]["instances"] == 35  # it did run the program
+    for marker in markers(values):
+        assert marker not in as_json.output
+        assert marker not in human.output
+
+
+def test_config_and_bootstrap_reprs_hide_the_secrets() -> None:
+    values = canaries()
+    cfg = config.parse(prod_with(values), "prod-gra11")
+    b = bootstrap.Bootstrap(
+        tier="video",
+        stack="prod-gra11",
+        private_network_cidr="10.42.0.0/16",
+        admin_cidrs=["198.51.100.0/24"],
+        playbooks_repo="https://git.example.org/swell/swell.git",
+        playbooks_ref=PINNED,
+        secrets=bootstrap.secret_vars("video", cfg.secrets),
+    )
+    for marker in markers(values):
+        assert marker not in repr(cfg)
+        assert marker not in repr(b)
+    assert markers(values)[0] in bootstrap.render_user_data(b)
+
+
+def test_no_stack_file_in_git_holds_a_plaintext_secret() -> None:
+    # A stack file may hold swell:secrets only as Pulumi ciphertext ({secure: ...} leaves), which is
+    # what `pulumi config set --secret` writes.
+    def leaves(node: Any) -> list[Any]:
+        if isinstance(node, dict) and set(node) != {"secure"}:
+            return [leaf for v in node.values() for leaf in leaves(v)]
+        return [node]
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "Pulumi.*.yaml"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "Pulumi.prod-gra11.yaml" in tracked
+    for name in tracked:
+        cfg = (yaml.safe_load((ROOT / name).read_text()) or {}).get("config") or {}
+        for leaf in leaves(cfg.get("swell:secrets", {})):
+            assert isinstance(leaf, dict) and set(leaf) == {"secure"}, name
+
+
+REFS = [
+    ("branch-on-prod", {"ref": "main"}, "swell:playbooks.ref: 'main' is not a full commit SHA"),
+    ("tag-on-prod", {"ref": "v1.0.0"}, "swell:playbooks.ref: 'v1.0.0' is not a full commit SHA"),
+    ("short-sha", {"ref": PINNED[:12]}, "is not a full commit SHA"),
+    ("upper-case-sha", {"ref": PINNED.upper()}, "is not a full commit SHA"),
+    ("pinned", {"ref": PINNED}, None),
+    ("sha256-repository", {"ref": "a" * 64}, None),
+    ("dev-follows-a-branch", {"ref": "main", "allowUnpinnedRef": True}, None),
+]
+
+
+@pytest.mark.parametrize(("playbooks", "problem"), [r[1:] for r in REFS], ids=[r[0] for r in REFS])
+def test_the_playbooks_ref_must_be_a_commit_unless_the_stack_allows_a_branch(
+    playbooks: dict[str, Any], problem: str | None
+) -> None:
+    values = copy.deepcopy(stack_values("prod-gra11"))
+    values["swell:playbooks"] = {"repo": "https://git.example.org/swell/swell.git", **playbooks}
+    if problem is None:
+        assert config.parse(values, "prod-gra11").playbooks.ref == playbooks["ref"]
+        return
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(values, "prod-gra11")
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
