@@ -529,7 +529,7 @@ def plaintext_secret_problems(values: Mapping[str, Any], is_secret: Callable[[st
         )
     if values.get(f"{PROJECT}:secrets") is not None and not is_secret(f"{PROJECT}:secrets"):
         problems.append(
-            f"{PROJECT}:secrets: must be set with `pulumi config set --secret --path {PROJECT}:secrets.<key>`, "
-            "or the values are stored in clear in the stack file"
+            f"{PROJECT}:secrets: must be set with `pulumi config set --secret --path "
+            f"{PROJECT}:secrets.<key>`, or the values are stored in clear in the stack file"
         )
     return problems

@@ -16,7 +16,7 @@ import gc
 import ipaddress
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,11 +165,17 @@ def _batch_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def run(values: Mapping[str, Any], stack: str, entry: Callable[[], object] | None = None) -> Recording:
+def run(
+    values: Mapping[str, Any],
+    stack: str,
+    entry: Callable[[], object] | None = None,
+    secret_keys: Sequence[str] = (),
+) -> Recording:
     """Run the stack program offline on config `values` (keys as in Pulumi.<stack>.yaml).
 
     `entry` is the program (default `stacks.program.main`, what stacks/__main__.py calls); the outputs
-    are what it exported, as `pulumi stack output --json` would print them.
+    are what it exported, as `pulumi stack output --json` would print them. `secret_keys` are marked
+    secret as `pulumi config set --secret` marks them (the offline engine cannot tell otherwise).
     """
     from stacks import program
 
@@ -180,7 +186,7 @@ def run(values: Mapping[str, Any], stack: str, entry: Callable[[], object] | Non
         mocks, project=config.PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
     )
     settings.SETTINGS.rpc_manager.clear()
-    pulumi.runtime.set_all_config(config_strings(values))
+    pulumi.runtime.set_all_config(config_strings(values), list(secret_keys))
     resolved: dict[str, Any] = {}
 
     async def _program() -> None:

@@ -259,7 +259,10 @@ def main(stack: str, sets: Sequence[str], as_json: bool, project_dir: Path = PRO
     console = Console()
     try:
         values = apply_sets(load_stack_values(stack, project_dir), sets)
-        recording = engine.run(values, stack)
+        # Secrets can reach an offline preview only from the command line (`--set`): treat them as
+        # the CLI treats keys set with --secret.
+        secret = [k for k in (f"{config.PROJECT}:secrets", f"{config.PROJECT}:tls") if k in values]
+        recording = engine.run(values, stack, secret_keys=secret)
     except (PreviewError, config.ConfigError) as e:
         print(f"swell preview: {e}", file=sys.stderr)
         return 2

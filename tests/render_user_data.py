@@ -20,7 +20,9 @@ SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44
 
 def main() -> int:
     request = json.load(sys.stdin)
-    recording = engine.run(request["values"], request["stack"])
+    # The secrets as `pulumi config set --secret` marks them.
+    secret = [k for k in ("swell:secrets", "swell:tls") if k in request["values"]]
+    recording = engine.run(request["values"], request["stack"], secret_keys=secret)
     out = {}
     for tier in ("web", "chat", "video"):
         user_data = recording.named(engine.INSTANCE)[f"{tier}-0"].inputs["userData"]

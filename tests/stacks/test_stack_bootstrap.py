@@ -33,6 +33,19 @@ SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44
 PINNED = "3f2c9a7d5e1b4c8a9f0e6d2b7a1c5e9f3d8b4a60"
 
 
+# As `pulumi config set --secret --path swell:secrets.<key>` marks them.
+SECRET_KEYS = ["swell:secrets"]
+
+
+def test_secrets_set_without_secret_are_refused_naming_the_key_and_not_the_value() -> None:
+    values = canaries()
+    with pytest.raises(config.ConfigError) as caught:
+        engine.run(prod_with(values), "prod-gra11")  # not marked secret: in clear in the stack file
+    assert "swell:secrets: must be set with `pulumi config set --secret" in str(caught.value)
+    for marker in markers(values):
+        assert marker not in str(caught.value)
+
+
 def canaries() -> dict[str, str]:
     """swell:secrets with a fresh random marker in every value (PEM framing for the TLS pair)."""
     tag = secrets.token_hex(8)
@@ -75,7 +88,7 @@ def user_data_of(rec: engine.Recording, tier: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def with_secrets() -> tuple[dict[str, str], engine.Recording]:
     values = canaries()
-    return values, engine.run(prod_with(values), "prod-gra11")
+    return values, engine.run(prod_with(values), "prod-gra11", secret_keys=SECRET_KEYS)
 
 
 def expected_pull(tier: str) -> list[str]:
@@ -163,7 +176,7 @@ def test_every_instance_gets_its_user_data_as_a_pulumi_secret(monkeypatch: pytes
             return super().RegisterResource(request)
 
     monkeypatch.setattr(engine, "RecordingMonitor", Spy)
-    rec = engine.run(prod_with(canaries()), "prod-gra11")
+    rec = engine.run(prod_with(canaries()), "prod-gra11", secret_keys=SECRET_KEYS)
     instances = rec.of_type(engine.INSTANCE)
     assert len(instances) == 35
     for inst in instances:
@@ -185,7 +198,7 @@ def test_no_secret_in_outputs_logs_or_other_resources(
         [{k: v for k, v in r.inputs.items() if k != "userData"} for r in rec.of_type(engine.INSTANCE)]
     )
     with caplog.at_level(logging.DEBUG):
-        engine.run(prod_with(values), "prod-gra11")
+        engine.run(prod_with(values), "prod-gra11", secret_keys=SECRET_KEYS)
     for marker in markers(values):
         assert marker not in exported
         assert marker not in others
