@@ -1,7 +1,7 @@
 """The private network component: a vRack network, its subnet, and a router whose gateway is Ext-Net.
 
 OVHcloud: floating IPs (the load balancers' public addresses) need a private network and a router with
-Ext-Net as gateway; private networks sit on the vRack (DESIGN.md, OVHcloud facts).
+Ext-Net as gateway; private networks sit on the vRack (docs/ovhcloud.md).
 """
 
 from __future__ import annotations

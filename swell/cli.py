@@ -52,7 +52,8 @@ def _simulate(
     capacity_per_instance: Annotated[
         float | None,
         typer.Option(
-            "--capacity-per-instance", help="Demand one instance serves within its SLO [median / 10]."
+            "--capacity-per-instance",
+            help="Demand one instance serves within its SLO (default: the trace's median demand / 10).",
         ),
     ] = None,
     metric_lag: Annotated[

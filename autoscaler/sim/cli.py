@@ -17,6 +17,7 @@ from autoscaler.sim.engine import (
     DEFAULT_PRICE_PER_HOUR,
     SimParams,
     WarmPoolParams,
+    check_size,
     resample,
     simulate,
 )
@@ -79,6 +80,7 @@ def simulate_command(
             retirement={"swell": swell_retirement},
             warm_pool=None if warm_pool is None else WarmPoolParams(*warm_pool),
         )
+        check_size(trace, params)
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None

@@ -89,12 +89,22 @@ class SimParams:
     warm_pool: WarmPoolParams | None = None  # None: no pool, every instance is created cold
 
     def __post_init__(self) -> None:
-        if not self.capacity_per_instance > 0:
-            raise ValueError(f"capacity_per_instance must be > 0, got {self.capacity_per_instance}")
-        if not self.tick_s > 0:
-            raise ValueError(f"tick must be > 0 s, got {self.tick_s}")
-        if self.lead_time_s < 0 or self.metric_lag_s < 0:
-            raise ValueError("lead time and metric lag must be >= 0 s")
+        if not (self.capacity_per_instance > 0 and math.isfinite(self.capacity_per_instance)):
+            raise ValueError(
+                f"capacity per instance must be a finite number > 0, got {self.capacity_per_instance}"
+            )
+        if not (self.tick_s > 0 and math.isfinite(self.tick_s)):
+            raise ValueError(f"tick must be a finite number of seconds > 0, got {self.tick_s}")
+        for name, value in (("lead time", self.lead_time_s), ("metric lag", self.metric_lag_s)):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+        if not (self.price_per_hour >= 0 and math.isfinite(self.price_per_hour)):
+            raise ValueError(f"price must be a finite number >= 0, got {self.price_per_hour}")
+        if self.min_instances < 0 or self.max_instances < max(self.min_instances, 1):
+            raise ValueError(
+                f"need 0 <= min <= max and max >= 1, got min {self.min_instances} "
+                f"and max {self.max_instances}"
+            )
         if not (self.billing_granularity_s > 0 and math.isfinite(self.billing_granularity_s)):
             raise ValueError(f"billing granularity must be > 0 s, got {self.billing_granularity_s}")
         for policy, mode in self.retirement.items():
@@ -151,6 +161,27 @@ class PolicyRun:
     requested: np.ndarray
     ready: np.ndarray
     metrics: dict[str, Any]
+
+
+# Ticks one replay may hold: about 2.4 years at 15 s, a few GB of arrays across the policies.
+MAX_TICKS = 5_000_000
+
+
+def tick_count(trace: Trace, params: SimParams) -> int:
+    """How many ticks replaying `trace` takes (the grid spans its first to its last row)."""
+    step = float(np.median(np.diff(trace.t))) if len(trace) > 1 else params.tick_s
+    return max(1, math.ceil((float(trace.t[-1]) + step - float(trace.t[0])) / params.tick_s - 1e-9))
+
+
+def check_size(trace: Trace, params: SimParams) -> None:
+    """Refuse, by name, a trace too long to replay at this tick (two rows a century apart)."""
+    n = tick_count(trace, params)
+    if n > MAX_TICKS:
+        days = (float(trace.t[-1]) - float(trace.t[0])) / 86400.0
+        raise ValueError(
+            f"the trace spans {days:,.0f} days: {n:,} ticks of {params.tick_s:g} s, more than the "
+            f"{MAX_TICKS:,} a replay holds; cut the trace or use a longer --tick"
+        )
 
 
 def resample(trace: Trace, params: SimParams) -> Replay:
@@ -352,6 +383,7 @@ def simulate(
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; expected some of {', '.join(POLICIES)}")
+    check_size(trace, params)
     replay = resample(trace, params)
     tasks = [(name, replay, params) for name in policies]
     if workers > 1 and len(policies) > 1:

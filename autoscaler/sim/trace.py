@@ -8,6 +8,7 @@ Rows must be strictly increasing in time. Every error names the line and what wa
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,9 +49,17 @@ def _parse_time(text: str) -> float:
 def read_trace(path: Path) -> Trace:
     where = str(path)
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise TraceError(f"{where}: cannot read: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TraceError(
+            f"{where}: line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); expected a UTF-8 CSV"
+        ) from None
+    handle = io.StringIO(text, newline="")
     times: list[float] = []
     values: list[float] = []
     with handle:

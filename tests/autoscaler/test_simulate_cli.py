@@ -213,3 +213,55 @@ def test_frontier_prints_every_point_and_a_verdict_that_follows_from_them(
         assert verdict["B"] == pytest.approx(min(p["cost_eur"] for p in as_safe), abs=1e-6)
     assert verdict["pass"] == (verdict["theta_ok"] and verdict["cost_ok"])
     assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lead-time", "nan"], "lead time must be a finite number"),
+        (["--lead-time", "inf"], "lead time must be a finite number"),
+        (["--tick", "0"], "tick must be"),
+        (["--min", "10", "--max", "5"], "need 0 <= min <= max"),
+        (["--capacity-per-instance", "nan"], "capacity"),
+        (["--price", "-1"], "price must be"),
+        (["--swell-retirement", "oldest"], "retirement of swell"),
+        (["--warm-pool", "--shelved-price", "2"], "shelved price fraction"),
+    ],
+    ids=[
+        "nan-lead",
+        "inf-lead",
+        "zero-tick",
+        "min-above-max",
+        "nan-capacity",
+        "negative-price",
+        "unknown-retirement",
+        "shelved-price",
+    ],
+)
+def test_bad_simulation_options_exit_2_naming_them(small_trace: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["simulate", "--trace", str(small_trace), *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_a_trace_too_long_to_replay_exits_2_instead_of_running_out_of_memory(tmp_path: Path) -> None:
+    trace = tmp_path / "century.csv"
+    trace.write_text("timestamp,demand\n1926-01-01T00:00:00Z,10\n2026-01-01T00:00:00Z,12\n")
+    result = runner.invoke(app, ["simulate", "--trace", str(trace)])
+    assert result.exit_code == 2, result.output
+    assert "spans 36,525 days" in " ".join(result.output.split())
+
+
+def test_a_trace_that_is_not_utf8_exits_2_naming_the_line(tmp_path: Path) -> None:
+    trace = tmp_path / "latin1.csv"
+    trace.write_bytes(
+        "timestamp,demand\n2026-01-01T00:00:00Z,10\n2026-01-01T00:01:00Z,1\xe9\n".encode("latin-1")
+    )
+    result = runner.invoke(app, ["simulate", "--trace", str(trace)])
+    assert result.exit_code == 2, result.output
+    assert "line 3: not UTF-8 text" in " ".join(result.output.split())
+
+
+def test_simulate_help_shows_the_capacity_default_whole() -> None:
+    result = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert "median demand / 10" in " ".join(result.output.split())
