@@ -329,7 +329,7 @@ class Drill:
     def _start_parts(self) -> None:
         o = self.o
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.ports = HAProxyPorts(*(free_port() for _ in range(4)))
+        self.ports = HAProxyPorts.allocate()
         sock = self.work / "haproxy.sock"
         # Room for retiring instances next to a tier at its max.
         slots = 2 * max(p.max for p in o.plans.values())

@@ -18,7 +18,7 @@ import websocket
 from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, LocalTierSettings, haproxy_command
 from autoscaler.ports import ActuationError, Capacity
 from loadtests.plumbing import HAProxyPorts, haproxy_config, http_ok, start_process, stop_process, wait_for
-from tests.realparts import free_port, needs_haproxy, wait_until
+from tests.realparts import needs_haproxy, wait_until
 
 pytestmark = [needs_haproxy, pytest.mark.slow]
 BOOT = 1.5
@@ -26,7 +26,7 @@ BOOT = 1.5
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[LocalActuator, HAProxyPorts, Path]]:
-    ports = HAProxyPorts(*(free_port() for _ in range(4)))
+    ports = HAProxyPorts.allocate()
     sock = tmp_path / "haproxy.sock"
     (tmp_path / "haproxy.cfg").write_text(haproxy_config(ports, sock, slots=3))
     proc = start_process(["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], tmp_path / "haproxy.log")
