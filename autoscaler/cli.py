@@ -75,7 +75,9 @@ def _fail(message: str, code: int, cfg: AutoscalerConfig | None = None) -> typer
 
 
 def autoscale(
-    config: Path = typer.Option(..., "--config", "-c", help="Autoscaler YAML (see autoscaler.example.yaml)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", envvar="SWELL_CONFIG", help="Autoscaler YAML (see autoscaler.example.yaml)."
+    ),
     once: bool = typer.Option(False, "--once", help="Run one pass and exit (exit 3: metrics unavailable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and record, but never act."),
     as_json: bool = typer.Option(False, "--json", help="With --once: print the pass's decisions as JSON."),
@@ -168,7 +170,9 @@ def _store(cfg: AutoscalerConfig) -> StateStore:
 
 
 def surge(
-    config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", envvar="SWELL_CONFIG", help="The autoscaler's YAML (names its state store)."
+    ),
     tier: str | None = typer.Option(None, "--tier", help="Tier to raise."),
     factor: float | None = typer.Option(
         None,
@@ -254,7 +258,9 @@ def surge(
 
 
 def status(
-    config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", envvar="SWELL_CONFIG", help="The autoscaler's YAML (names its state store)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per tier: current, desired, ready and pending instances, the last decision and why, overrides,
