@@ -23,7 +23,7 @@ from loadtests.plumbing import TIERS
 if TYPE_CHECKING:
     from loadtests.drill import Drill
 
-PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (DESIGN.md)
+PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (docs/ovhcloud.md)
 
 
 def percentile(values: list[float], q: float) -> float | None:

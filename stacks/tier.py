@@ -24,7 +24,7 @@ from stacks.loadbalancer import LoadBalancer, LoadBalancerArgs
 from stacks.rules import ingress_rules
 
 # Soft anti-affinity: hard anti-affinity fails to schedule once members outnumber hypervisors
-# (DESIGN.md, OVHcloud facts), which is exactly when a surge needs more instances.
+# (docs/ovhcloud.md), which is exactly when a surge needs more instances.
 SERVER_GROUP_POLICY = "soft-anti-affinity"
 
 
@@ -125,7 +125,7 @@ class Tier(pulumi.ComponentResource):
         )
         networks = [openstack.compute.InstanceNetworkArgs(uuid=args.network_id)]
         if public:
-            # Ext-Net gives the bridge a public IPv4 and IPv6 (DESIGN.md, OVHcloud facts).
+            # Ext-Net gives the bridge a public IPv4 and IPv6 (docs/ovhcloud.md).
             networks.insert(0, openstack.compute.InstanceNetworkArgs(name=args.external_network))
         # A new user_data would replace the instance (Nova cannot change it in place): a new playbooks
         # ref must reach running hosts through `swell configure`, not by rebuilding the fleet.
