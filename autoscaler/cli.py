@@ -79,6 +79,14 @@ def autoscale(
         raise _fail(str(exc), 5, cfg) from None
     if once:
         result = loop.run_once()
+        # Pulumi updates run in the background: wait for them, a failure is this pass's failure.
+        timeout = max((getattr(t.actuator, "update_timeout_s", 0.0) for t in cfg.tiers.values()), default=0.0)
+        for tier, errors in loop.settle(timeout + 60).items():
+            result.actuation_failed = True
+            for d in result.decisions:
+                if d["tier"] == tier:
+                    d["error"] = "; ".join(errors)
+        loop.close()
         if as_json:
             keys = (
                 "tier",
@@ -121,6 +129,7 @@ def autoscale(
     finally:
         stop.set()
         runner.join(timeout=30)
+        loop.close()  # cancels an update in flight; its CLI cannot outlive us in any case
         server.stop()
         telemetry.log("stopped")
 
@@ -178,10 +187,13 @@ def surge(
     from autoscaler.wiring import build_actuators
 
     try:
-        current = build_actuators(cfg, only={tier})[tier].capacity(tier).current
+        actuator = build_actuators(cfg, only={tier})[tier]
+        current = actuator.capacity(tier).current
+        own = getattr(actuator, "limits", None)
+        tier_max = cfg.tiers[tier].limits(own(tier) if callable(own) else None)[1]
     except (ActuationError, ConfigError) as exc:
         raise _fail(f"cannot read the current size of {tier}: {exc}", 5, cfg) from None
-    floor = min(math.ceil(factor * max(current, 1)), cfg.tiers[tier].max)
+    floor = min(math.ceil(factor * max(current, 1)), tier_max)
     override = Override(
         id=f"sg-{secrets.token_hex(3)}",
         tier=tier,
@@ -206,7 +218,8 @@ def status(
     config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Per tier: current, desired and ready instances, the last decision and why, overrides, data age."""
+    """Per tier: current, desired, ready and pending instances, the last decision and why, overrides,
+    data age, the update in flight (since when, target counts) and the instances draining."""
     cfg = _load(config)
     store = _store(cfg)
     now = time.time()
@@ -229,6 +242,12 @@ def status(
                 "sample_age_s": last["sample_age_s"] if last else None,
                 "error": last["error"] if last else None,
                 "overrides": [o.to_dict() for o in overrides if o.tier == tier],
+                "pending": max(0, last["current"] - last["ready"]) if last else None,
+                "update": _update_of(state.actuation, tier),
+                "draining": [
+                    {"index": int(i), **d}
+                    for i, d in sorted(state.drains.get(tier, {}).items(), key=lambda x: int(x[0]))
+                ],
             }
         )
     if as_json:
@@ -243,6 +262,8 @@ def status(
         "limited by",
         "override",
         "data",
+        "update",
+        "draining",
         title="swell status",
     )
     for r in rows:
@@ -266,7 +287,39 @@ def status(
             )
             or "-",
             data,
+            _update_cell(r["update"], now),
+            ", ".join(
+                f"#{d['index']} {d['sessions'] if d['sessions'] is not None else '?'} sessions, "
+                f"{max(0.0, d['deadline'] - now):.0f} s left"
+                for d in r["draining"]
+            )
+            or "-",
         )
     Console().print(table)
     if any(r["error"] for r in rows):
         sys.exit(4)
+
+
+def _update_of(actuation: dict[str, dict[str, Any]], tier: str) -> dict[str, Any] | None:
+    """The update in flight or queued that covers `tier`, from what the actuators reported."""
+    for stack, report in actuation.items():
+        flight = report.get("in_flight") or {}
+        if tier in flight.get("targets", {}):
+            return {
+                "stack": stack,
+                "state": "running",
+                "since": flight["since"],
+                "targets": flight["targets"],
+            }
+        if tier in (report.get("queued") or {}):
+            return {"stack": stack, "state": "queued", "since": None, "targets": report["queued"]}
+    return None
+
+
+def _update_cell(update: dict[str, Any] | None, now: float) -> str:
+    if update is None:
+        return "-"
+    targets = ", ".join(f"{t} -> {n}" for t, n in sorted(update["targets"].items()))
+    if update["state"] == "queued":
+        return f"queued on {update['stack']}: {targets}"
+    return f"pulumi up on {update['stack']} for {now - update['since']:.0f} s: {targets}"

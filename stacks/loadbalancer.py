@@ -28,6 +28,8 @@ import pulumi_openstack as openstack
 
 from stacks.listeners import BalancedTier, Listener, Pool
 
+MEMBER_WEIGHT, MEMBER_DRAINING_WEIGHT = 1, 0
+
 
 @dataclass(frozen=True)
 class TlsCertificateArgs:
@@ -80,8 +82,9 @@ class LoadBalancerArgs:
     tier: str
     subnet_id: pulumi.Input[str]
     external_network: str
-    # (instance index, private address): members are named by index so scaling keeps existing ones.
-    members: Sequence[tuple[int, pulumi.Input[str]]]
+    # (instance index, private address, retiring): members are named by index so scaling keeps
+    # existing ones; a retiring instance's member has weight 0 (no new connections, open ones kept).
+    members: Sequence[tuple[int, pulumi.Input[str], bool]]
     spec: BalancedTier
     tls_container_ref: pulumi.Input[str]
     # The tier's public name: plain-HTTP requests are redirected to https://<public_host>/<path>.
@@ -157,7 +160,7 @@ class LoadBalancer(pulumi.ComponentResource):
             max_retries_down=monitor.max_retries_down,
             opts=child,
         )
-        for index, address in args.members:
+        for index, address, retiring in args.members:
             openstack.loadbalancer.Member(
                 f"{name}-member-{index}",
                 pool_id=pool.id,
@@ -165,6 +168,9 @@ class LoadBalancer(pulumi.ComponentResource):
                 protocol_port=pool_spec.member_port,
                 monitor_port=pool_spec.monitor_port,
                 subnet_id=args.subnet_id,
+                # Octavia: weight 0 takes no new connections and keeps the established ones (drain);
+                # 1 is Octavia's default. An update in place, never a replacement.
+                weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
                 opts=child,
             )
         # Listeners with a pool of their own (chat's xmpp, the bridges' XMPP logins).
@@ -203,7 +209,8 @@ class LoadBalancer(pulumi.ComponentResource):
     ) -> None:
         """The pool of one listener (`name`/`prefix` carry the listener's name, so these never
         collide with the tier's pool), its health monitor, and one member per instance, named by
-        index like the tier's members so that scaling keeps the existing ones."""
+        index like the tier's members so that scaling keeps the existing ones and a retiring
+        instance drains from this pool as from the tier's."""
         pool = openstack.loadbalancer.Pool(
             f"{name}-pool",
             name=prefix,
@@ -233,7 +240,7 @@ class LoadBalancer(pulumi.ComponentResource):
             max_retries_down=monitor.max_retries_down,
             opts=opts,
         )
-        for index, address in args.members:
+        for index, address, retiring in args.members:
             openstack.loadbalancer.Member(
                 f"{name}-member-{index}",
                 pool_id=pool.id,
@@ -241,6 +248,8 @@ class LoadBalancer(pulumi.ComponentResource):
                 protocol_port=pool_spec.member_port,
                 monitor_port=pool_spec.monitor_port,
                 subnet_id=args.subnet_id,
+                # A retiring instance drains here too: no new logins, the bridges logged in keep theirs.
+                weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
                 opts=opts,
             )
 

@@ -72,7 +72,18 @@ def test_once_with_prometheus_unreachable_holds_every_tier_and_exits_3(
             lambda c: c["tiers"]["web"].update(capacity_per_instanse=5),
             "tiers.web.capacity_per_instanse: unknown key",
         ),
-        (lambda c: c["tiers"]["web"].pop("max"), "tiers.web.max: required key is missing"),
+        (
+            lambda c: c["tiers"]["web"].update(max=96),
+            "tiers.web.max: 96 is above the stack's max (32); it may only narrow the stack's limits",
+        ),
+        (lambda c: c["tiers"]["web"].update(min=0), "tiers.web.min: 0 is below the stack's min (1)"),
+        (
+            lambda c: (
+                c["tiers"]["web"].update(actuator={"kind": "kubernetes", "namespace": "a", "deployment": "b"})
+                or c["tiers"]["web"].pop("max")
+            ),
+            "max is required for a kubernetes actuator",
+        ),
         (lambda c: c["tiers"]["web"].update(policy="magic"), "tiers.web.policy: unknown policy 'magic'"),
         (lambda c: c["tiers"]["web"].update(min=9, max=3), "max (3) must be >= min (9)"),
         (
@@ -136,7 +147,9 @@ def test_once_with_prometheus_unreachable_holds_every_tier_and_exits_3(
     ],
     ids=[
         "misspelled-key",
-        "missing-max",
+        "max-wider-than-the-stacks",
+        "min-wider-than-the-stacks",
+        "kubernetes-tier-without-max",
         "unknown-policy",
         "max-below-min",
         "unknown-actuator",
