@@ -169,6 +169,19 @@ def test_the_bridges_reach_chats_prosody_through_a_private_tcp_listener() -> Non
     }
 
 
+def test_a_retiring_chat_instance_drains_from_the_xmpp_pool_as_from_the_tiers() -> None:
+    # A scale-down's first phase (docs/stacks.md, "Scaling"): the retiring instance takes no new
+    # HTTP connections and no new bridge logins; the bridges logged in keep their session.
+    values = with_tiers(stack_values("prod-gra11"), chat=2)
+    values["swell:tiers"]["chat"].update(instances=[0, 2], retiring=[1])
+    rec = engine.run(values, "prod-gra11")
+    members = _mine(rec, engine.MEMBER, "chat")
+    for prefix in ("chat-lb-member-", "chat-lb-xmpp-member-"):
+        mine = {n.removeprefix(prefix): m for n, m in members.items() if n.startswith(prefix)}
+        weights = {int(i): m.inputs["weight"] for i, m in mine.items()}
+        assert weights == {0: 1, 1: 0, 2: 1}, prefix
+
+
 @pytest.mark.parametrize("tier", sorted(listeners.SPECS))
 def test_plain_http_is_redirected_to_the_tiers_public_name_on_https(tier: str) -> None:
     values = stack_values("prod-gra11")
