@@ -6,15 +6,19 @@ run under Pulumi's mocks; the outputs follow ARCHITECTURE.md, "Stack outputs".
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 import pulumi_openstack as openstack
 
-from stacks import config
-from stacks.bootstrap import Bootstrap, render_user_data, secret_vars
+from stacks import bootstrap, config
+from stacks.bootstrap import Bootstrap, Endpoints, render_user_data, secret_vars
+from stacks.listeners import XMPP_PORT
 from stacks.loadbalancer import TlsCertificate, TlsCertificateArgs
 from stacks.network import PrivateNetwork, PrivateNetworkArgs
+from stacks.rules import TURN_TLS_PORT
 from stacks.tier import BalancerSettings, Tier, TierArgs
 
 
@@ -59,18 +63,26 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
             "secret or XMPP certificate, so video bridges cannot join (Pulumi.yaml lists the keys)"
         )
     tiers: dict[str, Any] = {}
+    # Chat's load balancer VIP, known once chat is declared (tiers come in the order web, chat,
+    # video): video's user_data names it as the bridges' XMPP address.
+    chat_vip: pulumi.Output[str] | None = None
     for name, tier in cfg.tiers.items():
-        user_data = render_user_data(
-            Bootstrap(
-                tier=name,
-                stack=cfg.stack,
-                private_network_cidr=cfg.private_network.cidr,
-                admin_cidrs=cfg.admin_cidrs,
-                playbooks_repo=cfg.playbooks.repo,
-                playbooks_ref=cfg.playbooks.ref,
-                secrets=secret_vars(name, cfg.secrets),
-            )
+        base = Bootstrap(
+            tier=name,
+            stack=cfg.stack,
+            private_network_cidr=cfg.private_network.cidr,
+            admin_cidrs=cfg.admin_cidrs,
+            playbooks_repo=cfg.playbooks.repo,
+            playbooks_ref=cfg.playbooks.ref,
+            secrets=secret_vars(name, cfg.secrets),
         )
+        user_data: pulumi.Input[str]
+        if "swell_xmpp_address" in bootstrap.TIER_VARS[name]:
+            if chat_vip is None:
+                raise RuntimeError(f"{name}'s user_data needs the chat load balancer, declared before it")
+            user_data = chat_vip.apply(functools.partial(_user_data, cfg, base))
+        else:
+            user_data = _user_data(cfg, base, None)
         component = Tier(
             name,
             TierArgs(
@@ -100,6 +112,8 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
             ),
         )
         tiers[name] = {"instances": component.instances, "load_balancer": component.load_balancer}
+        if name == "chat":
+            chat_vip = component.vip_address
     return {
         "stack": cfg.stack,
         "region": cfg.region,
@@ -108,6 +122,18 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
         "admin_cidrs": list(cfg.admin_cidrs),
         "tiers": tiers,
     }
+
+
+def _user_data(cfg: config.StackConfig, base: Bootstrap, xmpp_address: str | None) -> str:
+    """The tier's cloud-init document, with where it finds the other tiers (stacks/bootstrap.py)."""
+    endpoints = Endpoints(
+        xmpp_domain=cfg.xmpp.domain,
+        xmpp_address=xmpp_address,
+        xmpp_port=XMPP_PORT,
+        turn_host=cfg.xmpp.turn_host,
+        turn_port=TURN_TLS_PORT,
+    )
+    return render_user_data(replace(base, tier_vars=bootstrap.tier_vars(base.tier, endpoints)))
 
 
 def main() -> dict[str, Any]:
