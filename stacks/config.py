@@ -197,7 +197,7 @@ class SecretsConfig(_Model):
 
     # The video bridges' XMPP account on the chat tier's Prosody (the brewery MUC login).
     xmpp_bridge_password: SecretStr = Field(alias="xmppBridgePassword")
-    # Shared by coturn (video) and Prosody's mod_turn_external (chat) to sign TURN credentials.
+    # Shared by coturn (video) and Prosody's mod_external_services (chat) to sign TURN credentials.
     turn_secret: SecretStr = Field(alias="turnSecret")
     # Prosody's certificate for the bridges' XMPP domain (auth.<chat domain>) and its key: bridges
     # verify it (video_xmpp_verify_certificate) and trust this certificate for it. Not secret
@@ -258,7 +258,7 @@ class XmppConfig(_Model):
     # Users log in to <domain>; the bridges to auth.<domain>, the name Prosody's certificate
     # (swell:secrets.xmppTlsCertificate) must carry, since the bridges dial and verify that name.
     domain: str
-    # Where Prosody tells clients to use TURN over TLS (mod_turn_external): a public DNS name whose
+    # Where Prosody tells clients to use TURN over TLS (XEP-0215): a public DNS name whose
     # records point at the video bridges' public addresses, where coturn listens (ARCHITECTURE.md).
     turn_host: str = Field(alias="turnHost")
 
