@@ -66,6 +66,7 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
     # Chat's load balancer VIP, known once chat is declared (tiers come in the order web, chat,
     # video): video's user_data names it as the bridges' XMPP address.
     chat_vip: pulumi.Output[str] | None = None
+    tier_vars: dict[str, Any] = {}
     for name, tier in cfg.tiers.items():
         base = Bootstrap(
             tier=name,
@@ -76,13 +77,18 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
             playbooks_ref=cfg.playbooks.ref,
             secrets=secret_vars(name, cfg.secrets),
         )
+        found: pulumi.Input[dict[str, object]]
         user_data: pulumi.Input[str]
         if "swell_xmpp_address" in bootstrap.TIER_VARS[name]:
             if chat_vip is None:
                 raise RuntimeError(f"{name}'s user_data needs the chat load balancer, declared before it")
-            user_data = chat_vip.apply(functools.partial(_user_data, cfg, base))
+            found_later = chat_vip.apply(functools.partial(_tier_vars, cfg, name))
+            found, user_data = found_later, found_later.apply(functools.partial(_user_data, base))
         else:
-            user_data = _user_data(cfg, base, None)
+            found = _tier_vars(cfg, name, None)
+            user_data = _user_data(base, found)
+        # The same variables as a stack output, so `swell configure` gives the roles what ansible-pull does.
+        tier_vars[name] = found
         component = Tier(
             name,
             TierArgs(
@@ -121,11 +127,12 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
         # `swell configure` opens the hosts' firewalls to the same admin networks as the security groups.
         "admin_cidrs": list(cfg.admin_cidrs),
         "tiers": tiers,
+        "tier_vars": tier_vars,
     }
 
 
-def _user_data(cfg: config.StackConfig, base: Bootstrap, xmpp_address: str | None) -> str:
-    """The tier's cloud-init document, with where it finds the other tiers (stacks/bootstrap.py)."""
+def _tier_vars(cfg: config.StackConfig, tier: str, xmpp_address: str | None) -> dict[str, object]:
+    """Where `tier` finds the others (stacks/bootstrap.py, TIER_VARS), from swell:xmpp and the VIP."""
     endpoints = Endpoints(
         xmpp_domain=cfg.xmpp.domain,
         xmpp_address=xmpp_address,
@@ -133,7 +140,12 @@ def _user_data(cfg: config.StackConfig, base: Bootstrap, xmpp_address: str | Non
         turn_host=cfg.xmpp.turn_host,
         turn_port=TURN_TLS_PORT,
     )
-    return render_user_data(replace(base, tier_vars=bootstrap.tier_vars(base.tier, endpoints)))
+    return bootstrap.tier_vars(tier, endpoints)
+
+
+def _user_data(base: Bootstrap, tier_vars: dict[str, object]) -> str:
+    """The tier's cloud-init document, with where it finds the other tiers."""
+    return render_user_data(replace(base, tier_vars=tier_vars))
 
 
 def main() -> dict[str, Any]:

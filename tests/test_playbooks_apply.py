@@ -43,12 +43,6 @@ CLOUD_INIT_SSHD = "# cloud-init\nPasswordAuthentication yes\nKbdInteractiveAuthe
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2d3Y1K1pL0mX0a alice@laptop"
 EXTRAVARS: dict[str, Any] = {
     "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
-    # What the stack's user_data delivers (stacks/bootstrap.py, TIER_VARS), given to swell configure.
-    "swell_xmpp_domain": "chat.swell.test",
-    "swell_xmpp_address": "10.42.0.5",
-    "swell_xmpp_port": 5222,
-    "swell_turn_host": "turn.swell.test",
-    "swell_turn_port": 443,
     "chat_jvb_password": "CANARYbridge0password0for0tests",
     "video_xmpp_password": "CANARYbridge0password0for0tests",
     "chat_turn_secret": "CANARYturn0secret0not0for0production",
@@ -57,6 +51,14 @@ EXTRAVARS: dict[str, Any] = {
     "video_turn_secret": "CANARYturn0secret0not0for0production",
 }
 SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0production")
+# Where the tiers find each other: the stack outputs' `tier_vars` (what the user_data delivers,
+# stacks/bootstrap.py TIER_VARS), which swell configure turns into group vars; no -e needed.
+NAMES = {"swell_xmpp_domain": "chat.swell.test", "swell_turn_host": "turn.swell.test", "swell_turn_port": 443}
+TIER_VARS: dict[str, dict[str, Any]] = {
+    "web": {},
+    "chat": NAMES,
+    "video": NAMES | {"swell_xmpp_address": "10.42.0.5", "swell_xmpp_port": 5222},
+}
 
 
 def outputs_json(tiers: list[str]) -> str:
@@ -73,6 +75,7 @@ def outputs_json(tiers: list[str]) -> str:
                 }
                 for tier in tiers
             },
+            "tier_vars": {tier: TIER_VARS[tier] for tier in tiers},
         }
     )
 

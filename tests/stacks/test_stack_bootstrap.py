@@ -25,6 +25,8 @@ from typer.testing import CliRunner
 
 from stacks import bootstrap, config, engine
 from swell.cli import app
+from swell.configure.inventory import InventorySettings, build_inventory
+from swell.configure.outputs import parse_stack_outputs
 from tests.stacks.stack_fixtures import ROOT, stack_values, with_tiers
 
 CLOUD_INIT = "/usr/bin/cloud-init"
@@ -174,6 +176,20 @@ def test_the_xmpp_names_come_from_swell_xmpp(domain: str, turn_host: str) -> Non
             turn_host,
             443,
         )
+
+
+def test_swell_configure_gives_each_tier_the_variables_its_user_data_gives() -> None:
+    # The stack's outputs, read as `swell configure` reads them: every tier's group gets exactly
+    # the variables of its instances' ansible-vars.json (the configure run and ansible-pull agree).
+    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
+    outputs = parse_stack_outputs(json.dumps(rec.outputs))
+    inventory = build_inventory(outputs, InventorySettings())
+    for tier in ("web", "chat", "video"):
+        group = inventory["all"]["vars"] | inventory["all"]["children"][tier]["vars"]
+        wanted = vars_file(rec, tier)
+        assert {k: group[k] for k in wanted} == wanted, tier
+        assert {k: v for k, v in group.items() if k.startswith("swell_") and k != "swell_region"} == wanted
+    assert rec.outputs["tier_vars"]["video"]["swell_xmpp_address"] == CHAT_VIP
 
 
 def test_tier_vars_refuse_a_missing_address_and_a_clash_with_the_base_variables() -> None:
