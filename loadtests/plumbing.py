@@ -153,6 +153,17 @@ MIN_CHECK_INTERVAL_S = 0.1
 AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "option splice-response")
 
 
+# Listeners of the stack's spec that the drill does not run, each with why; every other listener is
+# rendered (tests/loadtests/test_drill_config.py checks both ways).
+DRILL_OMITTED: Mapping[tuple[str, str], str] = {
+    ("chat", "xmpp"): (
+        "the video bridges' XMPP login to Prosody (TCP 5222): no bridge runs in the drill (its video "
+        "tier is the tier_service stand-in, which speaks no XMPP), so nothing would connect to it, and "
+        "its sessions are no chat demand anyway (dashboards/mixin.py counts only pools that serve HTTP)"
+    ),
+}
+
+
 def drill_specs() -> dict[str, BalancedTier]:
     """The load balancers the drill runs: the stack's (read at call time), and video's stand-in."""
     return {**listeners.SPECS, "video": DRILL_VIDEO}
@@ -219,7 +230,8 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
       empties over the runtime API (the stats socket) as Octavia's member API would;
     - the health monitor checks every `delay / speed` (at least `MIN_CHECK_INTERVAL_S`), like every
       time constant of the drill; its timeout, rise and fall are the spec's;
-    - video has a load balancer only in the drill (`DRILL_VIDEO`)."""
+    - video has a load balancer only in the drill (`DRILL_VIDEO`);
+    - the listeners of `DRILL_OMITTED` are left out, each for the reason given there."""
     sections = [
         "\n".join(
             [
@@ -246,6 +258,16 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
         for listener in spec.listeners:
             if listener.monitoring_only:
                 continue  # the one `prometheus` frontend above
+            if (tier, listener.name) in DRILL_OMITTED:
+                continue
+            if listener.pool is not None or listener.protocol not in (
+                listeners.HTTP,
+                listeners.TERMINATED_HTTPS,
+            ):
+                raise ValueError(
+                    f"{tier}-{listener.name}: the drill renders HTTP listeners on the tier's pool only; "
+                    "render this one here or name it, with why, in DRILL_OMITTED"
+                )
             port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
             lines += _frontend(tier, listener, port)
         lines += _backend(tier, spec, slots, speed)
