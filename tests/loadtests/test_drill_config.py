@@ -19,7 +19,7 @@ import yaml
 from autoscaler.config import parse_config
 from autoscaler.core.policies.swell import SERVICE_TIMING, SwellParams
 from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
-from loadtests.drill import DEFAULT_SPEED, DrillOptions, autoscaler_config
+from loadtests.options import DEFAULT_SPEED, DrillOptions
 from loadtests.plumbing import (
     RULES,
     HAProxyPorts,
@@ -31,6 +31,7 @@ from loadtests.plumbing import (
     prometheus_config,
     write_yaml,
 )
+from loadtests.wiring import autoscaler_config
 from stacks import listeners
 from tests.realparts import wait_until
 
