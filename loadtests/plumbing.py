@@ -1,6 +1,6 @@
 """The drill's real parts on 127.0.0.1: HAProxy (standing in for the Octavia load balancers, which
-run HAProxy) and Prometheus, each a child process in its own process group, configured here from
-production's definitions and stopped by `stop_process` whatever happens.
+run HAProxy) and Prometheus, configured here from production's definitions (started and stopped as
+child processes by `loadtests.processes`).
 
 HAProxy is rendered from the stack's listener spec (`stacks/listeners.py`) by `haproxy_config`, the
 one place that says how the drill differs from Octavia's amphora: no TLS, one process for every tier,
@@ -16,11 +16,8 @@ so production's relabel rules select and label them unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -352,34 +349,6 @@ class OpenStackDiscoveryStandIn:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.sync()
-
-
-def start_process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A child in its own process group (so Ctrl-C reaches only the drill, which then stops it)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL after `timeout_s`; safe to call twice."""
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGCONT)  # a paused Prometheus (fault) must hear the TERM
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

@@ -20,7 +20,7 @@ import yaml
 from autoscaler.config import parse_config
 from autoscaler.core.policies.swell import SERVICE_TIMING, SwellParams
 from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
-from loadtests.drill import DEFAULT_SPEED, DrillOptions, autoscaler_config
+from loadtests.options import DEFAULT_SPEED, DrillOptions
 from loadtests.plumbing import (
     DRILL_OMITTED,
     RULES,
@@ -33,6 +33,7 @@ from loadtests.plumbing import (
     prometheus_config,
     write_yaml,
 )
+from loadtests.wiring import autoscaler_config
 from stacks import listeners
 from tests.realparts import wait_until
 
