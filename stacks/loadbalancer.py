@@ -131,52 +131,18 @@ class LoadBalancer(pulumi.ComponentResource):
                     value=spec.redirect.rule_value,
                     opts=child,
                 )
-        pool_spec = args.spec.pool
-        pool = openstack.loadbalancer.Pool(
-            f"{name}-pool",
-            name=prefix,
-            listener_id=listeners[args.spec.traffic.name].id,
-            protocol=pool_spec.protocol,
-            lb_method=pool_spec.lb_method,
-            persistence=(
-                openstack.loadbalancer.PoolPersistenceArgs(type=pool_spec.persistence)
-                if pool_spec.persistence
-                else None
-            ),
-            opts=child,
-        )
-        monitor = pool_spec.monitor
-        openstack.loadbalancer.Monitor(
-            f"{name}-healthz",
-            name=f"{prefix}-healthz",
-            pool_id=pool.id,
-            type=monitor.type,
-            http_method=monitor.http_method,
-            url_path=monitor.url_path,
-            expected_codes=monitor.expected_codes,
-            delay=monitor.delay_s,
-            timeout=monitor.timeout_s,
-            max_retries=monitor.max_retries,
-            max_retries_down=monitor.max_retries_down,
-            opts=child,
-        )
-        for index, address, retiring in args.members:
-            openstack.loadbalancer.Member(
-                f"{name}-member-{index}",
-                pool_id=pool.id,
-                address=address,
-                protocol_port=pool_spec.member_port,
-                monitor_port=pool_spec.monitor_port,
-                subnet_id=args.subnet_id,
-                # Octavia: weight 0 takes no new connections and keeps the established ones (drain);
-                # 1 is Octavia's default. An update in place, never a replacement.
-                weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
-                opts=child,
-            )
+        # The tier's pool keeps its historical resource names (`-healthz`): renaming would replace it.
+        self._pool(name, prefix, listeners[args.spec.traffic.name], args.spec.pool, args, child, "healthz")
         # Listeners with a pool of their own (chat's xmpp, the bridges' XMPP logins).
         for spec, own in args.spec.own_pools:
-            self._own_pool(
-                f"{name}-{spec.name}", f"{prefix}-{spec.name}", listeners[spec.name], own, args, child
+            self._pool(
+                f"{name}-{spec.name}",
+                f"{prefix}-{spec.name}",
+                listeners[spec.name],
+                own,
+                args,
+                child,
+                "monitor",
             )
         floating_ip = openstack.networking.FloatingIp(
             f"{name}-public-ip",
@@ -199,18 +165,20 @@ class LoadBalancer(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _own_pool(
+    def _pool(
         name: str,
         prefix: str,
         listener: openstack.loadbalancer.Listener,
         pool_spec: Pool,
         args: LoadBalancerArgs,
         opts: pulumi.ResourceOptions,
+        monitor_suffix: str,
     ) -> None:
-        """The pool of one listener (`name`/`prefix` carry the listener's name, so these never
-        collide with the tier's pool), its health monitor, and one member per instance, named by
-        index like the tier's members so that scaling keeps the existing ones and a retiring
-        instance drains from this pool as from the tier's."""
+        """A listener's pool, its health monitor, and one member per instance, named by index so
+        that scaling keeps the existing members. A retiring instance gets weight 0 in every pool:
+        Octavia sends it no new connections and keeps the established ones (the drain: no new
+        requests or logins, the sessions and bridges logged in keep theirs). Own pools' names carry
+        their listener's name, so they never collide with the tier's pool."""
         pool = openstack.loadbalancer.Pool(
             f"{name}-pool",
             name=prefix,
@@ -226,8 +194,8 @@ class LoadBalancer(pulumi.ComponentResource):
         )
         monitor = pool_spec.monitor
         openstack.loadbalancer.Monitor(
-            f"{name}-monitor",
-            name=f"{prefix}-monitor",
+            f"{name}-{monitor_suffix}",
+            name=f"{prefix}-{monitor_suffix}",
             pool_id=pool.id,
             type=monitor.type,
             # None on a TCP monitor (HealthMonitor refuses them there, as Octavia does).
@@ -248,7 +216,7 @@ class LoadBalancer(pulumi.ComponentResource):
                 protocol_port=pool_spec.member_port,
                 monitor_port=pool_spec.monitor_port,
                 subnet_id=args.subnet_id,
-                # A retiring instance drains here too: no new logins, the bridges logged in keep theirs.
+                # 1 is Octavia's default; a change of weight is an update in place, never a replacement.
                 weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
                 opts=opts,
             )
