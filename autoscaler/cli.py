@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_FACTOR, MAX_FACTOR = 1.0, 10.0
 # An override is for an event; a lasting change is a new `min` in the stack, reviewed in git.
 MAX_SURGE_S = 31 * 86400
+MAX_PLAN_AHEAD_S = 366 * 86400
 
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -180,12 +182,19 @@ def surge(
         help="Keep at least FACTOR x today's count: 2 doubles it, 5 answers a 400% surge (1 < FACTOR <= 10).",
     ),
     duration: str | None = typer.Option(None, "--for", help="How long: 90m, 2h, 1d (at most 31d)."),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Plan it for a known event starting at this ISO 8601 time with its UTC offset "
+        "(2026-12-07T08:30+01:00): the floor rises one lead time earlier and ramps down after --for.",
+    ),
     reason: str = typer.Option("", "--reason", help="Why, for the log and for whoever comes next."),
     list_: bool = typer.Option(False, "--list", help="List overrides."),
     cancel: str | None = typer.Option(None, "--cancel", help="Cancel the override with this id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Raise a tier now by a factor of its current count, until an expiry; or list or cancel such surges."""
+    """Raise a tier by a factor of its current count, now or for a planned event (--at), until an
+    expiry; or list or cancel such surges. Recurring events belong in the config's `schedules:`."""
     cfg = _load(config)
     store = _store(cfg)
     now = time.time()
@@ -197,7 +206,12 @@ def surge(
         table = Table("id", "tier", "factor", "floor", "expires", "state", "reason", title="surge overrides")
         for o in overrides:
             left = o.expires_at - now
-            state = f"active, {left / 60:.0f} min left" if o.active(now) else "expired"
+            if o.active(now):
+                state = f"active, {left / 60:.0f} min left"
+            elif o.starts_at is not None and now < o.starts_at:
+                state = f"planned, rises {_utc(o.starts_at)}"
+            else:
+                state = "expired"
             table.add_row(
                 escape(o.id),
                 escape(o.tier),
@@ -221,6 +235,7 @@ def surge(
     if not MIN_FACTOR < factor <= MAX_FACTOR:
         raise _fail(f"--factor must be above {MIN_FACTOR:g} and at most {MAX_FACTOR:g}, got {factor:g}", 2)
     seconds = parse_duration(duration)
+    starts_at = None if at is None else _planned_start(at, now, cfg.tiers[tier].lead_time_s)
     if not 0 < seconds <= MAX_SURGE_S:
         raise _fail(
             f"--for must be above 0 and at most {MAX_SURGE_S // 86400}d, got {duration}; "
@@ -243,18 +258,43 @@ def surge(
         factor=factor,
         floor=floor,
         created_at=now,
-        expires_at=now + seconds,
-        reason=reason or "manual surge",
+        expires_at=(now if starts_at is None else starts_at + cfg.tiers[tier].lead_time_s) + seconds,
+        reason=reason or ("planned surge" if at else "manual surge"),
+        starts_at=starts_at,
     )
     _read(cfg, lambda: store.add_override(override))
     capped = " (capped by max)" if floor < math.ceil(factor * max(current, 1)) else ""
     if as_json:
         typer.echo(json.dumps(override.to_dict()))
+    elif starts_at is not None:
+        typer.echo(
+            f"{override.id}: {tier} kept at >= {floor} instances (x{factor:g} of {current}){capped} "
+            f"from {_utc(starts_at)} (one lead time, {cfg.tiers[tier].lead_time_s:g} s, before {at}) "
+            f"for {duration}, then ramping down over {cfg.schedule_ramp_down_s:g} s"
+        )
     else:
         typer.echo(
             f"{override.id}: {tier} kept at >= {floor} instances (x{factor:g} of {current}){capped} "
             f"for {duration}; the autoscaler applies it on its next pass"
         )
+
+
+def _planned_start(at: str, now: float, lead_s: float) -> float:
+    """When a surge planned for `at` raises its floor: one lead time before (seconds since epoch)."""
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise _fail(f"--at {at!r} is not an ISO 8601 time; expected e.g. 2026-12-07T08:30+01:00", 2) from None
+    if when.tzinfo is None:
+        raise _fail(f"--at {at!r} has no UTC offset; add one (+01:00, Z) so the time is not a guess", 2)
+    start = when.timestamp()
+    if not now < start <= now + MAX_PLAN_AHEAD_S:
+        raise _fail(
+            f"--at {at!r} must be in the future and at most {MAX_PLAN_AHEAD_S // 86400}d ahead; "
+            "a recurring event belongs in the config's schedules:",
+            2,
+        )
+    return start - lead_s
 
 
 def status(
@@ -269,7 +309,9 @@ def status(
     store = _store(cfg)
     now = time.time()
     state = _read(cfg, store.load_loop_state)
-    overrides = [o for o in _read(cfg, store.overrides) if o.active(now)]
+    stored = _read(cfg, store.overrides)
+    overrides = [o for o in stored if o.active(now)]
+    upcoming = _upcoming(cfg, stored, now)
     rows: list[dict[str, Any]] = []
     for tier in cfg.tiers:
         history = state.recent_decisions.get(tier) or []
@@ -287,6 +329,7 @@ def status(
                 "sample_age_s": last["sample_age_s"] if last else None,
                 "error": last["error"] if last else None,
                 "overrides": [o.to_dict() for o in overrides if o.tier == tier],
+                "scheduled": [w for w in upcoming if w["tier"] == tier],
                 "pending": max(0, last["current"] - last["ready"]) if last else None,
                 "update": _update_of(state.actuation, tier),
                 "draining": [
@@ -343,8 +386,59 @@ def status(
             or "-",
         )
     Console().print(table)
+    if upcoming:
+        columns = ("tier", "what", "floor", "rises", "starts", "ends")
+        plan = Table(*columns, title="scheduled surges, next 7 days")
+        for w in upcoming:
+            plan.add_row(
+                escape(w["tier"]),
+                escape(w["what"]),
+                str(w["floor"]),
+                _utc(w["rises_at"]),
+                _utc(w["starts_at"]),
+                _utc(w["ends_at"]),
+            )
+        Console().print(plan)
     if any(r["error"] for r in rows):
         sys.exit(4)
+
+
+UPCOMING_HORIZON_S = 7 * 86400
+
+
+def _upcoming(cfg: AutoscalerConfig, overrides: list[Override], now: float) -> list[dict[str, Any]]:
+    """Scheduled floors rising within a week or up now (configured schedules and planned
+    overrides), in the order they rise."""
+    from autoscaler.core.schedule import windows
+
+    found: list[dict[str, Any]] = []
+    for s in cfg.schedules:
+        lead = cfg.tiers[s.tier].lead_time_s
+        for w in windows(s.to_core(), now, lead, cfg.schedule_ramp_down_s, UPCOMING_HORIZON_S):
+            found.append(
+                {
+                    "tier": s.tier,
+                    "what": f"schedule {s.name}" + (f": {s.reason}" if s.reason else ""),
+                    "floor": s.instances,
+                    "rises_at": w.raises_at,
+                    "starts_at": w.starts_at,
+                    "ends_at": w.ends_at,
+                }
+            )
+    for o in overrides:
+        if o.starts_at is not None and now < o.expires_at and o.starts_at <= now + UPCOMING_HORIZON_S:
+            lead = cfg.tiers[o.tier].lead_time_s if o.tier in cfg.tiers else 0.0
+            found.append(
+                {
+                    "tier": o.tier,
+                    "what": f"override {o.id}: {o.reason}",
+                    "floor": o.floor,
+                    "rises_at": o.starts_at,
+                    "starts_at": o.starts_at + lead,
+                    "ends_at": o.expires_at,
+                }
+            )
+    return sorted(found, key=lambda w: w["rises_at"])
 
 
 def _update_of(actuation: dict[str, dict[str, Any]], tier: str) -> dict[str, Any] | None:

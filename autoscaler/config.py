@@ -12,10 +12,13 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from autoscaler.core.schedule import Schedule
 
 TIER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 
@@ -233,6 +236,37 @@ class DemandTargetsConfig(_Strict):
     expected: str = Field(min_length=1)
 
 
+class ScheduleConfig(_Strict):
+    """A known event planned, not detected: a floor of `instances` for `tier` from each time `cron`
+    names (in `timezone`) for `duration_s`; it rises one lead time early and ends on a ramp
+    (autoscaler/core/schedule.py)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    tier: str
+    cron: str = Field(description="minute hour day-of-month month day-of-week, as crontab(5)")
+    timezone: str = "UTC"
+    duration_s: float = Field(gt=0)
+    instances: int = Field(ge=1)
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _evaluable(self) -> ScheduleConfig:
+        from autoscaler.core.schedule import ScheduleError
+
+        try:
+            self.to_core()
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def to_core(self) -> Schedule:
+        from autoscaler.core.schedule import Schedule
+
+        return Schedule(
+            self.name, self.tier, self.cron, self.timezone, self.duration_s, self.instances, self.reason
+        )
+
+
 class AutoscalerConfig(_Strict):
     prometheus: PrometheusConfig
     demand_query: str = "tier:swell_offered_demand:current"
@@ -245,12 +279,22 @@ class AutoscalerConfig(_Strict):
     leader_election: LeaderElectionConfig | None = None
     serve: ServeConfig = Field(default_factory=ServeConfig)
     tiers: dict[str, TierConfig] = Field(min_length=1)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    # Past a scheduled window the floor falls linearly to nothing over this long (no cliff).
+    schedule_ramp_down_s: float = Field(1800.0, ge=0)
 
     @model_validator(mode="after")
     def _tier_names(self) -> AutoscalerConfig:
         for name in self.tiers:
             if not re.match(TIER_NAME, name):
                 raise ValueError(f"tier name {name!r} must match {TIER_NAME}")
+        names = [s.name for s in self.schedules]
+        for i, schedule in enumerate(self.schedules):
+            if schedule.tier not in self.tiers:
+                known = ", ".join(self.tiers)
+                raise ValueError(f"schedules.{i}.tier: unknown tier {schedule.tier!r}; expected {known}")
+            if names.count(schedule.name) > 1:
+                raise ValueError(f"schedules.{i}.name: {schedule.name!r} is used twice")
         if self.serve.stuck_after_s <= 2 * self.interval_s:
             raise ValueError(
                 f"serve.stuck_after_s ({self.serve.stuck_after_s:g}) must be longer than two intervals "
@@ -300,6 +344,8 @@ def _describe(error: ValidationError, source: str) -> str:
             message = "unknown key (misspelled?)"
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")  # our own message names what to fix
         elif item["type"] == "union_tag_invalid":
             message = f"unknown kind; expected one of {item['ctx']['expected_tags']}"
         lines.append(f"  {key}: {message}")

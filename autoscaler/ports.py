@@ -124,7 +124,9 @@ def is_fleet(actuator: Actuator) -> bool:
 class Override:
     """A manual surge from on-call: keep at least `floor` instances of `tier` until `expires_at`.
 
-    `floor` is `ceil(factor x the tier's count when the override was made)`.
+    `floor` is `ceil(factor x the tier's count when the override was made)`, or a count given.
+    A scheduled one (`swell surge --at`) has `starts_at`: it rises then (the event's start minus the
+    tier's lead time) and ends on the configured ramp instead of at once.
     """
 
     id: str
@@ -134,9 +136,10 @@ class Override:
     created_at: float
     expires_at: float
     reason: str
+    starts_at: float | None = None
 
     def active(self, now: float) -> bool:
-        return self.created_at <= now < self.expires_at
+        return (self.created_at if self.starts_at is None else self.starts_at) <= now < self.expires_at
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +150,7 @@ class Override:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "reason": self.reason,
+            "starts_at": self.starts_at,
         }
 
     @classmethod
@@ -159,6 +163,7 @@ class Override:
             created_at=float(data["created_at"]),
             expires_at=float(data["expires_at"]),
             reason=str(data["reason"]),
+            starts_at=None if data.get("starts_at") is None else float(data["starts_at"]),
         )
 
 

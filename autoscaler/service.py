@@ -34,13 +34,14 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler.config import AutoscalerConfig
 from autoscaler.core.drain import Drain, FleetPlan, plan_fleet
 from autoscaler.core.registry import POLICIES, build_params
+from autoscaler.core.schedule import Schedule, Window, scheduled_floor
 from autoscaler.core.types import Limits, Observation, direction_of
 from autoscaler.core.types import Override as CoreOverride
 from autoscaler.ports import (
@@ -111,12 +112,33 @@ def safety_net(
     return desired, tags
 
 
-def override_floor(overrides: list[Override], tier: str, now: float) -> CoreOverride | None:
-    active = [o for o in overrides if o.tier == tier and o.active(now)]
-    if not active:
-        return None
-    strongest = max(active, key=lambda o: (o.floor, o.expires_at))
-    return CoreOverride(strongest.floor, strongest.expires_at, f"override {strongest.id}: {strongest.reason}")
+def override_floor(
+    overrides: list[Override],
+    tier: str,
+    now: float,
+    schedules: Sequence[Schedule] = (),
+    lead_s: float = 0.0,
+    ramp_s: float = 0.0,
+) -> CoreOverride | None:
+    """The strongest floor on `tier` at `now`: on-call's overrides, those scheduled with
+    `swell surge --at` (ramping down past their end), and the configured schedules."""
+    floors: list[CoreOverride] = []
+    for o in overrides:
+        if o.tier != tier:
+            continue
+        if o.starts_at is None:
+            if o.active(now):
+                floors.append(CoreOverride(o.floor, o.expires_at, f"override {o.id}: {o.reason}"))
+            continue
+        window = Window(o.floor, o.starts_at, o.starts_at + lead_s, o.expires_at, o.expires_at + ramp_s)
+        if window.floor_at(now) > 0:
+            phase = " (ramping down)" if now >= o.expires_at else ""
+            reason = f"scheduled override {o.id}{phase}: {o.reason}"
+            floors.append(CoreOverride(window.floor_at(now), window.ramp_ends_at, reason))
+    planned = scheduled_floor(list(schedules), tier, now, lead_s, ramp_s)
+    if planned is not None:
+        floors.append(planned)
+    return max(floors, key=lambda f: (f.floor, f.expires_at), default=None)
 
 
 class Autoscaler:
@@ -138,6 +160,7 @@ class Autoscaler:
         # or the config's when the actuator has none.
         self.limits = {name: (limits or {}).get(name) or tier.limits() for name, tier in config.tiers.items()}
         self.sessions = dict(sessions or {})
+        self.schedules = [s.to_core() for s in config.schedules]
         self.source = source
         self.actuators = actuators
         self.store = store
@@ -355,7 +378,9 @@ class Autoscaler:
             return None
         demand, age, problem = self._judge(sample, now)
         fresh = demand is not None and age <= self.config.stale_after_s
-        floor = override_floor(overrides, tier, now)
+        floor = override_floor(
+            overrides, tier, now, self.schedules, cfg.lead_time_s, self.config.schedule_ramp_down_s
+        )
         history = state.recent_decisions.setdefault(tier, [])
         lost = self._lost(tier, capacity.current, state, history, now)
         # The core sizes against the count the loop last set: an instance that died (or a count

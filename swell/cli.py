@@ -193,6 +193,7 @@ app.command(
     "surge",
     epilog=examples(
         'swell surge -c autoscaler.yaml --tier video --factor 5 --for 3h --reason "launch, 400% expected"',
+        "swell surge -c autoscaler.yaml --tier web --factor 3 --for 3h --at 2026-12-07T08:30+01:00",
         "swell surge -c autoscaler.yaml --list",
         "swell surge -c autoscaler.yaml --cancel sg-1a2b3c",
     ),
