@@ -369,7 +369,7 @@ class Autoscaler:
         # its place (the core's own hold on missing data stays readable beside the cause).
         reason = decision.reason
         if problem:
-            reason = f"{reason}; {problem}"
+            reason = f"{reason}; sample not used: {problem}"
             limited_by = list(dict.fromkeys([*limited_by, "stale_data"]))
         if result.metrics_error:
             reason = f"{reason}; metrics unavailable ({result.metrics_error})"

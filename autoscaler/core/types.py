@@ -1,7 +1,8 @@
 """The values that cross the decision core's boundary: observation in, decision and state out.
 
 The autoscaler service calls a policy every sync period per tier and persists the returned state
-(SQLite or a ConfigMap) between calls, so every state is plain data with `to_dict`/`from_dict`.
+(SQLite or a ConfigMap) between calls, so every state is plain data (JSON through the registry:
+`PolicySpec.state_to_dict` / `state_from_dict`).
 Observations, decisions and states are `NamedTuple`s rather than dataclasses: immutable like
 frozen dataclasses, but about three times cheaper to build, and the simulator builds a few
 million of them per benchmark. Parameters, built once, are frozen dataclasses.

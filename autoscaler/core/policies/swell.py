@@ -2,10 +2,11 @@
 provisioning lead time, with headroom in proportion to the measured volatility of demand.
 
 Per decision (every sync period, 15 s), as named steps (`track`, `forecast_demand`, `recommend`,
-then the chain in `decide`), each testable on its own:
+then `propose` hands the count, its window and tolerance to the normalization chain,
+autoscaler/core/chain.py), each testable on its own:
 
 1. Fresh data only: a missing sample or one older than `stale_after_s` holds (no scale-down,
-   no data-driven scale-up).
+   no data-driven scale-up); the chain does it, without asking the policy.
 2. Demand level and trend: four EWMAs of offered demand. `level` (half-life 200 s) is what
    capacity is sized from: smooth enough that noise does not drive the count. `fast` and `slow`
    (45 s, 240 s) give the growth rate g (per second) of an exponential trend, since an EWMA lags
