@@ -260,7 +260,8 @@ def normalize(
     floor = ov.floor if ov is not None and ov.active(now) else 0
     desired, net = safety_net(desired, current, fresh, floor, limits, guards.safety_up_factor)
     clamps += net
-    if obs.history_s < math.inf:
+    if obs.history_s < math.inf:  # the simulator's case skips it: its history is the whole trace
+        # A policy without a window (step, target-tracking: cooldowns instead) needs no history.
         window_s = float(getattr(params, "stabilization_down_s", 0.0))
         desired, clamp, note = history(desired, current, obs.history_s, window_s)
         if clamp:
