@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from autoscaler.core.types import Clamp, Decision, Limits, Observation, direction_of, is_missing
+from autoscaler.core.types import Clamp, Decision, Limits, Observation, direction_of
 
 if TYPE_CHECKING:
     from autoscaler.core.registry import PolicySpec
@@ -65,6 +65,9 @@ class Guards:
             raise ValueError(f"safety_up_factor must be >= 1, got {self.safety_up_factor}")
 
 
+NO_TOLERANCE = (0.0, 0.0)
+
+
 class Proposal(NamedTuple):
     """What a policy proposes; everything but `desired`, `reason` and `state` is optional.
 
@@ -81,7 +84,7 @@ class Proposal(NamedTuple):
     window: Sequence[int] = ()
     window_note: str = ""
     scale_up_limit: int | None = None
-    tolerance: tuple[float, float] = (0.0, 0.0)
+    tolerance: tuple[float, float] = NO_TOLERANCE
 
 
 class ChainParams(Protocol):
@@ -225,7 +228,7 @@ def normalize(
     limits = guards.limits
     current = obs.current
     signal = obs.demand if spec.signal == "demand" else obs.utilization
-    missing = is_missing(signal)
+    missing = signal is None or math.isnan(signal)  # is_missing, inlined: the simulator's hot loop
     fresh = not missing and obs.sample_age_s <= params.stale_after_s
     if fresh or not spec.needs_signal:
         proposal = spec.propose(obs, state, params, now)
@@ -233,33 +236,45 @@ def normalize(
         why = "missing" if missing else f"{obs.sample_age_s:.0f} s old"
         proposal = Proposal(current, f"hold: {spec.signal} {why}", state)
 
+    # Each step is called only when it could act: the simulator takes millions of decisions, and
+    # most of them hold within the bounds (the steps themselves check the same conditions again).
     clamps: list[Clamp] = []
-    desired, clamp = tolerance(proposal.desired, current, *proposal.tolerance)
-    if clamp:
-        clamps.append(clamp)
-    desired, clamp = rate_limit(desired, current, guards, proposal.scale_up_limit)
-    if clamp:
-        clamps.append(clamp)
+    clamp: Clamp | None
+    desired = proposal.desired
     reason = proposal.reason
-    desired, clamp = stabilization(desired, current, proposal.window)
-    if clamp:
-        clamps.append(clamp)
-        if proposal.window_note:
-            reason = f"{reason}, {proposal.window_note}"
-    desired, bound = bounds(desired, limits)
-    clamps += bound
-    desired, clamp = override(desired, obs, limits, now)
-    if clamp:
-        clamps.append(clamp)
-        reason = f"{reason}; {clamp.sentence}"
-    fresh = fresh and obs.trusted
-    desired, clamp = stale_data(desired, current, fresh)
-    if clamp:
-        clamps.append(clamp)
+    if desired != current:
+        if proposal.tolerance is not NO_TOLERANCE:
+            desired, clamp = tolerance(desired, current, *proposal.tolerance)
+            if clamp:
+                clamps.append(clamp)
+        desired, clamp = rate_limit(desired, current, guards, proposal.scale_up_limit)
+        if clamp:
+            clamps.append(clamp)
+        if desired < current and proposal.window:
+            desired, clamp = stabilization(desired, current, proposal.window)
+            if clamp:
+                clamps.append(clamp)
+                if proposal.window_note:
+                    reason = f"{reason}, {proposal.window_note}"
+    if desired < limits.min or desired > limits.max or limits.quota is not None:
+        desired, bound = bounds(desired, limits)
+        clamps += bound
     ov = obs.override
-    floor = ov.floor if ov is not None and ov.active(now) else 0
-    desired, net = safety_net(desired, current, fresh, floor, limits, guards.safety_up_factor)
-    clamps += net
+    floor = 0
+    if ov is not None and ov.active(now):
+        floor = ov.floor
+        desired, clamp = override(desired, obs, limits, now)
+        if clamp:
+            clamps.append(clamp)
+            reason = f"{reason}; {clamp.sentence}"
+    fresh = fresh and obs.trusted
+    if not fresh:
+        desired, clamp = stale_data(desired, current, fresh)
+        if clamp:
+            clamps.append(clamp)
+    if desired > current * guards.safety_up_factor or not limits.min <= desired <= limits.max:
+        desired, net = safety_net(desired, current, fresh, floor, limits, guards.safety_up_factor)
+        clamps += net
     if obs.history_s < math.inf:  # the simulator's case skips it: its history is the whole trace
         # A policy without a window (step, target-tracking: cooldowns instead) needs no history.
         window_s = float(getattr(params, "stabilization_down_s", 0.0))

@@ -71,7 +71,10 @@ def hpa_behavior(
     cutoff = now - window_s
     recs = (*(r for r in state.recommendations if r[0] > cutoff), (now, recommendation))
     cap = max(math.ceil(current * (1 + up_percent / 100)), current + up_pods)
-    return Behavior(tuple(r[1] for r in recs), cap, HpaState(recs))
+    # Only a scale-down consults the window, and only its highest recommendation: that alone is
+    # handed over, and only then (the simulator's hot loop).
+    window = (max(r[1] for r in recs),) if recommendation < current else ()
+    return Behavior(window, cap, HpaState(recs))
 
 
 def propose(obs: Observation, state: HpaState, params: HpaParams, now: float) -> Proposal:

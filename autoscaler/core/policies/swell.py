@@ -551,9 +551,12 @@ def propose(obs: Observation, state: SwellState, params: SwellParams, now: float
             (m, r) if m < episode_minute else (m, kept.get(m, min(r, rec.base_instances))) for m, r in window
         )
     note = ""
-    if is_rising(tracked):
+    holding: tuple[int, ...] = ()
+    if rec.instances >= current:
+        pass  # only a scale-down consults the window: not built otherwise (the simulator's hot loop)
+    elif is_rising(tracked):
         # Never shed capacity while demand still climbs, whatever the headroom learned meanwhile.
-        holding: tuple[int, ...] = (current,)
+        holding = (current,)
         note = "demand still rising"
     elif now < surge_until:
         # During a surge (and one window after it) the highest recommendation is the count itself.
