@@ -321,16 +321,6 @@ class AutoscalerConfig(_Strict):
         return found
 
 
-# The policies the service can run: they size from offered demand, the one signal it reads.
-SERVICE_POLICIES = ("swell", "keda", "target-tracking")
-NOT_IN_SERVICE = {
-    "hpa": "sizes from CPU-like utilization, which the service does not read (it reads demand only)",
-    "step": "sizes from CPU-like utilization, which the service does not read (it reads demand only)",
-    "static": "is a simulator-only baseline (a fixed size: set min and max instead)",
-    "oracle": "is a simulator-only baseline (it needs the future demand)",
-}
-
-
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the key and what was expected."""
 
@@ -357,18 +347,19 @@ def parse_config(data: Any, source: str = "config") -> AutoscalerConfig:
         cfg = AutoscalerConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
-    from autoscaler.core.registry import POLICIES  # the core validates its own parameter names
+    # The core says which policies exist and which the service can run (one registry entry each).
+    from autoscaler.core.registry import POLICIES, service_policies
 
+    expected = ", ".join(service_policies())
     for name, tier in cfg.tiers.items():
         if tier.policy not in POLICIES:
             raise ConfigError(
-                f"{source}: tiers.{name}.policy: unknown policy {tier.policy!r}; "
-                f"expected one of {', '.join(SERVICE_POLICIES)}"
+                f"{source}: tiers.{name}.policy: unknown policy {tier.policy!r}; expected one of {expected}"
             )
-        if tier.policy not in SERVICE_POLICIES:
+        why_not = POLICIES[tier.policy].not_in_service
+        if why_not:
             raise ConfigError(
-                f"{source}: tiers.{name}.policy: {tier.policy!r} {NOT_IN_SERVICE[tier.policy]}; "
-                f"expected one of {', '.join(SERVICE_POLICIES)}"
+                f"{source}: tiers.{name}.policy: {tier.policy!r} {why_not}; expected one of {expected}"
             )
     return cfg
 

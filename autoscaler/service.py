@@ -10,16 +10,18 @@ One pass (`Autoscaler.run_once`), in order:
 3. Ask the metrics source for every tier's demand in one query. If it fails (or raises anything:
    a bug in an adapter must not kill the pass), every tier still goes through the core with
    missing demand, which holds (no scale-down; only min and override floors may raise a tier),
-   and the reason names the failure.
+   and the failure is appended to the reason.
 4. Per tier: judge the sample (negative, stamped in the future, or from an incomplete scrape:
    hold, as for stale data), read the tier's size from the actuator, decide with the core (a pure
-   function), then apply the loop's own safety net (never above x4 of current, never below current
-   on unusable data, always within min and max, no scale-down before one stabilization window of
-   history), **save the decision record and the state it implies to the store**, re-check the
-   lead, and act unless `dry_run`. A scale-down whose record cannot be saved is not applied (a
-   scale-up is: adding capacity is the safe side, and the in-memory state keeps the record). A
-   failed actuation is logged, counted, and left for the next pass, whose decision is at least as
-   high (the core's stabilization remembers it): never forgotten.
+   function whose normalization chain also applies the loop's rules: the safety net, never above
+   x4 of current, never below current on data the loop finds stale or unusable, always within min
+   and max, and no scale-down before one stabilization window of history; what the loop knows
+   beyond the core is appended to the reason, never put in its place), **save the decision record
+   and the state it implies to the store**, re-check the lead, and act unless `dry_run`. A
+   scale-down whose record cannot be saved is not applied (a scale-up is: adding capacity is the
+   safe side, and the in-memory state keeps the record). A failed actuation is logged, counted,
+   and left for the next pass, whose decision is at least as high (the core's stabilization
+   remembers it): never forgotten.
 5. Save the loop state (retried next pass on failure: memory stays the truth); mark a good loop
    when the inputs were fresh and nothing failed.
 
@@ -66,7 +68,6 @@ from autoscaler.telemetry import Telemetry
 SessionSource = Callable[[str, list[int]], Mapping[int, int | None]]
 
 RECENT_DECISIONS_KEPT = 20
-MAX_UP_FACTOR = 4
 # A sample stamped further ahead than this (Prometheus's clock against ours) is not believed:
 # `now - timestamp` would make it fresh forever.
 FUTURE_TOLERANCE_S = 5.0
@@ -93,23 +94,6 @@ class PassResult:
         if self.actuation_failed:
             return EXIT_ACTUATION_FAILED
         return EXIT_OK
-
-
-def safety_net(
-    desired: int, current: int, fresh: bool, floor: int, tier_min: int, tier_max: int
-) -> tuple[int, list[str]]:
-    """The loop's own bounds on whatever a policy returns: a bug in a policy must not make things worse."""
-    tags: list[str] = []
-    cap = max(current * MAX_UP_FACTOR, tier_min, floor, 1)
-    if desired > cap:
-        desired, tags = cap, [*tags, "rate_limit"]
-    if not fresh and desired < current:
-        desired, tags = current, [*tags, "stale_data"]
-    if desired > tier_max:
-        desired, tags = tier_max, [*tags, "max"]
-    if desired < tier_min:
-        desired, tags = tier_min, [*tags, "min"]
-    return desired, tags
 
 
 def override_floor(
@@ -387,6 +371,7 @@ class Autoscaler:
         # lowered behind the loop's back) is asked for again in this pass, not when demand next
         # outgrows what is left.
         intended = capacity.current + lost
+        policy_state, reset = self._policy_state(tier, state, now)
         obs = Observation(
             tier=tier,
             demand=demand,
@@ -396,33 +381,27 @@ class Autoscaler:
             pending=max(0, intended - capacity.ready),
             utilization=None,
             override=floor,
+            # The loop's own staleness rule and history bound every policy, whatever its own
+            # parameters say: the chain holds scale-downs on either (autoscaler/core/chain.py).
+            trusted=fresh,
+            history_s=now - state.history_since.get(tier, -math.inf),
         )
-        policy_state, reset = self._policy_state(tier, state, now)
-        decision, new_state = POLICIES[cfg.policy].decide(obs, policy_state, self.params[tier], now)
-        tier_min, tier_max = self.limits[tier]
-        desired, net = safety_net(
-            decision.desired, intended, fresh, floor.floor if floor else 0, tier_min, tier_max
-        )
+        spec = POLICIES[cfg.policy]
+        decision, new_state = spec.decide(obs, policy_state, self.params[tier], now)
+        desired = decision.desired
+        limited_by = list(decision.limited_by)
+        # The reason keeps its history: what the loop knows beyond the core is added, never put in
+        # its place (the core's own hold on missing data stays readable beside the cause).
         reason = decision.reason
         if problem:
-            reason = f"hold: {problem}"
-            net = [*net, "stale_data"]
+            reason = f"{reason}; sample not used: {problem}"
+            limited_by = list(dict.fromkeys([*limited_by, "stale_data"]))
         if result.metrics_error:
-            reason = f"hold: metrics unavailable ({result.metrics_error})"
-        # No scale-down on less than one stabilization window of history (an empty or lost store, a
-        # new policy): the first samples alone would halve a tier that is busy for a reason.
-        window = float(getattr(self.params[tier], "stabilization_down_s", 0.0))
-        since = state.history_since.get(tier, -math.inf)
-        if now - since < window:
-            left = window - (now - since)
-            if desired < intended:
-                desired, net = intended, [*net, "stabilization"]
-            reason = f"{reason}; no scale-down before {window:.0f} s of history ({left:.0f} s left)"
+            reason = f"{reason}; metrics unavailable ({result.metrics_error})"
         if reset:
             reason = f"{reset}; {reason}"
         if lost:
             reason = f"replacing {lost} lost instance{'s' if lost > 1 else ''}; {reason}"
-        limited_by = list(dict.fromkeys([*decision.limited_by, *net]))
         record: dict[str, Any] = {
             "at": now,
             "tier": tier,
@@ -436,6 +415,7 @@ class Autoscaler:
             "direction": direction_of(desired, capacity.current),
             "reason": reason,
             "limited_by": limited_by,
+            "clamps": [{"tag": c.tag, "sentence": c.sentence} for c in decision.clamps],
             "override": floor.reason if floor else None,
             "dry_run": self.dry_run,
             "acted": False,
@@ -443,7 +423,7 @@ class Autoscaler:
         }
         previous_failed = bool(history) and history[-1].get("error") is not None
         self._collect_failures(tier, actuator, record, result)
-        state.policy_state[tier] = new_state.to_dict()
+        state.policy_state[tier] = spec.state_to_dict(new_state)
         state.policies[tier] = cfg.policy
         state.last_desired[tier] = desired
         history.append(record)

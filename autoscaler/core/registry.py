@@ -1,6 +1,10 @@
-"""Every policy by name, with its state type and a way to build its parameters.
+"""Every policy by name: one entry each, the only place a policy is added.
 
-The service and the simulator both go through here, so a policy added here is available to both.
+An entry gives the policy's `propose` function, its state type, its default parameters for one tier,
+and what its proposal needs (which signal; whether it holds without data). `PolicySpec.decide`
+wraps `propose` in the normalization chain (autoscaler/core/chain.py), and the entry (de)serializes
+the state (autoscaler/core/state.py): a policy writes neither. The service and the simulator both
+go through here, so a policy added here is available to both, with the whole chain.
 """
 
 from __future__ import annotations
@@ -11,45 +15,139 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
-from autoscaler.core.chain import Guards
+from autoscaler.core.chain import Guards, Proposal, normalize
 from autoscaler.core.policies import hpa, keda, oracle, static, step, swell, target_tracking
+from autoscaler.core.state import state_from_dict, state_to_dict
 from autoscaler.core.types import Decision, Limits, Observation
 
 
-class DecideFn(Protocol):
-    def __call__(self, obs: Observation, state: Any, params: Any, now: float) -> tuple[Decision, Any]: ...
+class ProposeFn(Protocol):
+    def __call__(self, obs: Observation, state: Any, params: Any, now: float, /) -> Proposal: ...
+
+
+@dataclass(frozen=True)
+class TierContext:
+    """What a tier tells every policy's parameters: set from the tier's own keys, never as a
+    policy parameter (`NOT_OVERRIDABLE`)."""
+
+    capacity_per_instance: float
+    lead_time_s: float
+    limits: Limits
+    static_count: int = 1
 
 
 @dataclass(frozen=True)
 class PolicySpec:
     name: str
-    decide: DecideFn
+    propose: ProposeFn
     state_type: type
+    params: Callable[[TierContext], Any]  # the default parameters for one tier
     summary: str
+    signal: str = "demand"  # what the chain checks for staleness: "demand" or "utilization"
+    # False: the policy proposes without data (a fixed size); the chain still holds scale-downs.
+    needs_signal: bool = True
+    # What the policy keeps of the decided count, after the chain (swell's recent peak).
+    remember: Callable[[Any, int], Any] | None = None
+    # Why the service cannot run it ("" when it can): the service reads offered demand only.
+    not_in_service: str = ""
+
+    def decide(self, obs: Observation, state: Any, params: Any, now: float) -> tuple[Decision, Any]:
+        """The policy's proposal through the whole chain: the only way a policy decides."""
+        decision, new_state = normalize(self, obs, state, params, now)
+        if self.remember is not None and new_state is not state:
+            new_state = self.remember(new_state, decision.desired)
+        return decision, new_state
 
     def initial_state(self) -> Any:
         return self.state_type()
 
-    def state_from_dict(self, data: dict[str, Any]) -> Any:
-        return self.state_type.from_dict(data)  # type: ignore[attr-defined]
+    def state_to_dict(self, state: Any) -> dict[str, Any]:
+        return state_to_dict(state)
 
+    def state_from_dict(self, data: dict[str, Any]) -> Any:
+        return state_from_dict(self.state_type, data)
+
+
+UTILIZATION_ONLY = "sizes from CPU-like utilization, which the service does not read (it reads demand only)"
 
 POLICIES: dict[str, PolicySpec] = {
-    "swell": PolicySpec(
-        "swell", swell.decide, swell.SwellState, "surge-aware, demand-sized, volatility headroom"
-    ),
-    "hpa": PolicySpec("hpa", hpa.decide, hpa.HpaState, "Kubernetes HPA v2, CPU-like utilization 0.7"),
-    "keda": PolicySpec("keda", keda.decide, keda.KedaState, "KEDA Prometheus scaler, AverageValue, 30 s"),
-    "target-tracking": PolicySpec(
-        "target-tracking",
-        target_tracking.decide,
-        target_tracking.TargetTrackingState,
-        "AWS target tracking, request count per target",
-    ),
-    "step": PolicySpec("step", step.decide, step.StepState, "threshold step scaling on utilization"),
-    "static": PolicySpec("static", static.decide, static.StaticState, "fixed size, provisioned for the peak"),
-    "oracle": PolicySpec("oracle", oracle.decide, oracle.OracleState, "knows the future: the bound"),
+    spec.name: spec
+    for spec in (
+        PolicySpec(
+            "swell",
+            swell.propose,
+            swell.SwellState,
+            lambda t: swell.SwellParams(
+                t.capacity_per_instance, lead_time_s=t.lead_time_s, guards=Guards(limits=t.limits)
+            ),
+            "surge-aware, demand-sized, volatility headroom",
+            remember=swell.remember_count,
+        ),
+        PolicySpec(
+            "hpa",
+            hpa.propose,
+            hpa.HpaState,
+            lambda t: hpa.HpaParams(guards=replace(hpa.HPA_GUARDS, limits=t.limits)),
+            "Kubernetes HPA v2, CPU-like utilization 0.7",
+            signal="utilization",
+            not_in_service=UTILIZATION_ONLY,
+        ),
+        PolicySpec(
+            "keda",
+            keda.propose,
+            keda.KedaState,
+            lambda t: keda.KedaParams(
+                t.capacity_per_instance, guards=replace(hpa.HPA_GUARDS, limits=t.limits)
+            ),
+            "KEDA Prometheus scaler, AverageValue, 30 s",
+        ),
+        PolicySpec(
+            "target-tracking",
+            target_tracking.propose,
+            target_tracking.TargetTrackingState,
+            lambda t: target_tracking.TargetTrackingParams(
+                t.capacity_per_instance, guards=Guards(limits=t.limits, max_down_factor=0.0)
+            ),
+            "AWS target tracking, request count per target",
+        ),
+        PolicySpec(
+            "step",
+            step.propose,
+            step.StepState,
+            lambda t: step.StepParams(guards=Guards(limits=t.limits, max_down_factor=0.0)),
+            "threshold step scaling on utilization",
+            signal="utilization",
+            not_in_service=UTILIZATION_ONLY,
+        ),
+        PolicySpec(
+            "static",
+            static.propose,
+            static.StaticState,
+            lambda t: static.StaticParams(t.static_count, guards=Guards(limits=t.limits)),
+            "fixed size, provisioned for the peak",
+            needs_signal=False,
+            not_in_service="is a simulator-only baseline (a fixed size: set min and max instead)",
+        ),
+        PolicySpec(
+            "oracle",
+            oracle.propose,
+            oracle.OracleState,
+            lambda t: oracle.OracleParams(
+                t.capacity_per_instance,
+                guards=Guards(
+                    limits=t.limits, max_up_factor=math.inf, max_down_factor=0.0, safety_up_factor=math.inf
+                ),
+            ),
+            "knows the future: the bound",
+            not_in_service="is a simulator-only baseline (it needs the future demand)",
+        ),
+    )
 }
+
+
+def service_policies() -> list[str]:
+    """The policies the service can run: they size from offered demand, the one signal it reads."""
+    return [name for name, spec in POLICIES.items() if not spec.not_in_service]
 
 
 def build_params(
@@ -62,25 +160,9 @@ def build_params(
     overrides: dict[str, Any] | None = None,
 ) -> Any:
     """Default parameters of policy `name` for one tier; `overrides` replaces fields by name."""
-    factories: dict[str, Callable[[], Any]] = {
-        "swell": lambda: swell.SwellParams(
-            capacity_per_instance, lead_time_s=lead_time_s, guards=Guards(limits=limits)
-        ),
-        "hpa": lambda: hpa.HpaParams(guards=replace(hpa.HPA_GUARDS, limits=limits)),
-        "keda": lambda: keda.KedaParams(capacity_per_instance, guards=replace(hpa.HPA_GUARDS, limits=limits)),
-        "target-tracking": lambda: target_tracking.TargetTrackingParams(
-            capacity_per_instance, guards=Guards(limits=limits, max_down_factor=0.0)
-        ),
-        "step": lambda: step.StepParams(guards=Guards(limits=limits, max_down_factor=0.0)),
-        "static": lambda: static.StaticParams(static_count, guards=Guards(limits=limits)),
-        "oracle": lambda: oracle.OracleParams(
-            capacity_per_instance,
-            guards=Guards(limits=limits, max_up_factor=float("inf"), max_down_factor=0.0),
-        ),
-    }
-    if name not in factories:
+    if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
-    params = factories[name]()
+    params = POLICIES[name].params(TierContext(capacity_per_instance, lead_time_s, limits, static_count))
     if not overrides:
         return params
     return replace(params, **checked_overrides(name, type(params), overrides))

@@ -1,11 +1,16 @@
 """Policy state as plain data: JSON both ways, so the service can persist it between calls.
 
 States are `NamedTuple`s of numbers, strings and (nested) tuples; JSON turns tuples into lists,
-so `from_dict` turns lists back into tuples and refuses unknown or missing keys by name.
+so `from_dict` turns lists back into tuples and refuses unknown or missing keys by name. JSON has
+no infinity either: an infinite float is written as null, and null read back as the field's
+default when that default is infinite ("never", as target-tracking's last scaling times).
+The registry (`PolicySpec.state_to_dict` / `state_from_dict`) is the only caller: no policy
+writes its own.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +25,8 @@ def _tuplify(value: Any) -> Any:
 def _listify(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_listify(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return None
     return value
 
 
@@ -36,4 +43,5 @@ def state_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     missing = [f for f in fields if f not in data and f not in defaults]
     if missing:
         raise ValueError(f"{cls.__name__}: missing keys {missing}")
-    return cls(**{k: _tuplify(v) for k, v in data.items()})
+    infinite = {k for k, v in defaults.items() if isinstance(v, float) and math.isinf(v)}
+    return cls(**{k: defaults[k] if v is None and k in infinite else _tuplify(v) for k, v in data.items()})

@@ -1,7 +1,8 @@
 """The values that cross the decision core's boundary: observation in, decision and state out.
 
 The autoscaler service calls a policy every sync period per tier and persists the returned state
-(SQLite or a ConfigMap) between calls, so every state is plain data with `to_dict`/`from_dict`.
+(SQLite or a ConfigMap) between calls, so every state is plain data (JSON through the registry:
+`PolicySpec.state_to_dict` / `state_from_dict`).
 Observations, decisions and states are `NamedTuple`s rather than dataclasses: immutable like
 frozen dataclasses, but about three times cheaper to build, and the simulator builds a few
 million of them per benchmark. Parameters, built once, are frozen dataclasses.
@@ -59,15 +60,31 @@ class Observation(NamedTuple):
     pending: int
     utilization: float | None = None
     override: Override | None = None
+    # The caller's own verdict on the sample: False when the service's staleness limit finds it too
+    # old though the policy's own limit does not; the chain then holds scale-downs all the same.
+    trusted: bool = True
+    # Seconds of history behind the policy state (the service knows when it began): with less than
+    # one stabilization window, the chain holds scale-downs. Infinite in the simulator.
+    history_s: float = math.inf
+
+
+class Clamp(NamedTuple):
+    """What one step of the normalization chain did: the tag `limited_by` lists, and a sentence."""
+
+    tag: str  # one of LIMITS, or "tolerance"
+    sentence: str
 
 
 class Decision(NamedTuple):
-    """A policy's answer: the desired count, its direction against `current`, why, and what capped it."""
+    """The chain's answer: the desired count, its direction against `current`, why, what capped it
+    (`limited_by`, one tag per kind, in chain order), and each step that changed the count
+    (`clamps`, with its sentence)."""
 
     desired: int
     direction: str  # "up", "down" or "hold"
     reason: str
     limited_by: tuple[str, ...] = ()
+    clamps: tuple[Clamp, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def test_state_survives_a_json_round_trip_and_stays_bounded(name: str) -> None:
     params = params_for(name)
     demands = [100.0 * (1 + (i % 50) / 10) for i in range(5000)]
     _, state, _ = drive(name, demands, 10, params)
-    text = json.dumps(state.to_dict())
+    text = json.dumps(POLICIES[name].state_to_dict(state))
     restored = POLICIES[name].state_from_dict(json.loads(text))
     assert restored == state
     assert len(text) < 8000  # a ConfigMap value, not a history dump

@@ -16,7 +16,6 @@ from autoscaler.service import (
     EXIT_METRICS_UNAVAILABLE,
     EXIT_OK,
     Autoscaler,
-    safety_net,
 )
 from tests.autoscaler.fakes import FakeActuator, FakeClock, FakeElector, FakeSource, config, telemetry
 
@@ -194,31 +193,6 @@ def test_no_secret_reaches_the_decision_log(tmp_path: Path) -> None:
     assert any(line.get("error") for line in lines)
     assert canary not in stream.getvalue()
     assert canary not in tel.metrics_text().decode()
-
-
-@pytest.mark.parametrize(
-    ("desired", "current", "fresh", "floor", "expected", "tags"),
-    [
-        (100, 4, True, 0, 16, ["rate_limit"]),
-        (2, 8, False, 0, 8, ["stale_data"]),
-        (2, 8, True, 0, 2, []),
-        (80, 40, True, 0, 64, ["max"]),
-        (0, 0, True, 0, 2, ["min"]),
-        (30, 4, True, 30, 30, []),
-    ],
-    ids=[
-        "at-most-x4",
-        "no-scale-down-on-stale",
-        "fresh-scale-down-allowed",
-        "max",
-        "min",
-        "override-floor-beyond-x4",
-    ],
-)
-def test_the_loops_own_safety_net(
-    desired: int, current: int, fresh: bool, floor: int, expected: int, tags: list[str]
-) -> None:
-    assert safety_net(desired, current, fresh, floor, tier_min=2, tier_max=64) == (expected, tags)
 
 
 @pytest.mark.parametrize(

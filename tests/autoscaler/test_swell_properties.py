@@ -61,7 +61,7 @@ def test_the_forecast_is_never_below_the_level_and_the_count_covers_level_plus_h
         assert forecast.value >= tracked.level, (i, d, forecast, tracked)
         needed = math.ceil(tracked.level * (1.0 + rec.headroom) / CAP - 1e-9)
         assert rec.instances >= needed, (i, d, rec, tracked)
-        decision, state = swell.decide(obs, state, params, now)
+        decision, state = POLICIES["swell"].decide(obs, state, params, now)
         current = decision.desired
 
 
@@ -122,7 +122,7 @@ def test_compressed_time_gives_the_same_decisions_on_a_series_replayed_faster(
     for params, scale in ((nominal, 1.0), (fast, speed)):
         state, current, counts = swell.SwellState(), 5, []
         for i, d in enumerate(demands):
-            decision, state = swell.decide(
+            decision, state = POLICIES["swell"].decide(
                 observe(d, current, age=30.0 / scale), state, params, i * STEP_S / scale
             )
             counts.append(decision.desired)

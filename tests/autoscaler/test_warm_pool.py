@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from autoscaler.core.policies import swell
+from autoscaler.core.registry import POLICIES
 from autoscaler.sim.engine import SimParams, WarmPoolParams, resample, run_policy
 from autoscaler.sim.trace import Trace
 from tests.autoscaler.policy_helpers import observe, params_for
@@ -60,7 +61,7 @@ def test_swell_sizes_no_pool_before_it_has_measured_demand_and_a_minimum_rise_af
     state = swell.SwellState()
     current = 12
     for i in range(200):  # flat at 100: level 100, capacity 10
-        decision, state = swell.decide(observe(100.0, current), state, params, i * 15.0)
+        decision, state = POLICIES["swell"].decide(observe(100.0, current), state, params, i * 15.0)
         current = decision.desired
     size, why = swell.warm_pool_target(state, params, current, 600.0, 1000, 200 * 15.0)
     # No growth seen: the minimum rise (x1.25) of the level's count, about a quarter of it.
@@ -73,7 +74,7 @@ def test_after_a_surge_swell_keeps_the_peak_within_reach_for_a_day() -> None:
     state, current = swell.SwellState(), 12
     demands = [100.0] * 200 + [400.0] * 80 + [100.0] * 400
     for i, d in enumerate(demands):
-        decision, state = swell.decide(observe(d, current), state, params, i * 15.0)
+        decision, state = POLICIES["swell"].decide(observe(d, current), state, params, i * 15.0)
         current = decision.desired
     now = len(demands) * 15.0
     size, why = swell.warm_pool_target(state, params, current, 600.0, 1000, now)

@@ -13,19 +13,20 @@ behavior) and pkg/controller/podautoscaler/{replica_calculator.go,horizontal.go}
   recommendation of the last 5 minutes);
 - the controller syncs every 15 s (--horizontal-pod-autoscaler-sync-period).
 
-The shared chain adds only what the platform imposes on every policy: min, max, quota, the
-override floor, and the x4 cap per decision (which binds the HPA only when going from 1 to 5).
+The policy proposes the recommendation with its window and scale-up rate; the shared chain
+applies them (stabilization, rate limit), then what the platform imposes on every policy: min,
+max, quota, the override floor, and the x4 cap per decision (which binds the HPA only when going
+from 1 to 5). Missing or stale utilization holds in the chain.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from autoscaler.core.chain import Guards, finish, rate_limit
-from autoscaler.core.state import state_from_dict, state_to_dict
-from autoscaler.core.types import Decision, Observation, is_missing
+from autoscaler.core.chain import Guards, Proposal
+from autoscaler.core.types import Observation
 
 HPA_GUARDS = Guards(max_down_factor=0.0)  # the HPA itself may remove 100% per period
 
@@ -46,50 +47,42 @@ class HpaState(NamedTuple):
     # (time, recommendation) of the last stabilization window, oldest first.
     recommendations: tuple[tuple[float, int], ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return state_to_dict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HpaState:
-        return state_from_dict(cls, data)
+class Behavior(NamedTuple):
+    """The HPA's default behavior as the chain takes it: the stabilization window's recommendations
+    (stabilizeRecommendationWithBehaviors) and the scale-up rate as a count
+    (convertDesiredReplicasWithBehaviorRate); the chain applies both, in its own order."""
+
+    window: tuple[int, ...]
+    scale_up_limit: int
+    state: HpaState
 
 
 def hpa_behavior(
     recommendation: int,
-    obs: Observation,
+    current: int,
     state: HpaState,
     window_s: float,
     up_percent: float,
     up_pods: int,
     now: float,
-) -> tuple[int, list[str], HpaState]:
-    """The HPA's stabilizeRecommendationWithBehaviors + convertDesiredReplicasWithBehaviorRate."""
+) -> Behavior:
+    """Remember `recommendation` for `window_s`; scale up by at most max(`up_percent`, `up_pods`)."""
     cutoff = now - window_s
     recs = (*(r for r in state.recommendations if r[0] > cutoff), (now, recommendation))
-    current = obs.current
-    limited: list[str] = []
-    desired = recommendation
-    if desired < current:
-        top = max(r[1] for r in recs)
-        stabilized = min(top, current)
-        if stabilized > desired:
-            desired = stabilized
-            limited.append("stabilization")
-    elif desired > current:
-        cap = max(math.ceil(current * (1 + up_percent / 100)), current + up_pods)
-        if desired > cap:
-            desired = cap
-            limited.append("rate_limit")
-    return desired, limited, HpaState(recs)
+    cap = max(math.ceil(current * (1 + up_percent / 100)), current + up_pods)
+    # Only a scale-down consults the window, and only its highest recommendation: that alone is
+    # handed over, and only then (the simulator's hot loop).
+    window = (max(r[1] for r in recs),) if recommendation < current else ()
+    return Behavior(window, cap, HpaState(recs))
 
 
-def decide(obs: Observation, state: HpaState, params: HpaParams, now: float) -> tuple[Decision, HpaState]:
+def propose(obs: Observation, state: HpaState, params: HpaParams, now: float) -> Proposal:
     util = obs.utilization
     current = obs.current
-    if is_missing(util) or obs.sample_age_s > params.stale_after_s:
-        reason = "hold: utilization missing or stale (no scale-down on an invalid metric)"
-        return finish(current, obs, params.guards, now, reason, [], False), state
-    assert util is not None
+    assert util is not None  # the chain asks only with fresh data: no scale-down on an invalid metric
+    # The tolerance is on the usage ratio, as the replica calculator applies it before any
+    # normalization; the chain's count tolerance would round differently.
     ratio = util / params.target_utilization
     if abs(ratio - 1) <= params.tolerance:
         rec = current
@@ -98,11 +91,10 @@ def decide(obs: Observation, state: HpaState, params: HpaParams, now: float) -> 
         # Unready (pending) pods count as 0% on the way up: a flipped direction keeps current.
         if (ratio > 1 and rec <= current) or (ratio < 1 and rec >= current):
             rec = current
-    desired, limited, new_state = hpa_behavior(
-        rec, obs, state, params.stabilization_down_s, params.scale_up_percent, params.scale_up_pods, now
+    behavior = hpa_behavior(
+        rec, current, state, params.stabilization_down_s, params.scale_up_percent, params.scale_up_pods, now
     )
-    desired, tag = rate_limit(desired, current, params.guards)
-    if tag:
-        limited.append(tag)
     reason = f"utilization {util:.0%} vs target {params.target_utilization:.0%} on {obs.ready} ready -> {rec}"
-    return finish(desired, obs, params.guards, now, reason, limited, True), new_state
+    return Proposal(
+        rec, reason, behavior.state, window=behavior.window, scale_up_limit=behavior.scale_up_limit
+    )

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from autoscaler.core.chain import Guards, finish, rate_limit
+from autoscaler.core.chain import Guards, Proposal
 from autoscaler.core.policies.hpa import HPA_GUARDS, HpaState, hpa_behavior
-from autoscaler.core.types import Decision, Observation, is_missing
+from autoscaler.core.types import Observation
 
 KedaState = HpaState
 
@@ -38,20 +38,17 @@ class KedaParams:
             raise ValueError(f"capacity_per_instance must be > 0, got {self.capacity_per_instance}")
 
 
-def decide(obs: Observation, state: HpaState, params: KedaParams, now: float) -> tuple[Decision, HpaState]:
+def propose(obs: Observation, state: HpaState, params: KedaParams, now: float) -> Proposal:
     demand = obs.demand
     current = obs.current
-    if is_missing(demand) or obs.sample_age_s > params.stale_after_s:
-        return finish(current, obs, params.guards, now, "hold: query failed or stale", [], False), state
-    assert demand is not None
+    assert demand is not None  # the chain asks only with fresh data (a failed query holds there)
     target = params.target_utilization * params.capacity_per_instance
     ratio = demand / (target * current) if current > 0 else math.inf
     rec = current if abs(ratio - 1) <= params.tolerance else math.ceil(demand / target)
-    desired, limited, new_state = hpa_behavior(
-        rec, obs, state, params.stabilization_down_s, params.scale_up_percent, params.scale_up_pods, now
+    behavior = hpa_behavior(
+        rec, current, state, params.stabilization_down_s, params.scale_up_percent, params.scale_up_pods, now
     )
-    desired, tag = rate_limit(desired, current, params.guards)
-    if tag:
-        limited.append(tag)
     reason = f"demand {demand:.1f} / target {target:.1f} per instance -> {rec}"
-    return finish(desired, obs, params.guards, now, reason, limited, True), new_state
+    return Proposal(
+        rec, reason, behavior.state, window=behavior.window, scale_up_limit=behavior.scale_up_limit
+    )

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from autoscaler.core.chain import Guards, finish, rate_limit
-from autoscaler.core.state import state_from_dict, state_to_dict
-from autoscaler.core.types import Decision, Observation, is_missing
+from autoscaler.core.chain import Guards, Proposal
+from autoscaler.core.types import Observation
 
 
 @dataclass(frozen=True)
@@ -19,20 +18,10 @@ class StaticParams:
 
 
 class StaticState(NamedTuple):
-    def to_dict(self) -> dict[str, Any]:
-        return state_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StaticState:
-        return state_from_dict(cls, data)
+    pass
 
 
-def decide(
-    obs: Observation, state: StaticState, params: StaticParams, now: float
-) -> tuple[Decision, StaticState]:
-    # The size needs no data, but the platform rule holds for every policy: no scale-down while
-    # the data is stale (the fixed size is reached again once it is fresh).
-    fresh = not is_missing(obs.demand) and obs.sample_age_s <= params.stale_after_s
-    desired, tag = rate_limit(params.count, obs.current, params.guards)
-    limited = [tag] if tag else []
-    return finish(desired, obs, params.guards, now, f"fixed size {params.count}", limited, fresh), state
+def propose(obs: Observation, state: StaticState, params: StaticParams, now: float) -> Proposal:
+    # The size needs no data (the registry says so), but the chain's rule holds for every policy:
+    # no scale-down while the data is stale (the fixed size is reached again once it is fresh).
+    return Proposal(params.count, f"fixed size {params.count}", state)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from autoscaler.core.chain import Guards, finish, rate_limit
-from autoscaler.core.state import state_from_dict, state_to_dict
-from autoscaler.core.types import Decision, Observation, is_missing
+from autoscaler.core.chain import Guards, Proposal
+from autoscaler.core.types import Observation
 
 
 @dataclass(frozen=True)
@@ -37,20 +36,11 @@ class StepState(NamedTuple):
     above: int = 0
     below: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return state_to_dict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StepState:
-        return state_from_dict(cls, data)
-
-
-def decide(obs: Observation, state: StepState, params: StepParams, now: float) -> tuple[Decision, StepState]:
+def propose(obs: Observation, state: StepState, params: StepParams, now: float) -> Proposal:
     util = obs.utilization
     current = obs.current
-    if is_missing(util) or obs.sample_age_s > params.stale_after_s:
-        return finish(current, obs, params.guards, now, "hold: datapoint missing", [], False), state
-    assert util is not None
+    assert util is not None  # the chain asks only with fresh data
     above = state.above + 1 if util >= params.scale_out_threshold else 0
     below = state.below + 1 if util < params.scale_in_threshold else 0
     desired = current
@@ -63,8 +53,4 @@ def decide(obs: Observation, state: StepState, params: StepParams, now: float) -
         desired = current - max(1, math.floor(current * params.scale_in_percent / 100))
         below = 0
         reason += f" < {params.scale_in_threshold:.0%}: -{params.scale_in_percent:.0f}%"
-    limited: list[str] = []
-    desired, tag = rate_limit(desired, current, params.guards)
-    if tag:
-        limited.append(tag)
-    return finish(desired, obs, params.guards, now, reason, limited, True), StepState(above, below)
+    return Proposal(desired, reason, StepState(above, below))

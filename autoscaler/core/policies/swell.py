@@ -2,10 +2,11 @@
 provisioning lead time, with headroom in proportion to the measured volatility of demand.
 
 Per decision (every sync period, 15 s), as named steps (`track`, `forecast_demand`, `recommend`,
-then the chain in `decide`), each testable on its own:
+then `propose` hands the count, its window and tolerance to the normalization chain,
+autoscaler/core/chain.py), each testable on its own:
 
 1. Fresh data only: a missing sample or one older than `stale_after_s` holds (no scale-down,
-   no data-driven scale-up).
+   no data-driven scale-up); the chain does it, without asking the policy.
 2. Demand level and trend: four EWMAs of offered demand. `level` (half-life 200 s) is what
    capacity is sized from: smooth enough that noise does not drive the count. `fast` and `slow`
    (45 s, 240 s) give the growth rate g (per second) of an exponential trend, since an EWMA lags
@@ -78,11 +79,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from autoscaler.core.chain import Guards, finish, rate_limit, stabilization, tolerance
-from autoscaler.core.state import state_from_dict, state_to_dict
-from autoscaler.core.types import Decision, Observation, is_missing
+from autoscaler.core.chain import Guards, Proposal
+from autoscaler.core.types import Observation
 
 LN2 = math.log(2)
 BUCKETS_PER_DAY = 96
@@ -217,13 +217,6 @@ class SwellState(NamedTuple):
     # The largest count recently asked for, decaying by `warm_memory_halflife_s`: yesterday's peak,
     # which a warm pool keeps within reach.
     count_memory: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return state_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SwellState:
-        return state_from_dict(cls, data)
 
 
 def _window_add(
@@ -509,15 +502,12 @@ def is_rising(tracked: Tracked) -> bool:
     return tracked.demand > tracked.fast > tracked.level > tracked.slow
 
 
-def decide(
-    obs: Observation, state: SwellState, params: SwellParams, now: float
-) -> tuple[Decision, SwellState]:
+def propose(obs: Observation, state: SwellState, params: SwellParams, now: float) -> Proposal:
+    """Steps 2-6 (the chain holds on stale data, step 1, and applies step 6's tolerance, rate limit
+    and window with the count the window remembers)."""
     current = obs.current
     demand = obs.demand
-    if is_missing(demand) or obs.sample_age_s > params.stale_after_s:
-        why = "missing" if is_missing(demand) else f"{obs.sample_age_s:.0f} s old"
-        return finish(current, obs, params.guards, now, f"hold: demand {why}", [], False), state
-    assert demand is not None
+    assert demand is not None  # the chain asks only with fresh data
 
     tracked = track(state, params, demand, now)
     forecast = forecast_demand(tracked, state, params, obs.sample_age_s, now)
@@ -549,12 +539,7 @@ def decide(
         surge_until = min(surge_until, now)
         reason = f"released: demand back to {tracked.fast:.1f}, {reason}"
 
-    # 6. The chain: tolerance, rate limit, stabilization.
-    limited: list[str] = []
-    desired, _ = tolerance(rec.instances, current, 0.0, params.down_tolerance)
-    desired, tag = rate_limit(desired, current, params.guards)
-    if tag:
-        limited.append(tag)
+    # 6. The window the chain's stabilization step holds a scale-down at.
     cutoff = slot - WINDOW_SLOTS
     window = _window_add(state.minute_max, slot, rec.instances, cutoff)
     base_window = _window_add(state.base_max, slot, rec.base_instances, cutoff)
@@ -565,18 +550,19 @@ def decide(
         window = tuple(
             (m, r) if m < episode_minute else (m, kept.get(m, min(r, rec.base_instances))) for m, r in window
         )
-    if desired < current:
-        if is_rising(tracked):
-            # Never shed capacity while demand still climbs, whatever the headroom learned meanwhile.
-            desired = current
-            limited.append("stabilization")
-            reason = f"{reason}, demand still rising"
-        else:
-            # During a surge (and one window after it) the highest recommendation is the count itself.
-            recent = (current,) if now < surge_until else tuple(m[1] for m in window)
-            desired, tag = stabilization(desired, current, recent)
-            if tag:
-                limited.append(tag)
+    note = ""
+    holding: tuple[int, ...] = ()
+    if rec.instances >= current:
+        pass  # only a scale-down consults the window: not built otherwise (the simulator's hot loop)
+    elif is_rising(tracked):
+        # Never shed capacity while demand still climbs, whatever the headroom learned meanwhile.
+        holding = (current,)
+        note = "demand still rising"
+    elif now < surge_until:
+        # During a surge (and one window after it) the highest recommendation is the count itself.
+        holding = (current,)
+    else:
+        holding = tuple(m[1] for m in window)
 
     # Seasonal profile: close the bucket when a new one starts.
     d = tracked.demand
@@ -614,8 +600,21 @@ def decide(
         growth_memory=max(
             _decayed(state.growth_memory, state.last_t, now, params.warm_memory_halflife_s), forecast.growth
         ),
-        count_memory=max(
-            _decayed(state.count_memory, state.last_t, now, params.warm_memory_halflife_s), float(desired)
-        ),
+        count_memory=_decayed(state.count_memory, state.last_t, now, params.warm_memory_halflife_s),
     )
-    return finish(desired, obs, params.guards, now, reason, limited, True), new_state
+    return Proposal(
+        rec.instances,
+        reason,
+        new_state,
+        window=holding,
+        window_note=note,
+        tolerance=(0.0, params.down_tolerance),
+    )
+
+
+def remember_count(state: SwellState, desired: int) -> SwellState:
+    """The count the chain decided goes into `count_memory` (a warm pool keeps yesterday's peak
+    within reach): the policy proposes before the chain caps, so the registry calls this after."""
+    if desired <= state.count_memory:
+        return state
+    return state._replace(count_memory=float(desired))

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from autoscaler.core.chain import Guards, finish, rate_limit
-from autoscaler.core.state import state_from_dict, state_to_dict
-from autoscaler.core.types import Decision, Observation, is_missing
+from autoscaler.core.chain import Guards, Proposal
+from autoscaler.core.types import Observation
 
 
 @dataclass(frozen=True)
@@ -43,27 +42,16 @@ class TargetTrackingState(NamedTuple):
     above: int = 0  # consecutive datapoints above the target
     below: int = 0  # consecutive datapoints below the scale-in threshold
     last_scale_out: float = -math.inf
-    last_scale_in: float = -math.inf
-
-    def to_dict(self) -> dict[str, Any]:
-        d = state_to_dict(self)
-        # JSON has no infinity: "never" is null.
-        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TargetTrackingState:
-        fixed = {k: (-math.inf if v is None and k.startswith("last_") else v) for k, v in data.items()}
-        return state_from_dict(cls, fixed)
+    last_scale_in: float = -math.inf  # "never" (null in JSON: autoscaler/core/state.py)
 
 
-def decide(
+def propose(
     obs: Observation, state: TargetTrackingState, params: TargetTrackingParams, now: float
-) -> tuple[Decision, TargetTrackingState]:
+) -> Proposal:
+    # Not asked on missing data: CloudWatch treats it as "missing", the alarms keep their state,
+    # and so does the chain's hold.
     demand = obs.demand
     current = obs.current
-    if is_missing(demand) or obs.sample_age_s > params.stale_after_s:
-        # CloudWatch treats missing data as "missing": the alarms keep their state.
-        return finish(current, obs, params.guards, now, "hold: datapoint missing", [], False), state
     assert demand is not None
     target = params.target_utilization * params.capacity_per_instance
     per_target = demand / obs.ready if obs.ready > 0 else math.inf
@@ -85,9 +73,4 @@ def decide(
             last_in = now
             below = 0
             reason += f": {params.scale_in_datapoints} datapoints below -> {proportional}"
-    limited: list[str] = []
-    desired, tag = rate_limit(desired, current, params.guards)
-    if tag:
-        limited.append(tag)
-    new_state = TargetTrackingState(above, below, last_out, last_in)
-    return finish(desired, obs, params.guards, now, reason, limited, True), new_state
+    return Proposal(desired, reason, TargetTrackingState(above, below, last_out, last_in))
