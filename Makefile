@@ -11,7 +11,7 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview drill bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible bench-drill clean dashboards
+.PHONY: setup debs test lint typecheck unit preview drill bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-actuation bench-ansible bench-drill clean dashboards
 
 setup: debs $(STAMP)
 
@@ -80,5 +80,9 @@ bench-k8s: setup
 bench-autoscaler: setup
 	$(BIN)/python tests/autoscaler/bench_pass.py --tiers 100 --passes 30
 
+# One pass over 3 tiers while a stand-in `pulumi up` takes 120 s: the pass stays within one interval.
+bench-actuation: setup
+	$(BIN)/python tests/autoscaler/bench_actuation.py --up-delay 120 --interval 15
+
 # Every benchmark, each printing its figures and ratios to its target (figures are noisy on 2 shared cores).
-bench: bench-stacks bench-sim bench-k8s bench-autoscaler bench-ansible bench-drill
+bench: bench-stacks bench-sim bench-k8s bench-autoscaler bench-actuation bench-ansible bench-drill

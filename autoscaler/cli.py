@@ -15,11 +15,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autoscaler.config import AutoscalerConfig, ConfigError, load_config
@@ -27,9 +29,14 @@ from autoscaler.ports import ActuationError, Override, StateStore, StateStoreErr
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MIN_FACTOR, MAX_FACTOR = 1.0, 4.0
+# A 400% surge is x5; x10 leaves room for a launch bigger than anything seen. The floor is capped by
+# the tier's max anyway.
+MIN_FACTOR, MAX_FACTOR = 1.0, 10.0
+# An override is for an event; a lasting change is a new `min` in the stack, reviewed in git.
+MAX_SURGE_S = 31 * 86400
 
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
 def parse_duration(text: str) -> float:
@@ -40,6 +47,15 @@ def parse_duration(text: str) -> float:
             f"{text!r} is not a duration; expected a number and a unit: 90s, 15m, 2h, 1d"
         )
     return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def _utc(at: float, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
+    """A stored time for people; one written by an older version may be past what the platform's
+    calendar can show, and a listing must not crash on it."""
+    try:
+        return time.strftime(fmt, time.gmtime(at))
+    except (OverflowError, OSError, ValueError):
+        return "far future" if at > 0 else "invalid time"
 
 
 def _load(config: Path) -> AutoscalerConfig:
@@ -59,7 +75,9 @@ def _fail(message: str, code: int, cfg: AutoscalerConfig | None = None) -> typer
 
 
 def autoscale(
-    config: Path = typer.Option(..., "--config", "-c", help="Autoscaler YAML (see autoscaler.example.yaml)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", envvar="SWELL_CONFIG", help="Autoscaler YAML (see autoscaler.example.yaml)."
+    ),
     once: bool = typer.Option(False, "--once", help="Run one pass and exit (exit 3: metrics unavailable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and record, but never act."),
     as_json: bool = typer.Option(False, "--json", help="With --once: print the pass's decisions as JSON."),
@@ -79,6 +97,14 @@ def autoscale(
         raise _fail(str(exc), 5, cfg) from None
     if once:
         result = loop.run_once()
+        # Pulumi updates run in the background: wait for them, a failure is this pass's failure.
+        timeout = max((getattr(t.actuator, "update_timeout_s", 0.0) for t in cfg.tiers.values()), default=0.0)
+        for tier, errors in loop.settle(timeout + 60).items():
+            result.actuation_failed = True
+            for d in result.decisions:
+                if d["tier"] == tier:
+                    d["error"] = "; ".join(errors)
+        loop.close()
         if as_json:
             keys = (
                 "tier",
@@ -121,8 +147,17 @@ def autoscale(
     finally:
         stop.set()
         runner.join(timeout=30)
+        loop.close()  # cancels an update in flight; its CLI cannot outlive us in any case
         server.stop()
         telemetry.log("stopped")
+
+
+def _read(cfg: AutoscalerConfig, call: Callable[[], T]) -> T:
+    """A state store call; its failure is an error naming the store (exit 5), not a traceback."""
+    try:
+        return call()
+    except StateStoreError as exc:
+        raise _fail(str(exc), 5, cfg) from None
 
 
 def _store(cfg: AutoscalerConfig) -> StateStore:
@@ -135,12 +170,16 @@ def _store(cfg: AutoscalerConfig) -> StateStore:
 
 
 def surge(
-    config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", envvar="SWELL_CONFIG", help="The autoscaler's YAML (names its state store)."
+    ),
     tier: str | None = typer.Option(None, "--tier", help="Tier to raise."),
     factor: float | None = typer.Option(
-        None, "--factor", help="Keep at least FACTOR x today's count (2 or 4)."
+        None,
+        "--factor",
+        help="Keep at least FACTOR x today's count: 2 doubles it, 5 answers a 400% surge (1 < FACTOR <= 10).",
     ),
-    duration: str | None = typer.Option(None, "--for", help="How long: 90m, 2h, 1d."),
+    duration: str | None = typer.Option(None, "--for", help="How long: 90m, 2h, 1d (at most 31d)."),
     reason: str = typer.Option("", "--reason", help="Why, for the log and for whoever comes next."),
     list_: bool = typer.Option(False, "--list", help="List overrides."),
     cancel: str | None = typer.Option(None, "--cancel", help="Cancel the override with this id."),
@@ -151,7 +190,7 @@ def surge(
     store = _store(cfg)
     now = time.time()
     if list_:
-        overrides = store.overrides()
+        overrides = _read(cfg, store.overrides)
         if as_json:
             typer.echo(json.dumps([o.to_dict() | {"active": o.active(now)} for o in overrides], indent=2))
             return
@@ -159,12 +198,19 @@ def surge(
         for o in overrides:
             left = o.expires_at - now
             state = f"active, {left / 60:.0f} min left" if o.active(now) else "expired"
-            expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(o.expires_at))
-            table.add_row(o.id, o.tier, f"x{o.factor:g}", str(o.floor), expires, state, o.reason)
+            table.add_row(
+                escape(o.id),
+                escape(o.tier),
+                f"x{o.factor:g}",
+                str(o.floor),
+                _utc(o.expires_at),
+                state,
+                escape(o.reason),
+            )
         Console().print(table)
         return
     if cancel is not None:
-        if not store.cancel_override(cancel):
+        if not _read(cfg, lambda: store.cancel_override(cancel)):
             raise _fail(f"no override with id {cancel!r}; `swell surge --list` shows them", 1)
         typer.echo(f"cancelled {cancel}")
         return
@@ -175,13 +221,22 @@ def surge(
     if not MIN_FACTOR < factor <= MAX_FACTOR:
         raise _fail(f"--factor must be above {MIN_FACTOR:g} and at most {MAX_FACTOR:g}, got {factor:g}", 2)
     seconds = parse_duration(duration)
+    if not 0 < seconds <= MAX_SURGE_S:
+        raise _fail(
+            f"--for must be above 0 and at most {MAX_SURGE_S // 86400}d, got {duration}; "
+            "for a lasting change raise the tier's min in the stack",
+            2,
+        )
     from autoscaler.wiring import build_actuators
 
     try:
-        current = build_actuators(cfg, only={tier})[tier].capacity(tier).current
+        actuator = build_actuators(cfg, only={tier})[tier]
+        current = actuator.capacity(tier).current
+        own = getattr(actuator, "limits", None)
+        tier_max = cfg.tiers[tier].limits(own(tier) if callable(own) else None)[1]
     except (ActuationError, ConfigError) as exc:
         raise _fail(f"cannot read the current size of {tier}: {exc}", 5, cfg) from None
-    floor = min(math.ceil(factor * max(current, 1)), cfg.tiers[tier].max)
+    floor = min(math.ceil(factor * max(current, 1)), tier_max)
     override = Override(
         id=f"sg-{secrets.token_hex(3)}",
         tier=tier,
@@ -191,7 +246,7 @@ def surge(
         expires_at=now + seconds,
         reason=reason or "manual surge",
     )
-    store.add_override(override)
+    _read(cfg, lambda: store.add_override(override))
     capped = " (capped by max)" if floor < math.ceil(factor * max(current, 1)) else ""
     if as_json:
         typer.echo(json.dumps(override.to_dict()))
@@ -203,15 +258,18 @@ def surge(
 
 
 def status(
-    config: Path = typer.Option(..., "--config", "-c", help="The autoscaler's YAML (names its state store)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", envvar="SWELL_CONFIG", help="The autoscaler's YAML (names its state store)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Per tier: current, desired and ready instances, the last decision and why, overrides, data age."""
+    """Per tier: current, desired, ready and pending instances, the last decision and why, overrides,
+    data age, the update in flight (since when, target counts) and the instances draining."""
     cfg = _load(config)
     store = _store(cfg)
     now = time.time()
-    state = store.load_loop_state()
-    overrides = [o for o in store.overrides() if o.active(now)]
+    state = _read(cfg, store.load_loop_state)
+    overrides = [o for o in _read(cfg, store.overrides) if o.active(now)]
     rows: list[dict[str, Any]] = []
     for tier in cfg.tiers:
         history = state.recent_decisions.get(tier) or []
@@ -229,6 +287,12 @@ def status(
                 "sample_age_s": last["sample_age_s"] if last else None,
                 "error": last["error"] if last else None,
                 "overrides": [o.to_dict() for o in overrides if o.tier == tier],
+                "pending": max(0, last["current"] - last["ready"]) if last else None,
+                "update": _update_of(state.actuation, tier),
+                "draining": [
+                    {"index": int(i), **d}
+                    for i, d in sorted(state.drains.get(tier, {}).items(), key=lambda x: int(x[0]))
+                ],
             }
         )
     if as_json:
@@ -243,6 +307,8 @@ def status(
         "limited by",
         "override",
         "data",
+        "update",
+        "draining",
         title="swell status",
     )
     for r in rows:
@@ -252,21 +318,55 @@ def status(
         decided = f"{r['decided_s_ago']:.0f} s ago" if r["decided_s_ago"] is not None else "never"
         stale = r["decided_s_ago"] is None or r["decided_s_ago"] > cfg.stale_after_s
         data = "[red]stale[/red]" if stale or r["sample_age_s"] is None else f"{r['sample_age_s']:.0f} s old"
-        note = f"{arrow} {r['reason']}" + (f" [red](failed: {r['error']})[/red]" if r["error"] else "")
+        # Reasons, errors and on-call's own --reason are text, never markup.
+        note = f"{arrow} {escape(r['reason'])}" + (
+            f" [red](failed: {escape(r['error'])})[/red]" if r["error"] else ""
+        )
         table.add_row(
             r["tier"],
             str(r["current"] if r["current"] is not None else "-"),
             str(r["desired"] if r["desired"] is not None else "-"),
             str(r["ready"] if r["ready"] is not None else "-"),
             f"{note} ({decided})",
-            ", ".join(r["limited_by"]) or "-",
+            escape(", ".join(r["limited_by"])) or "-",
             ", ".join(
-                f">= {o['floor']} until {time.strftime('%H:%M', time.gmtime(o['expires_at']))}"
-                for o in r["overrides"]
+                f">= {o['floor']} until {_utc(o['expires_at'], '%Y-%m-%d %H:%M UTC')}" for o in r["overrides"]
             )
             or "-",
             data,
+            escape(_update_cell(r["update"], now)),
+            ", ".join(
+                f"#{d['index']} {d['sessions'] if d['sessions'] is not None else '?'} sessions, "
+                f"{max(0.0, d['deadline'] - now):.0f} s left"
+                for d in r["draining"]
+            )
+            or "-",
         )
     Console().print(table)
     if any(r["error"] for r in rows):
         sys.exit(4)
+
+
+def _update_of(actuation: dict[str, dict[str, Any]], tier: str) -> dict[str, Any] | None:
+    """The update in flight or queued that covers `tier`, from what the actuators reported."""
+    for stack, report in actuation.items():
+        flight = report.get("in_flight") or {}
+        if tier in flight.get("targets", {}):
+            return {
+                "stack": stack,
+                "state": "running",
+                "since": flight["since"],
+                "targets": flight["targets"],
+            }
+        if tier in (report.get("queued") or {}):
+            return {"stack": stack, "state": "queued", "since": None, "targets": report["queued"]}
+    return None
+
+
+def _update_cell(update: dict[str, Any] | None, now: float) -> str:
+    if update is None:
+        return "-"
+    targets = ", ".join(f"{t} -> {n}" for t, n in sorted(update["targets"].items()))
+    if update["state"] == "queued":
+        return f"queued on {update['stack']}: {targets}"
+    return f"pulumi up on {update['stack']} for {now - update['since']:.0f} s: {targets}"

@@ -69,6 +69,15 @@ class PulumiActuatorConfig(_Strict):
     work_dir: Path = Path(".")
     stack: str = Field(min_length=1)
     lock_attempts: int = Field(5, ge=1, le=20)
+    # `pulumi up --parallel`: OVHcloud allows 20 Nova/Neutron API requests/s per project
+    # (docs/autoscaler.md, "Actuation"); 10 resource operations at once stays under it.
+    parallel: int = Field(10, ge=1, le=20)
+    # One update may take this long; then it is cancelled (SIGINT, SIGKILL after cancel_grace_s).
+    update_timeout_s: float = Field(1800.0, gt=0)
+    cancel_grace_s: float = Field(30.0, gt=0, le=600)
+    # Run on every automated update (`pulumi up --policy-pack`); relative to work_dir.
+    policy_pack: Path | None = Path("stacks/policy")
+    policy_pack_config: Path | None = None
 
 
 class KubernetesActuatorConfig(_Strict):
@@ -93,19 +102,56 @@ class TierConfig(_Strict):
     capacity_per_instance: float = Field(
         gt=0, description="offered demand one instance serves within its SLO"
     )
-    min: int = Field(1, ge=0)
-    max: int = Field(ge=1)
+    # Optional for a tier on a Pulumi stack: the stack's own min and max are the limits, and these
+    # may only narrow them. Required otherwise (max; min defaults to 1).
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=1)
     quota: int | None = Field(None, ge=0, description="instances the OpenStack quota leaves for this tier")
     lead_time_s: float = Field(180.0, ge=0, description="request to ready: VM boot plus configuration")
     policy: str = "swell"
     policy_params: dict[str, Any] = Field(default_factory=dict)
     actuator: ActuatorConfig
+    # Scale-down drains (actuators that name instances: pulumi, local): the longest a retiring
+    # instance keeps its open sessions before it is removed anyway.
+    drain_timeout_s: float = Field(900.0, ge=0)
+    # Which instances retire: `paid-hour` (nearest the end of their paid hour) or `newest`.
+    retire: Literal["paid-hour", "newest"] = "paid-hour"
+    # PromQL giving the open sessions of each instance, labelled `instance` with its Nova name
+    # (swell-<stack>-<tier>-<i>): a drain ends when its instance reaches 0. Without it, a drain
+    # lasts drain_timeout_s.
+    sessions_query: str | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> TierConfig:
-        if self.max < self.min:
+        if self.max is None and not isinstance(self.actuator, PulumiActuatorConfig):
+            raise ValueError(
+                f"max is required for a {self.actuator.kind} actuator "
+                "(only a Pulumi stack has limits of its own)"
+            )
+        if self.max is not None and self.min is not None and self.max < self.min:
             raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
         return self
+
+    def limits(self, stack: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(min, max): the stack's limits narrowed by this tier's own, else this tier's. Raises
+        ConfigError, naming the key, when this tier's would widen the stack's."""
+        if stack is None:
+            if self.max is None:
+                raise ConfigError("max: required (the stack's limits are not known here)")
+            return (1 if self.min is None else self.min), self.max
+        lo, hi = stack
+        if self.min is not None and self.min < lo:
+            raise ConfigError(
+                f"min: {self.min} is below the stack's min ({lo}); it may only narrow the stack's limits"
+            )
+        if self.max is not None and self.max > hi:
+            raise ConfigError(
+                f"max: {self.max} is above the stack's max ({hi}); it may only narrow the stack's limits"
+            )
+        narrowed = (lo if self.min is None else self.min, hi if self.max is None else self.max)
+        if narrowed[0] > narrowed[1]:
+            raise ConfigError(f"min: {narrowed[0]} is above the max in force ({narrowed[1]})")
+        return narrowed
 
 
 class SQLiteStateConfig(_Strict):

@@ -8,7 +8,7 @@ the service loop and the decision core see nothing but these types. One place
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,6 +85,41 @@ class Actuator(Protocol):
 
 
 @dataclass(frozen=True)
+class Member:
+    """One instance of a tier as a draining actuator knows it: its stable index (its name), when it
+    was created (billing starts there), whether it is asked to drain, and whether it serves yet."""
+
+    index: int
+    started_at: float
+    retiring: bool = False
+    ready: bool = False
+    # A retiring member whose removal from rotation is not applied yet (a queued update).
+    in_rotation: bool = False
+
+
+class Fleet(Actuator, Protocol):
+    """An actuator whose scale-down drains: it names the instances that serve and those that retire.
+
+    `capacity` counts the serving instances only. `apply` asks for a layout (which indices serve,
+    which are being drained: out of rotation, sessions kept) and may return before it is in place
+    (the Pulumi actuator queues one update per stack); `members` reflects what was asked for.
+    `sessions` reports the sessions still open on retiring instances (None: unknown).
+    """
+
+    def members(self, tier: str) -> list[Member]: ...
+
+    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+        """Raises ActuationError (a layout the actuator refuses, an unknown tier)."""
+        ...
+
+    def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]: ...
+
+
+def is_fleet(actuator: Actuator) -> bool:
+    return all(callable(getattr(actuator, m, None)) for m in ("members", "apply", "sessions"))
+
+
+@dataclass(frozen=True)
 class Override:
     """A manual surge from on-call: keep at least `floor` instances of `tier` until `expires_at`.
 
@@ -130,7 +165,8 @@ class Override:
 class LoopState:
     """What the loop keeps between passes, per tier: the core's state (opaque JSON-able dict, the
     decision history its windows need), which policy wrote it and since when that history runs,
-    the last desired count it acted on, and the last decisions (bounded) for `swell status`;
+    the last desired count it acted on, the last decisions (bounded) for `swell status`, and the
+    drains in progress (which instances, since when, until when: a restart resumes them);
     `writer` is the replica that saved it (its leader election identity), None without election.
 
     States saved before `policies` and `history_since` existed load with both empty: their history
@@ -143,6 +179,10 @@ class LoopState:
     policies: dict[str, str] = field(default_factory=dict)
     history_since: dict[str, float] = field(default_factory=dict)
     writer: str | None = None
+    # Per tier, the instances being drained: index (as text, JSON keys) -> {since, deadline, sessions}.
+    drains: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # What each actuator reported last pass (update in flight, queued, last result), for `swell status`.
+    actuation: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +192,8 @@ class LoopState:
             "policies": self.policies,
             "history_since": self.history_since,
             "writer": self.writer,
+            "drains": self.drains,
+            "actuation": self.actuation,
         }
 
     @classmethod
@@ -164,10 +206,15 @@ class LoopState:
             policies={str(k): str(v) for k, v in data.get("policies", {}).items()},
             history_since={str(k): float(v) for k, v in data.get("history_since", {}).items()},
             writer=None if writer is None else str(writer),
+            drains={
+                str(t): {str(i): dict(d) for i, d in dict(v).items()}
+                for t, v in data.get("drains", {}).items()
+            },
+            actuation={str(k): dict(v) for k, v in data.get("actuation", {}).items()},
         )
 
     def is_empty(self) -> bool:
-        return not (self.policy_state or self.last_desired or self.recent_decisions)
+        return not (self.policy_state or self.last_desired or self.recent_decisions or self.drains)
 
 
 class StateStoreError(RuntimeError):

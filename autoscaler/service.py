@@ -31,6 +31,7 @@ a real Prometheus and the Kubernetes stand-in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -38,12 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler.config import AutoscalerConfig
+from autoscaler.core.drain import Drain, FleetPlan, plan_fleet
 from autoscaler.core.registry import POLICIES, build_params
 from autoscaler.core.types import Limits, Observation, direction_of
 from autoscaler.core.types import Override as CoreOverride
 from autoscaler.ports import (
     ActuationError,
     Actuator,
+    Fleet,
     LeaderElector,
     LoopState,
     MetricsSource,
@@ -53,8 +56,13 @@ from autoscaler.ports import (
     StateFenceError,
     StateStore,
     StateStoreError,
+    is_fleet,
 )
 from autoscaler.telemetry import Telemetry
+
+# Where drains read the sessions left on retiring instances when the actuator cannot say:
+# (tier, indices) -> {index: sessions or None}.
+SessionSource = Callable[[str, list[int]], Mapping[int, int | None]]
 
 RECENT_DECISIONS_KEPT = 20
 MAX_UP_FACTOR = 4
@@ -122,8 +130,14 @@ class Autoscaler:
         clock: Callable[[], float],
         elector: LeaderElector | None = None,
         dry_run: bool = False,
+        limits: Mapping[str, tuple[int, int]] | None = None,
+        sessions: Mapping[str, SessionSource] | None = None,
     ) -> None:
         self.config = config
+        # (min, max) per tier: the stack's own limits narrowed by the config (autoscaler.wiring),
+        # or the config's when the actuator has none.
+        self.limits = {name: (limits or {}).get(name) or tier.limits() for name, tier in config.tiers.items()}
+        self.sessions = dict(sessions or {})
         self.source = source
         self.actuators = actuators
         self.store = store
@@ -140,7 +154,7 @@ class Autoscaler:
                 tier.policy,
                 capacity_per_instance=tier.capacity_per_instance,
                 lead_time_s=tier.lead_time_s,
-                limits=Limits(min=tier.min, max=tier.max, quota=tier.quota),
+                limits=Limits(min=self.limits[name][0], max=self.limits[name][1], quota=tier.quota),
                 overrides=_with_service_timing(tier.policy, tier.policy_params, config),
             )
             for name, tier in config.tiers.items()
@@ -174,12 +188,19 @@ class Autoscaler:
             samples = {}
             result.metrics_error = f"the metrics source failed unexpectedly ({type(exc).__name__}: {exc})"
             self.telemetry.metrics_errors.inc()
-        for tier in self.config.tiers:
-            record = self._decide_and_act(tier, samples.get(tier), state, overrides, now, result)
-            if record is not None:
-                result.decisions.append(record)
-            if result.deposed:
-                break
+        with contextlib.ExitStack() as batches:
+            # One update per pass and actuator (Pulumi: one `up` for every tier of the stack).
+            for actuator in {id(a): a for a in self.actuators.values()}.values():
+                batch = getattr(actuator, "batch", None)
+                if callable(batch):
+                    batches.enter_context(batch())
+            for tier in self.config.tiers:
+                record = self._decide_and_act(tier, samples.get(tier), state, overrides, now, result)
+                if record is not None:
+                    result.decisions.append(record)
+                if result.deposed:
+                    break
+        self._record_actuation(state)
         if not result.deposed and self._still_leading(result):
             self._save(state, result)
         fresh = all(d["fresh"] for d in result.decisions)
@@ -188,6 +209,33 @@ class Autoscaler:
             self.telemetry.mark_good_loop(now)
         self.telemetry.pass_finished(self.clock(), leader=not result.deposed)
         return result
+
+    def settle(self, timeout_s: float) -> dict[str, list[str]]:
+        """Wait until the actuators' background updates are done (`swell autoscale --once` must
+        not exit with one in flight); return the errors of those that failed, per tier."""
+        waited: set[int] = set()
+        for actuator in self.actuators.values():
+            wait = getattr(actuator, "wait_idle", None)
+            if callable(wait) and id(actuator) not in waited:
+                waited.add(id(actuator))
+                wait(timeout_s)
+        errors = {}
+        for tier, actuator in self.actuators.items():
+            failures = getattr(actuator, "failures", None)
+            found = failures(tier) if callable(failures) else []
+            if found:
+                errors[tier] = found
+        return errors
+
+    def close(self) -> None:
+        """Stop the actuators' background work (an update in flight is cancelled: see
+        autoscaler/adapters/pulumi.py)."""
+        closed: set[int] = set()
+        for actuator in self.actuators.values():
+            close = getattr(actuator, "close", None)
+            if callable(close) and id(actuator) not in closed:
+                closed.add(id(actuator))
+                close()
 
     def _begin_term(self, now: float) -> LoopState:
         """The state at the start of a term (first pass, or leading again): the store's. With leader
@@ -326,8 +374,9 @@ class Autoscaler:
         )
         policy_state, reset = self._policy_state(tier, state, now)
         decision, new_state = POLICIES[cfg.policy].decide(obs, policy_state, self.params[tier], now)
+        tier_min, tier_max = self.limits[tier]
         desired, net = safety_net(
-            decision.desired, intended, fresh, floor.floor if floor else 0, cfg.min, cfg.max
+            decision.desired, intended, fresh, floor.floor if floor else 0, tier_min, tier_max
         )
         reason = decision.reason
         if problem:
@@ -368,14 +417,19 @@ class Autoscaler:
             "error": None,
         }
         previous_failed = bool(history) and history[-1].get("error") is not None
+        self._collect_failures(tier, actuator, record, result)
         state.policy_state[tier] = new_state.to_dict()
         state.policies[tier] = cfg.policy
         state.last_desired[tier] = desired
         history.append(record)
         del history[:-RECENT_DECISIONS_KEPT]
+        # Drains go on whatever the decision: each pass checks the retiring instances' sessions.
+        draining = is_fleet(actuator) and (
+            bool(state.drains.get(tier)) or any(m.retiring for m in actuator.members(tier))  # type: ignore[attr-defined]
+        )
         # An actuator may report the size it was asked for before applying it (Pulumi's config is
         # written before `up`): after a failure, act again even when the sizes look equal.
-        if not self.dry_run and (desired != capacity.current or previous_failed):
+        if not self.dry_run and (desired != capacity.current or previous_failed or draining):
             self._record_then_act(tier, record, state, result)
         self.telemetry.record_decision(tier, record)
         return record
@@ -406,7 +460,10 @@ class Autoscaler:
             return
         started = self.clock()
         try:
-            actuator.scale(tier, desired)
+            if is_fleet(actuator):
+                self._act_on_fleet(tier, actuator, record, state)  # type: ignore[arg-type]
+            else:
+                actuator.scale(tier, desired)
             record["acted"] = True
         except ActuationError as exc:
             record["error"] = str(exc)
@@ -416,6 +473,58 @@ class Autoscaler:
             self.telemetry.actuation_seconds.labels(tier, actuator.name).observe(
                 max(0.0, self.clock() - started)
             )
+
+    def _act_on_fleet(self, tier: str, actuator: Fleet, record: dict[str, Any], state: LoopState) -> None:
+        """The two-phase scale-down (autoscaler/core/drain.py): retire, wait for the sessions to end
+        or the drain timeout, remove; a scale-up takes retiring instances back first. The drains are
+        in the loop state, saved every pass: a restart resumes them."""
+        cfg = self.config.tiers[tier]
+        now = self.clock()
+        members = actuator.members(tier)
+        retiring = [m.index for m in members if m.retiring]
+        sessions: Mapping[int, int | None] = {}
+        if retiring:
+            source = self.sessions.get(tier, actuator.sessions)
+            try:
+                sessions = source(tier, retiring)
+            except Exception as exc:  # unknown sessions: the drain waits for its deadline
+                self.telemetry.log("sessions_unavailable", tier=tier, error=f"{type(exc).__name__}: {exc}")
+        drains = {int(i): Drain.from_dict(int(i), d) for i, d in state.drains.get(tier, {}).items()}
+        plan = plan_fleet(record["desired"], members, drains, sessions, now, cfg.drain_timeout_s, cfg.retire)
+        record["drain"] = _drain_summary(plan)
+        if plan.changed:
+            actuator.apply(tier, plan.serving, [d.index for d in plan.retiring])
+        state.drains[tier] = {str(d.index): d.to_dict() for d in plan.retiring}
+        for note in plan.notes:
+            self.telemetry.log("drain_timeout", tier=tier, detail=note)
+        if plan.removed or plan.retired or plan.taken_back:
+            self.telemetry.log("drain", tier=tier, **record["drain"])
+
+    def _collect_failures(
+        self, tier: str, actuator: Actuator, record: dict[str, Any], result: PassResult
+    ) -> None:
+        """Updates that ran in the background and failed since the last pass (Pulumi): recorded and
+        counted on this pass's decision, which asks again (the actuator's target fell back)."""
+        failures = getattr(actuator, "failures", None)
+        if not callable(failures):
+            return
+        errors = failures(tier)
+        if errors:
+            record["error"] = "; ".join(errors)
+            result.actuation_failed = True
+            self.telemetry.actuation_errors.labels(tier, actuator.name).inc()
+
+    def _record_actuation(self, state: LoopState) -> None:
+        """What each actuator is doing (an update in flight, queued targets, the last result), kept
+        in the loop state for `swell status` in another process."""
+        seen: set[int] = set()
+        for actuator in self.actuators.values():
+            status = getattr(actuator, "status", None)
+            if id(actuator) in seen or not callable(status):
+                continue
+            seen.add(id(actuator))
+            report = status()
+            state.actuation[str(report.get("stack", actuator.name))] = report
 
     def _lost(
         self, tier: str, current: int, state: LoopState, history: list[dict[str, Any]], now: float
@@ -472,3 +581,14 @@ def _with_service_timing(policy: str, params: dict[str, Any], config: Autoscaler
         merged.setdefault("sync_period_s", config.interval_s)
         merged.setdefault("stale_after_s", config.stale_after_s)
     return merged
+
+
+def _drain_summary(plan: FleetPlan) -> dict[str, Any]:
+    return {
+        "retiring": [d.index for d in plan.retiring],
+        "retired": list(plan.retired),
+        "taken_back": list(plan.taken_back),
+        "created": list(plan.created),
+        "removed": [d.index for d in plan.removed],
+        "cut_sessions": plan.cut_sessions,
+    }

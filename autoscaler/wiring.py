@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from autoscaler.config import (
@@ -51,7 +51,9 @@ def check_policy_params(cfg: AutoscalerConfig) -> None:
                 tier.policy,
                 capacity_per_instance=tier.capacity_per_instance,
                 lead_time_s=tier.lead_time_s,
-                limits=Limits(min=tier.min, max=tier.max, quota=tier.quota),
+                # The limits' values do not matter here (the stack's may be unknown yet): names
+                # and types are what is checked.
+                limits=Limits(min=tier.min or 0, max=max(tier.max or 1, tier.min or 0), quota=tier.quota),
                 overrides=tier.policy_params,
             )
         except ParamError as exc:
@@ -128,9 +130,21 @@ def build_actuators(cfg: AutoscalerConfig, only: Collection[str] | None = None) 
             from autoscaler.adapters.pulumi import PulumiActuator, PulumiSettings
 
             key = (str(spec.work_dir), spec.stack)
-            if key not in pulumi_by_stack:  # tiers of one stack share one workspace
+            if key not in pulumi_by_stack:  # tiers of one stack share one workspace, and one update
+                pack = spec.policy_pack
                 pulumi_by_stack[key] = PulumiActuator(
-                    PulumiSettings(work_dir=spec.work_dir, stack=spec.stack, lock_attempts=spec.lock_attempts)
+                    PulumiSettings(
+                        work_dir=spec.work_dir,
+                        stack=spec.stack,
+                        lock_attempts=spec.lock_attempts,
+                        parallel=spec.parallel,
+                        update_timeout_s=spec.update_timeout_s,
+                        cancel_grace_s=spec.cancel_grace_s,
+                        policy_packs=() if pack is None else ((spec.work_dir / pack).resolve(),),
+                        policy_pack_configs=()
+                        if spec.policy_pack_config is None
+                        else ((spec.work_dir / spec.policy_pack_config).resolve(),),
+                    )
                 )
             actuators[name] = pulumi_by_stack[key]
         elif isinstance(spec, LocalActuatorConfig):
@@ -139,6 +153,47 @@ def build_actuators(cfg: AutoscalerConfig, only: Collection[str] | None = None) 
                 "which starts the instances itself"
             )
     return actuators
+
+
+def resolve_limits(cfg: AutoscalerConfig, actuators: Mapping[str, Actuator]) -> dict[str, tuple[int, int]]:
+    """Each tier's (min, max): the stack's own (`swell:tiers.<tier>.min/max`, read through its
+    actuator), narrowed by the config's optional min and max; the config's alone when the actuator
+    has no limits of its own. A config value that would widen the stack's is an error naming it."""
+    out = {}
+    for name, tier in cfg.tiers.items():
+        own = getattr(actuators.get(name), "limits", None)
+        try:
+            out[name] = tier.limits(own(name) if callable(own) else None)
+        except ConfigError as exc:
+            raise ConfigError(f"tiers.{name}.{exc}") from None
+    return out
+
+
+def build_sessions(
+    cfg: AutoscalerConfig, actuators: Mapping[str, Actuator]
+) -> dict[str, Callable[[str, list[int]], Mapping[int, int | None]]]:
+    """Per tier with `sessions_query`: the sessions left on each retiring instance, from Prometheus
+    (series labelled `instance` = the Nova name swell-<stack>-<tier>-<i>)."""
+    queries = {n: t.sessions_query for n, t in cfg.tiers.items() if t.sessions_query}
+    if not queries:
+        return {}
+    from autoscaler.adapters.prometheus import PrometheusDemand
+
+    source = build_source(cfg)
+    assert isinstance(source, PrometheusDemand)
+
+    def reader(query: str) -> Callable[[str, list[int]], Mapping[int, int | None]]:
+        def sessions(tier: str, indices: list[int]) -> Mapping[int, int | None]:
+            found: dict[int, int | None] = dict.fromkeys(indices)
+            for instance, value in source.per_instance(query).items():
+                head, _, index = instance.rpartition("-")
+                if head.endswith(f"-{tier}") and index.isdigit() and int(index) in found:
+                    found[int(index)] = max(0, round(value))
+            return found
+
+        return sessions
+
+    return {name: reader(query) for name, query in queries.items()}
 
 
 def build_elector(cfg: AutoscalerConfig) -> LeaderElector | None:
@@ -165,13 +220,16 @@ def build_autoscaler(
     clock: Callable[[], float] = time.time,
 ) -> Autoscaler:
     check_policy_params(cfg)
+    actuators = build_actuators(cfg)
     return Autoscaler(
         cfg,
         source=build_source(cfg),
-        actuators=build_actuators(cfg),
+        actuators=actuators,
         store=build_store(cfg),
         telemetry=telemetry,
         clock=clock,
         elector=build_elector(cfg),
         dry_run=dry_run,
+        limits=resolve_limits(cfg, actuators),
+        sessions=build_sessions(cfg, actuators),
     )

@@ -5,8 +5,9 @@ kubernetes-mixin): every rule, alert and panel is built from `MixinConfig`, and
 `python -m dashboards` writes the files Prometheus and Grafana load. The suite checks that the
 committed files equal what this module generates, so they cannot drift apart.
 
-Demand is measured as *offered* load, never as served throughput or CPU (DESIGN.md): a saturated
-tier cannot report more than 100% busy, so only offered load can ask for x4 in one step.
+Demand is measured as *offered* load, never as served throughput or CPU (ARCHITECTURE.md, "The
+demand signal"): a saturated tier cannot report more than 100% busy, so only offered load can ask
+for x4 in one step.
 
 - web: HTTP requests the load balancer sends to the tier's pool, per second, refused ones (503, no
   member able to take them) included. Counted at the pool, not at the listeners: the load balancer

@@ -16,8 +16,9 @@ mode). The steps are measured inside Locust by the runner that runs the shape an
 
 Child processes never outlive calibrate: each runs in its own process group (Ctrl-C reaches only
 calibrate, which stops them) and gets SIGKILL from the kernel when calibrate dies, even by SIGKILL
-(`PR_SET_PDEATHSIG`, set by prctl between fork and exec). They are started from the main thread
-only: the kernel sends that signal when the thread that forked exits, not the process.
+(`PR_SET_PDEATHSIG`, asked between fork and exec, as autoscaler/adapters/procguard.py does for
+the commands it guards). They are started from the main thread only: the kernel sends that signal
+when the thread that forked exits, not the process.
 
 This module never imports locust (it monkey-patches the interpreter with gevent).
 """
@@ -45,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from autoscaler.adapters.procguard import PR_SET_PDEATHSIG
 from loadtests.knee import (
     CALIBRATION_SCHEMA,
     OFFERED_PER_USER,
@@ -224,13 +226,15 @@ class CalibrateOptions:
 
 
 # --- child processes ----------------------------------------------------------------------------
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only calls into it
+# Loaded here, once: the forked child only calls into it (a dlopen after fork could wait forever on
+# a loader lock that another thread of calibrate, rich's refresh, held at the fork).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _die_with(parent_pid: int) -> Callable[[], None]:
-    """preexec_fn: the kernel sends SIGKILL to the child when its parent dies; a parent already
-    gone between fork and prctl is caught by comparing the parent pid."""
+    """preexec_fn: the kernel sends SIGKILL to the child when its parent dies, as procguard asks for
+    the commands it guards; a parent already gone between fork and that request is caught by
+    comparing the parent pid."""
 
     def preexec() -> None:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -93,5 +93,8 @@ def drill_command(
         console.print(paths["md"].read_text())
         console.print(f"report: {paths['json']}, {paths['md']}, {paths['png']}")
     verdict = "[green]held[/green]" if slo["held"] else "[red]broken[/red]"
-    err.print(f"SLO {verdict}: p95 {slo['p95_ms']} ms, errors {slo['error_rate']:.2%}")
+    err.print(
+        f"SLO {verdict}: p95 {slo['p95_ms']} ms, errors {slo['error_rate']:.2%}; "
+        f"sessions cut by scale-down: {slo['dropped_sessions']}"
+    )
     raise typer.Exit(EXIT_HELD if slo["held"] else EXIT_BROKEN)

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, Loca
 from autoscaler.adapters.sqlite_store import SQLiteStateStore
 from autoscaler.config import parse_config
 from autoscaler.core.policies.swell import compress_time
-from autoscaler.ports import ActuationError, Actuator, Capacity
+from autoscaler.ports import ActuationError, Actuator, Capacity, Member
 from autoscaler.service import Autoscaler
 from autoscaler.telemetry import Redactor, Telemetry, TelemetryServer
 from autoscaler.wiring import build_source
@@ -73,6 +73,9 @@ READY = "tier:swell_ready_instances:count"
 PROFILE_NOMINAL_S = {"surge400": 4500.0, "daily": 86400.0, "spike": 1800.0, "flash": 1200.0}
 DEFAULT_SPEED = {"surge400": 20.0, "daily": 360.0, "spike": 7.5, "flash": 5.0}
 NOMINAL_BOOT_S = 180.0  # VM boot plus cloud-init configuration
+# Drains are not compressed: the drill's sessions last 10-25 real seconds (Locust's users send one
+# message a second), so a retiring instance gets real time for them to end.
+DRILL_DRAIN_TIMEOUT_S = 60.0
 
 
 class DrillError(RuntimeError):
@@ -178,6 +181,7 @@ def autoscaler_config(o: DrillOptions, prom_url: str, state_path: Path) -> dict[
                 "lead_time_s": o.boot_delay_s + (drill_rate_window_lag_s(speed) if t == "web" else 0.0),
                 "policy": "swell",
                 "policy_params": compress_time(speed),
+                "drain_timeout_s": DRILL_DRAIN_TIMEOUT_S,
                 "actuator": {"kind": "local", "boot_delay_s": o.boot_delay_s},
             }
             for t, p in o.plans.items()
@@ -186,7 +190,8 @@ def autoscaler_config(o: DrillOptions, prom_url: str, state_path: Path) -> dict[
 
 
 class FaultyActuator:
-    """Wraps an actuator: `scale` raises ActuationError while `failing` is set (fault injection)."""
+    """Wraps the local actuator (a `Fleet`): `scale` and `apply` raise ActuationError while
+    `failing` is set (fault injection); reads pass through."""
 
     def __init__(self, inner: LocalActuator) -> None:
         self.inner = inner
@@ -200,6 +205,17 @@ class FaultyActuator:
         if self.failing:
             raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
         self.inner.scale(tier, desired)
+
+    def members(self, tier: str) -> list[Member]:
+        return self.inner.members(tier)
+
+    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+        if self.failing:
+            raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
+        self.inner.apply(tier, serving, retiring)
+
+    def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
+        return self.inner.sessions(tier, indices)
 
 
 class RequestLog:
@@ -313,9 +329,10 @@ class Drill:
     def _start_parts(self) -> None:
         o = self.o
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.ports = HAProxyPorts(*(free_port() for _ in range(4)))
+        self.ports = HAProxyPorts.allocate()
         sock = self.work / "haproxy.sock"
-        slots = max(p.max for p in o.plans.values())
+        # Room for retiring instances next to a tier at its max.
+        slots = 2 * max(p.max for p in o.plans.values())
         (self.work / "haproxy.cfg").write_text(haproxy_config(self.ports, sock, slots, o.effective_speed))
         self.haproxy = start_process(
             ["haproxy", "-db", "-f", str(self.work / "haproxy.cfg")], self.logs / "haproxy.log"
@@ -333,7 +350,6 @@ class Drill:
                 haproxy_socket=sock,
                 node_file_sd=node_sd,
                 jvb_file_sd=jvb_sd,
-                drain_s=min(3.0, max(1.0, 60.0 / o.effective_speed)),
                 log_dir=self.logs / "instances",
             )
         ).start()

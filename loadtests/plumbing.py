@@ -88,9 +88,21 @@ def drill_rate_window_lag_s(speed: float) -> float:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1. The sockets stay bound until all are chosen: asked
+    one at a time, the kernel may hand the port just released out again, and two listeners would
+    then share it (seen: the web listener and its redirect listener on one port)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,12 @@ class HAProxyPorts:
     redirects: Mapping[str, int] = field(
         default_factory=lambda: {t: _free_port() for t in listeners.SPECS}, kw_only=True
     )
+
+    @classmethod
+    def allocate(cls) -> HAProxyPorts:
+        """Every listener on its own free port."""
+        web, chat, video, stats, *rest = free_ports(4 + len(listeners.SPECS))
+        return cls(web, chat, video, stats, redirects=dict(zip(listeners.SPECS, rest, strict=True)))
 
     def frontend(self, tier: str) -> int:
         return int(getattr(self, tier))

@@ -23,7 +23,7 @@ from loadtests.plumbing import TIERS
 if TYPE_CHECKING:
     from loadtests.drill import Drill
 
-PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (DESIGN.md)
+PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (docs/ovhcloud.md)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -162,6 +162,7 @@ def build_report(drill: Drill) -> dict[str, Any]:
             else {}
         )
         tier_slo = slo_of([r for r in measured if r[1] == tier], o.p95_limit_ms, o.error_rate_limit)
+        dropped = drill.actuator.dropped_sessions().get(tier, 0) if drill.actuator else 0
         finite = demand[~np.isnan(demand)]
         tiers[tier] = {
             "start_instances": ready[0] if ready else plan.min,
@@ -174,11 +175,14 @@ def build_report(drill: Drill) -> dict[str, Any]:
             "error_rate": tier_slo["error_rate"],
             "requests": tier_slo["requests"],
             "slo_held": tier_slo["held"],
+            # Sessions (web: requests) still open on an instance when a scale-down stopped it.
+            "dropped_sessions": dropped,
             "elasticity": metrics,
         }
     # The verdict needs every tier within the SLO too: an aggregate must not hide a slow tier.
     broken = [t for t, v in tiers.items() if not v["slo_held"]]
     slo.update(held=slo["held"] and not broken, tiers_broken=broken)
+    slo["dropped_sessions"] = sum(t["dropped_sessions"] for t in tiers.values())
     cpu = tl.cpu_busy[1:]
     # CPU time of the drill and every process it started and reaped (Prometheus, HAProxy,
     # instances, Locust): what the drill itself cost, apart from other work on the machine.
@@ -253,7 +257,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
         f"**SLO {'held' if s['held'] else 'BROKEN'}**: p95 {_fmt(s['p95_ms'], '.0f')} ms "
         f"(limit {s['p95_limit_ms']:.0f}), errors {s['error_rate']:.2%} (limit {s['error_rate_limit']:.0%}), "
         f"{s['requests']} requests after a {s['warmup_s']:.0f} s warm-up"
-        + (f"; tiers outside it: {', '.join(s['tiers_broken'])}." if s["tiers_broken"] else "."),
+        + (f"; tiers outside it: {', '.join(s['tiers_broken'])}." if s["tiers_broken"] else ".")
+        + f" Sessions cut by scale-down: {s['dropped_sessions']}.",
         "",
         f"Duration {report['duration_s']:.0f} s (load {report['load_s']:.0f} s); boot delay "
         f"{report['boot_delay_s']:.1f} s; users {report['base_users']} -> {report['peak_users']}. CPU: the "
@@ -261,15 +266,18 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
         f"the whole machine (shared) {_fmt(report['cpu']['busy_mean_pct'])}% mean, "
         f"{_fmt(report['cpu']['busy_max_pct'])}% max.",
         "",
-        "| tier | start | peak ready | peak demand | p95 ms | errors | theta_U % | theta_O % | tau_U % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tier | start | peak ready | peak demand | p95 ms | errors | dropped sessions | theta_U % "
+        "| theta_O % "
+        "| tau_U % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tier, t in report["tiers"].items():
         m = t["elasticity"]
         lines.append(
             f"| {tier} | {t['start_instances']} | {t['peak_instances']} "
             f"| {_fmt(t['peak_demand'])} {t['unit']} "
-            f"| {_fmt(t['p95_ms'], '.0f')} | {t['error_rate']:.2%} | {_fmt(m.get('theta_u'), '.1f')} "
+            f"| {_fmt(t['p95_ms'], '.0f')} | {t['error_rate']:.2%} | {t['dropped_sessions']} "
+            f"| {_fmt(m.get('theta_u'), '.1f')} "
             f"| {_fmt(m.get('theta_o'), '.1f')} | {_fmt(m.get('tau_u'), '.1f')} |"
         )
     if report["faults"]:

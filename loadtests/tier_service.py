@@ -17,6 +17,14 @@ drill fits on 2 cores without the CPU ever being the bottleneck.
   level (participants / capacity) may exceed 1, and heartbeats slow down with it, until a hard cap
   (`hard_cap` x capacity) where joins get 503.
 
+Drain (the autoscaler's two-phase scale-down), named like the Jitsi Videobridge's private REST API:
+`POST /colibri/drain/enable` and `/disable` (reversible, unlike JVB's graceful shutdown, so a
+scale-up can take the instance back), `GET /colibri/drain` -> `{"drain": bool, "sessions": N}`
+(sessions: open WebSockets for chat and video, requests in flight or waiting for web). While
+draining, chat and video refuse sessions that would open a new room or conference on this instance
+(503); the load balancer sends it nothing new anyway. With `--exit-report PATH`, the sessions still
+open when the instance is stopped are written there: the drill counts them as cut by a scale-down.
+
 `/healthz` answers 200 (the load balancer's health check). `/metrics` exposes the instance's
 counters, and for video `jitsi_jvb_endpoints`, `jitsi_jvb_conferences`, `jitsi_jvb_stress_level`
 and the bit rates, named like the Jitsi Videobridge exporter that the recording rules read.
@@ -138,6 +146,13 @@ class TierService:
         # chat rooms and video conferences: name -> open sockets on this instance
         self.rooms: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self.sessions = 0
+        self.draining = False
+
+    def open_sessions(self) -> int:
+        """What a stop would cut: sessions (chat, video) or requests in flight and waiting (web)."""
+        if self.spec.kind == "web":
+            return self.counters.in_flight + self.counters.waiting
+        return self.sessions
 
     # --- web -------------------------------------------------------------------------------
     async def _serve(self, cost: float) -> web.Response:
@@ -186,6 +201,9 @@ class TierService:
 
     async def socket(self, request: web.Request) -> web.StreamResponse:
         room = request.query.get("room", "lobby")[:64]
+        if self.draining and room not in self.rooms:
+            self.counters.refused += 1
+            return web.Response(status=503, text="draining: no new rooms here\n")
         if self.sessions + 1 > self.spec.hard_cap * self.spec.capacity:
             self.counters.refused += 1
             return web.Response(status=503, text="overloaded: too many sessions\n")
@@ -211,6 +229,18 @@ class TierService:
             if not self.rooms[room]:
                 del self.rooms[room]
         return ws
+
+    # --- drain ------------------------------------------------------------------------------
+    async def drain_enable(self, request: web.Request) -> web.Response:
+        self.draining = True
+        return await self.drain_state(request)
+
+    async def drain_disable(self, request: web.Request) -> web.Response:
+        self.draining = False
+        return await self.drain_state(request)
+
+    async def drain_state(self, request: web.Request) -> web.Response:
+        return web.json_response({"drain": self.draining, "sessions": self.open_sessions()})
 
     # --- health and metrics -----------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -246,6 +276,9 @@ class TierService:
         app = web.Application(client_max_size=2 * 1024 * 1024)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/colibri/drain/enable", self.drain_enable)
+        app.router.add_post("/colibri/drain/disable", self.drain_disable)
+        app.router.add_get("/colibri/drain", self.drain_state)
         if self.spec.kind == "web":
             app.router.add_get("/", self.page)
             app.router.add_get("/api/items", self.api)
@@ -257,8 +290,9 @@ class TierService:
         return app
 
 
-async def serve(spec: TierSpec, host: str, port: int) -> None:
-    runner = web.AppRunner(TierService(spec).app(), access_log=None, handle_signals=False)
+async def serve(spec: TierSpec, host: str, port: int, exit_report: str | None = None) -> None:
+    service = TierService(spec)
+    runner = web.AppRunner(service.app(), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=512).start()
     stop = asyncio.Event()
@@ -266,10 +300,14 @@ async def serve(spec: TierSpec, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if exit_report:
+        # Before the cleanup closes them: what this stop cuts.
+        with open(exit_report, "w") as f:
+            json.dump({"sessions": service.open_sessions(), "draining": service.draining}, f)
     await runner.cleanup()
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int]:
+def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str | None]:
     p = argparse.ArgumentParser(description="The drill's reference tier service (one instance).")
     p.add_argument("--kind", choices=KINDS, required=True)
     p.add_argument("--port", type=int, required=True)
@@ -278,6 +316,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int]:
     p.add_argument("--service-time", type=float, help="web: seconds per page request")
     p.add_argument("--queue-timeout", type=float, help="web: longest wait for a slot before 503")
     p.add_argument("--hard-cap", type=float, help="chat/video: refuse past this multiple of capacity")
+    p.add_argument("--exit-report", help="write the sessions still open at stop to this file (JSON)")
     a = p.parse_args(argv)
     base = DEFAULT_SPECS[a.kind]
     spec = TierSpec(
@@ -292,12 +331,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int]:
     )
     if not math.isfinite(spec.hard_cap) or spec.hard_cap < 1:
         p.error("--hard-cap must be >= 1")
-    return spec, a.host, a.port
+    return spec, a.host, a.port, a.exit_report
 
 
 def main(argv: list[str] | None = None) -> None:
-    spec, host, port = parse_args(argv)
-    asyncio.run(serve(spec, host, port))
+    spec, host, port, exit_report = parse_args(argv)
+    asyncio.run(serve(spec, host, port, exit_report))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 Keys (documented for operators in Pulumi.yaml):
 
 - `openstack:region`             the OpenStack region (GRA11, SBG5, ...): never hard-coded here
-- `swell:tiers`                  object keyed by tier (web, chat, video): flavor, count, min, max, image.
-                                 The autoscaler writes `swell:tiers.<tier>.count` with
-                                 `pulumi config set --path`, so the count lives exactly there.
+- `swell:tiers`                  object keyed by tier (web, chat, video): flavor, count, min, max, image,
+                                 and the autoscaler's `instances` (serving indices, default 0..count-1)
+                                 and `retiring` (indices being drained: weight 0, removed once empty).
+                                 The autoscaler writes count, instances and retiring (docs/stacks.md,
+                                 "During a surge"); min and max are its limits too.
 - `swell:adminCidrs`             list of CIDRs allowed to reach SSH (never 0.0.0.0/0 or ::/0)
 - `swell:sshPublicKey`           the admins' SSH public key, installed on every instance
 - `swell:externalNetwork`        the public network (default Ext-Net, OVHcloud's)
@@ -83,11 +85,39 @@ def _cidr(value: str) -> str:
 
 class TierConfig(_Model):
     flavor: str
+    # Serving instances: what the autoscaler decides, and what min..max bounds.
     count: int = Field(ge=0)
     min: int = Field(default=0, ge=0)
     max: int = Field(ge=0)
     # OVHcloud's public image name; the playbooks target Debian 12.
     image: str = "Debian 12"
+    # Which indices serve (default: 0..count-1). The autoscaler names them once a scale-down has
+    # removed an index that is not the highest: indices, and so names, never shift.
+    instances: tuple[int, ...] | None = None
+    # Indices being drained: they exist and keep their sessions, their load balancer member has
+    # weight 0 (no new connections); removing one from this list deletes exactly that instance.
+    retiring: tuple[int, ...] = ()
+
+    @field_validator("instances", "retiring")
+    @classmethod
+    def _indices(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        if any(i < 0 for i in value):
+            raise ValueError(f"indices must be >= 0, got {list(value)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"an index appears twice in {list(value)}")
+        return tuple(sorted(value))
+
+    @property
+    def serving(self) -> tuple[int, ...]:
+        """The indices that serve: `instances`, or 0..count-1."""
+        return self.instances if self.instances is not None else tuple(range(self.count))
+
+    @property
+    def existing(self) -> tuple[int, ...]:
+        """Every index that has an instance: serving and retiring."""
+        return tuple(sorted({*self.serving, *self.retiring}))
 
     @field_validator("flavor")
     @classmethod
@@ -365,10 +395,11 @@ class StackConfig(_Model):
         """Instances, vCPUs and GB of RAM that the configured counts ask for."""
         flavors = catalog.load().flavors
         tiers = list(self.tiers.items())
+        # Retiring instances still run (and are billed) until their drain ends.
         return (
-            sum(t.count for _, t in tiers),
-            sum(t.count * flavors[t.flavor].vcpus for _, t in tiers),
-            sum(t.count * flavors[t.flavor].ram_gb for _, t in tiers),
+            sum(len(t.existing) for _, t in tiers),
+            sum(len(t.existing) * flavors[t.flavor].vcpus for _, t in tiers),
+            sum(len(t.existing) * flavors[t.flavor].ram_gb for _, t in tiers),
         )
 
 
@@ -443,6 +474,17 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
             problems.append(
                 f"{key}.count: {tier.count} is {where}; allowed: {tier.min}..{tier.max} "
                 f"(raise {key}.max first to grow further)"
+            )
+        if tier.instances is not None and len(tier.instances) != tier.count:
+            problems.append(
+                f"{key}.instances: lists {len(tier.instances)} indices but {key}.count is {tier.count}; "
+                "expected one index per serving instance"
+            )
+        both = sorted(set(tier.serving) & set(tier.retiring))
+        if both:
+            problems.append(
+                f"{key}.retiring: {both} also serve (in {key}.instances, or below {key}.count); "
+                "an instance either serves or is being drained"
             )
     quota = cfg.quota_limits
     instances, vcpus, ram_gb = cfg.totals()

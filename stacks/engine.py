@@ -35,6 +35,7 @@ SEC_GROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 LOAD_BALANCER = "openstack:loadbalancer/loadBalancer:LoadBalancer"
 MEMBER = "openstack:loadbalancer/member:Member"
 FLOATING_IP = "openstack:networking/floatingIp:FloatingIp"
+MOCK_CREATED = "2026-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                     v4, v6 = self._public_ips(args.name)
                     networks.append({**net, "fixedIpV4": v4, "fixedIpV6": v6})
             state["networks"] = networks
+            # Nova's creation time; a fixed placeholder (the autoscaler reads the real one after `up`).
+            state["created"] = MOCK_CREATED
         elif args.typ == LOAD_BALANCER:
             state["vipAddress"] = self._private_ip(args.name, offset=2)
             state["vipPortId"] = f"{args.name}-vip-port"

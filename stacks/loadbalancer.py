@@ -26,6 +26,8 @@ import pulumi_openstack as openstack
 
 from stacks.listeners import BalancedTier, Listener
 
+MEMBER_WEIGHT, MEMBER_DRAINING_WEIGHT = 1, 0
+
 
 @dataclass(frozen=True)
 class TlsCertificateArgs:
@@ -78,8 +80,9 @@ class LoadBalancerArgs:
     tier: str
     subnet_id: pulumi.Input[str]
     external_network: str
-    # (instance index, private address): members are named by index so scaling keeps existing ones.
-    members: Sequence[tuple[int, pulumi.Input[str]]]
+    # (instance index, private address, retiring): members are named by index so scaling keeps
+    # existing ones; a retiring instance's member has weight 0 (no new connections, open ones kept).
+    members: Sequence[tuple[int, pulumi.Input[str], bool]]
     spec: BalancedTier
     tls_container_ref: pulumi.Input[str]
     # The tier's public name: plain-HTTP requests are redirected to https://<public_host>/<path>.
@@ -153,7 +156,7 @@ class LoadBalancer(pulumi.ComponentResource):
             max_retries_down=monitor.max_retries_down,
             opts=child,
         )
-        for index, address in args.members:
+        for index, address, retiring in args.members:
             openstack.loadbalancer.Member(
                 f"{name}-member-{index}",
                 pool_id=pool.id,
@@ -161,6 +164,9 @@ class LoadBalancer(pulumi.ComponentResource):
                 protocol_port=pool_spec.member_port,
                 monitor_port=pool_spec.monitor_port,
                 subnet_id=args.subnet_id,
+                # Octavia: weight 0 takes no new connections and keeps the established ones (drain);
+                # 1 is Octavia's default. An update in place, never a replacement.
+                weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
                 opts=child,
             )
         floating_ip = openstack.networking.FloatingIp(

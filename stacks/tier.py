@@ -1,9 +1,12 @@
-"""The tier component: a security group, a soft-anti-affinity server group, `count` instances and,
-for web and chat, an Octavia load balancer with one member per instance.
+"""The tier component: a security group, a soft-anti-affinity server group, one instance per index
+(serving and retiring) and, for web and chat, an Octavia load balancer with one member per instance.
 
 Scaling is configuration alone: instance i is named `<tier>-<i>` and its inputs depend on the tier
-and on i only, never on the count, so going from N to M instances adds or removes exactly the ones
-with index >= min(N, M) and never replaces the others.
+and on i only, never on the count or on the other indices, so the indices that appear or disappear
+are exactly the ones created or deleted and the others are never replaced. Which indices exist is
+data (`serving` and `retiring`, from `swell:tiers.<tier>.instances` and `.retiring`): a scale-down
+first moves the chosen indices to `retiring` (their member gets weight 0: no new connections, the
+open ones kept), then removes exactly those once drained, whatever their place in the order.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from stacks.loadbalancer import LoadBalancer, LoadBalancerArgs
 from stacks.rules import ingress_rules
 
 # Soft anti-affinity: hard anti-affinity fails to schedule once members outnumber hypervisors
-# (DESIGN.md, OVHcloud facts), which is exactly when a surge needs more instances.
+# (docs/ovhcloud.md), which is exactly when a surge needs more instances.
 SERVER_GROUP_POLICY = "soft-anti-affinity"
 
 
@@ -31,7 +34,8 @@ class TierArgs:
     stack: str
     flavor: str
     image: str
-    count: int
+    # Indices of the instances that serve, and of those being drained (disjoint).
+    serving: tuple[int, ...]
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     private_cidr: str
@@ -44,6 +48,7 @@ class TierArgs:
     # Web and chat sit behind Octavia (None for video: bridges take public addresses on Ext-Net).
     balancer: BalancerSettings | None
     public: bool
+    retiring: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,17 @@ def _addresses(networks: Sequence[Mapping[str, Any]], public: bool) -> dict[str,
     }
 
 
-def _entry(name: str, public: bool, networks: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
-    return {"name": name, **_addresses(networks, public)}
+def _entry(
+    name: str, index: int, retiring: bool, public: bool, values: Sequence[Any]
+) -> dict[str, str | int | bool | None]:
+    networks, created = values
+    return {
+        "name": name,
+        "index": index,
+        "retiring": retiring,
+        "created": created,
+        **_addresses(networks, public),
+    }
 
 
 class Tier(pulumi.ComponentResource):
@@ -111,7 +125,7 @@ class Tier(pulumi.ComponentResource):
         )
         networks = [openstack.compute.InstanceNetworkArgs(uuid=args.network_id)]
         if public:
-            # Ext-Net gives the bridge a public IPv4 and IPv6 (DESIGN.md, OVHcloud facts).
+            # Ext-Net gives the bridge a public IPv4 and IPv6 (docs/ovhcloud.md).
             networks.insert(0, openstack.compute.InstanceNetworkArgs(name=args.external_network))
         # A new user_data would replace the instance (Nova cannot change it in place): a new playbooks
         # ref must reach running hosts through `swell configure`, not by rebuilding the fleet.
@@ -122,8 +136,10 @@ class Tier(pulumi.ComponentResource):
             parent=self, ignore_changes=["userData"], additional_secret_outputs=["userData"]
         )
         user_data = pulumi.Output.secret(args.user_data)
+        retiring = set(args.retiring)
+        indices = sorted({*args.serving, *retiring})
         instances = []
-        for index in range(args.count):
+        for index in indices:
             instances.append(
                 openstack.compute.Instance(
                     f"{name}-{index}",
@@ -140,10 +156,15 @@ class Tier(pulumi.ComponentResource):
                     opts=instance_opts,
                 )
             )
-        # The Nova names are known here: one apply per instance, not an Output.all of name and networks.
+        # The Nova names are known here; `created` (Nova's creation time) is what the autoscaler's
+        # choice of retirees reads: OVHcloud bills each commenced hour from it.
         entries = [
-            i.networks.apply(functools.partial(_entry, f"swell-{args.stack}-{args.tier}-{index}", public))
-            for index, i in enumerate(instances)
+            pulumi.Output.all(i.networks, i.created).apply(
+                functools.partial(
+                    _entry, f"swell-{args.stack}-{args.tier}-{index}", index, index in retiring, public
+                )
+            )
+            for index, i in zip(indices, instances, strict=True)
         ]
         self.instances = pulumi.Output.all(*entries).apply(list) if entries else pulumi.Output.from_input([])
         self.load_balancer = None
@@ -155,7 +176,10 @@ class Tier(pulumi.ComponentResource):
                     tier=args.tier,
                     subnet_id=args.subnet_id,
                     external_network=args.external_network,
-                    members=[(index, i.networks.apply(_private_ip)) for index, i in enumerate(instances)],
+                    members=[
+                        (index, i.networks.apply(_private_ip), index in retiring)
+                        for index, i in zip(indices, instances, strict=True)
+                    ],
                     spec=listeners.spec(args.tier),
                     tls_container_ref=args.balancer.tls_container_ref,
                     public_host=args.balancer.public_host,

@@ -7,9 +7,10 @@ command never drags in another area's heavy dependencies (Pulumi, Locust, Ansibl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from swell import __version__
 
@@ -17,8 +18,15 @@ app = typer.Typer(
     name="swell",
     help="Capacity as code for the web, chat and video tiers on OVHcloud.",
     no_args_is_help=True,
-    add_completion=False,
+    # `swell --install-completion` / `--show-completion`: bash, zsh, fish, PowerShell.
+    add_completion=True,
 )
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: example command lines, each on its own line and shown as typed (help is
+    rendered as rich markup, which would swallow text such as `[median / 10]`)."""
+    return "Examples:\n\n" + "\n\n".join(escape(line) for line in lines)
 
 
 def _version(value: bool) -> None:
@@ -41,7 +49,15 @@ trace_app = typer.Typer(help="Demand traces for the simulator.", no_args_is_help
 app.add_typer(trace_app, name="trace")
 
 
-@app.command("simulate")
+@app.command(
+    "simulate",
+    epilog=examples(
+        "swell trace generate --shape surge400 --days 2 --out surge.csv",
+        "swell simulate --trace surge.csv --lead-time 600 --plot surge.png",
+        "swell simulate --trace data/traces/nasa-http-1995-07.csv --frontier --plot frontier.png --json",
+        "swell simulate --trace surge.csv --policies swell,keda --param keda.target_utilization=0.6",
+    ),
+)
 def _simulate(
     trace: Annotated[Path, typer.Option("--trace", help="CSV with header timestamp,demand.")],
     policies: Annotated[
@@ -91,7 +107,7 @@ def _simulate(
         ),
     ] = 3600.0,
     swell_retirement: Annotated[
-        str,
+        Literal["hour-end", "paid-hour", "newest"],
         typer.Option(
             "--swell-retirement",
             help="How swell's scale-downs retire instances: hour-end (nearest the end of its paid hour, "
@@ -139,7 +155,13 @@ def _simulate(
     )
 
 
-@trace_app.command("generate")
+@trace_app.command(
+    "generate",
+    epilog=examples(
+        "swell trace generate --shape daily --days 7 --out daily.csv",
+        "swell trace generate --shape spike --noise 0.15 --seed 3 --out spike.csv",
+    ),
+)
 def _trace_generate(
     shape: Annotated[
         str, typer.Option("--shape", help="daily, surge400, spike or bursty (request counts, for tuning).")
@@ -159,13 +181,38 @@ def _trace_generate(
 # and pydantic only (adapters and SDKs are imported when a command runs).
 from autoscaler import cli as _autoscaler_cli  # noqa: E402
 
-app.command("autoscale")(_autoscaler_cli.autoscale)
-app.command("surge")(_autoscaler_cli.surge)
-app.command("status")(_autoscaler_cli.status)
+app.command(
+    "autoscale",
+    epilog=examples(
+        "swell autoscale -c autoscaler.yaml",
+        "swell autoscale -c autoscaler.yaml --once --dry-run --json   # what it would do now",
+        "SWELL_CONFIG=autoscaler.yaml swell autoscale --once",
+    ),
+)(_autoscaler_cli.autoscale)
+app.command(
+    "surge",
+    epilog=examples(
+        'swell surge -c autoscaler.yaml --tier video --factor 5 --for 3h --reason "launch, 400% expected"',
+        "swell surge -c autoscaler.yaml --list",
+        "swell surge -c autoscaler.yaml --cancel sg-1a2b3c",
+    ),
+)(_autoscaler_cli.surge)
+app.command(
+    "status",
+    epilog=examples("swell status -c autoscaler.yaml", "swell status -c autoscaler.yaml --json"),
+)(_autoscaler_cli.status)
 
 
 # --- load tests: the surge drill (loadtests/) -------------------------------------------------
-@app.command("drill")
+@app.command(
+    "drill",
+    epilog=examples(
+        "swell drill                                   # surge400, report in build/drill/",
+        "swell drill --profile spike --json",
+        "swell drill --profile surge400 --fault prometheus-outage@60:20 --fault kill-instance@90",
+        "swell drill --no-autoscale --out build/baseline   # the same load on the minimum",
+    ),
+)
 def _drill(
     profile: Annotated[
         str,
@@ -200,7 +247,15 @@ def _drill(
     drill_command(profile, speed, no_autoscale, faults or [], out, as_json, base_users)
 
 
-@app.command("calibrate")
+@app.command(
+    "calibrate",
+    epilog=examples(
+        "swell calibrate --tier web   # the local reference service, real Locust: about 80 s",
+        "swell calibrate --tier chat --out build/calibrate",
+        "swell calibrate --tier web --target http://10.0.0.5:80 --flavor b3-16 --workers 2",
+        "swell calibrate --tier web --from-log master.log   # the steps a Kubernetes run logged",
+    ),
+)
 def _calibrate(
     tier: Annotated[
         str, typer.Option("--tier", help="web (requests/s), chat (sessions) or video (participants).")
@@ -262,16 +317,6 @@ def _calibrate(
     Writes <tier>.json (capacity_per_instance, the curve, the conditions) and <tier>.png, knee marked.
 
     Exit 0 knee found, 1 no knee between the steps, 2 bad option, 3 the run failed.
-
-    Examples:
-
-      swell calibrate --tier web          (the local reference service, real Locust, about 80 s)
-
-      swell calibrate --tier chat --out build/calibrate
-
-      swell calibrate --tier web --target http://10.0.0.5:80 --flavor b3-16 --workers 2
-
-      swell calibrate --tier web --from-log master.log     (the steps a Kubernetes run logged)
     """
     from loadtests.calibrate_cli import calibrate_command
 
@@ -293,7 +338,17 @@ def _calibrate(
     )
 
 
-@app.command("plan")
+@app.command(
+    "plan",
+    epilog=examples(
+        "swell plan --stack prod-gra11 --calibration build/calibrate --peak web=420 --peak chat=90",
+        "swell plan --stack prod-gra11 --calibration build/calibrate --peak web=web.csv --factor 2,4",
+        "swell plan --stack prod-gra11 --calibration build/calibrate --prometheus http://127.0.0.1:9090 "
+        "--range 7d --peak 'web=query:tier:swell_offered_demand:avg5m{tier=\"web\"}'",
+        "swell plan --stack prod-gra11 --calibration build/calibrate --peak web=420 "
+        "--autoscaler-config autoscaler.yaml --write",
+    ),
+)
 def _plan(
     stack: Annotated[str, typer.Option("--stack", help="Reads Pulumi.<stack>.yaml: flavors, counts, quota.")],
     calibration: Annotated[
@@ -358,17 +413,6 @@ def _plan(
     Prints the table, the quota verdicts (a region split when one region cannot hold a factor), the diff.
 
     Writes plan.md, plan.png and plan.json to --out. Exit 0 planned, 1 --write refused, 2 bad input.
-
-    Examples:
-
-      swell plan --stack prod-gra11 --calibration build/calibrate --peak web=420 --peak chat=90
-
-      swell plan --stack prod-gra11 --calibration build/calibrate --peak web=web.csv --factor 2,4
-
-      swell plan --stack prod-gra11 --calibration cal/ --prometheus http://127.0.0.1:9090 --range 7d \\
-        --peak 'web=query:tier:swell_offered_demand:avg5m{tier="web"}'
-
-      swell plan --stack prod-gra11 --calibration cal/ --peak web=420 --autoscaler-config a.yaml --write
     """
     from swell.planning.command import PlanOptions, plan_command
 
@@ -393,7 +437,12 @@ def _plan(
     )
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "swell preview --stack prod-gra11",
+        "swell preview --stack dev --set tiers.web.count=8 --json",
+    ),
+)
 def preview(
     stack: str = typer.Option("dev", "--stack", help="Stack name: reads Pulumi.<stack>.yaml."),
     sets: Annotated[
@@ -410,7 +459,14 @@ def preview(
     raise typer.Exit(preview_main(stack, sets or [], as_json))
 
 
-@app.command("configure")
+@app.command(
+    "configure",
+    epilog=examples(
+        "pulumi stack output --json --stack prod-gra11 > outputs.json",
+        "swell configure --stack-outputs outputs.json --check --diff",
+        "swell configure --stack-outputs outputs.json --limit video --address public",
+    ),
+)
 def configure_command(
     stack_outputs: Annotated[
         Path,
@@ -429,7 +485,8 @@ def configure_command(
     ] = None,
     ssh_user: Annotated[str, typer.Option("--ssh-user", help="Login user on the instances.")] = "debian",
     address: Annotated[
-        str, typer.Option("--address", help="Reach instances by their private or public address.")
+        Literal["private", "public"],
+        typer.Option("--address", help="Reach instances by their private or public address."),
     ] = "private",
     ssh_jump: Annotated[str | None, typer.Option("--ssh-jump", help="Bastion user@host for ssh -J.")] = None,
     extra_vars: Annotated[
@@ -441,8 +498,6 @@ def configure_command(
     """Converge the hosts of a stack: run playbooks/site.yml through ansible-runner."""
     from swell.configure.command import ConfigureOptions, configure
 
-    if address not in ("private", "public"):
-        raise typer.BadParameter("expected private or public", param_hint="--address")
     options = ConfigureOptions(
         stack_outputs=stack_outputs,
         limit=limit,
@@ -450,7 +505,7 @@ def configure_command(
         diff=diff,
         admin_cidrs=tuple(admin_cidr or ()),
         ssh_user=ssh_user,
-        address="public" if address == "public" else "private",
+        address=address,
         ssh_jump=ssh_jump,
         extra_vars=tuple(extra_vars or ()),
         timeout_s=timeout,

@@ -13,10 +13,17 @@ instance is then registered where production finds it:
 - in a Prometheus file_sd file with a `tier` label (standing in for openstack_sd and Nova
   metadata), scraped as job `node` (readiness) and, for video, in a second file scraped as `jvb`.
 
-Scale-down drains (no new connections, `drain_s` to finish) and then stops the newest instances
-first. `capacity()` reports the instances asked for (booting and ready) and the ready ones; an
-instance that died is dropped from both, so the next pass of the loop replaces it. `scale` is
-idempotent. Failures raise `ActuationError`.
+It is a `Fleet`: an instance's index is its slot (slot - 1), and the loop's two-phase scale-down
+drives it as it drives the Pulumi stack. `apply(serving, retiring)`: a new serving index starts an
+instance in that slot; a retiring one is taken out of rotation (HAProxy `state drain`: no new
+connections, open ones kept, as Octavia's weight 0) and told to drain (`POST /colibri/drain/enable`
+on the instance, the Jitsi Videobridge's drain API: chat and video open no new rooms there); a
+retiring index serving again is taken back (`state ready`, `/colibri/drain/disable`); an index in
+neither is stopped. `sessions()` reads each retiring instance's open sessions from
+`GET /colibri/drain`. A stopped instance writes the sessions it still had (`--exit-report`):
+`dropped_sessions()` counts those a scale-down cut. `capacity()` reports the serving instances
+asked for (booting and ready) and the ready ones; an instance that died is dropped from both, so
+the next pass of the loop replaces it. `scale` is idempotent. Failures raise `ActuationError`.
 """
 
 from __future__ import annotations
@@ -31,12 +38,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoscaler.ports import ActuationError, Capacity
+from autoscaler.ports import ActuationError, Capacity, Member
 
 BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
 HAPROXY_ERRORS = ("No such", "Require", "Unknown", "invalid", "not found", "can't", "cannot")
@@ -60,7 +67,6 @@ class LocalActuatorSettings:
     haproxy_socket: Path
     node_file_sd: Path
     jvb_file_sd: Path
-    drain_s: float = 3.0
     log_dir: Path | None = None
     python: str = sys.executable
     tick_s: float = 0.2
@@ -75,7 +81,11 @@ class Instance:
     asked_at: float
     ready_at: float
     state: str = BOOTING
-    stop_at: float = 0.0
+    report: Path | None = None  # where the instance writes the sessions open at its stop
+
+    @property
+    def index(self) -> int:
+        return self.slot - 1
 
 
 @dataclass
@@ -121,6 +131,24 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def _post(port: int, path: str) -> None:
+    """Tell an instance to drain or not (the JVB's private REST API: POST /colibri/drain/...)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=1.0):
+            pass
+    except OSError as exc:
+        raise ActuationError(f"instance on port {port}: {path} failed ({exc})") from None
+
+
+def _drain_state(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/colibri/drain", timeout=0.5) as r:
+            return dict(json.loads(r.read()))
+    except (OSError, ValueError):
+        return {}
+
+
 def _write_json_atomically(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
@@ -131,6 +159,7 @@ def _write_json_atomically(path: Path, data: Any) -> None:
 class _Book:
     instances: list[Instance] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # sessions cut by scale-down stops
 
 
 class LocalActuator:
@@ -156,24 +185,85 @@ class LocalActuator:
             return Capacity(current=len(live), ready=sum(1 for i in live if i.state == READY))
 
     def scale(self, tier: str, desired: int) -> None:
-        spec = self._tier(tier)
+        """Without a drain: grow into the lowest free slots; shrink by stopping the newest first
+        (booting before ready). The loop uses `apply`; this stays for direct use."""
         if desired < 0:
             raise ActuationError(f"{tier}: desired must be >= 0, got {desired}", retryable=False)
-        if desired > spec.slots:
-            raise ActuationError(
-                f"{tier}: {desired} instances asked, the HAProxy backend {spec.backend} has "
-                f"{spec.slots} slots",
-                retryable=False,
-            )
         with self._lock:
             live = self._live(tier)
-            for _ in range(desired - len(live)):
-                self._spawn(tier, spec, spec.boot_delay_s)
-            if desired < len(live):
-                # Newest first, booting ones before ready ones: keep the warm capacity.
-                order = sorted(live, key=lambda i: (i.state == READY, -i.asked_at))
-                for inst in order[: len(live) - desired]:
+            order = sorted(live, key=lambda i: (i.state == READY, -i.asked_at))
+            keep = [i.index for i in order[max(0, len(live) - desired) :]]
+            used = {i.index for i in self._book.instances if i.tier == tier and i.state != GONE}
+            free = (i for i in range(10**6) if i not in used)
+            serving = keep + [next(free) for _ in range(desired - len(keep))]
+        self.apply(tier, serving, [])
+
+    # --- the Fleet port ------------------------------------------------------------------------
+    def members(self, tier: str) -> list[Member]:
+        self._tier(tier)
+        with self._lock:
+            return [
+                Member(i.index, i.asked_at, retiring=i.state == DRAINING, ready=i.state == READY)
+                for i in self._book.instances
+                if i.tier == tier and i.state in (BOOTING, READY, DRAINING)
+            ]
+
+    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+        spec = self._tier(tier)
+        wanted, draining = set(serving), set(retiring)
+        if wanted & draining or any(i < 0 or i >= spec.slots for i in wanted | draining):
+            raise ActuationError(
+                f"{tier}: refusing serving={sorted(wanted)} retiring={sorted(draining)}: indices "
+                f"0..{spec.slots - 1} (the HAProxy backend {spec.backend} has {spec.slots} slots), "
+                "each in one list",
+                retryable=False,
+            )
+        stopping: list[Instance] = []
+        with self._lock:
+            mine = {i.index: i for i in self._book.instances if i.tier == tier and i.state != GONE}
+            for index in sorted(wanted):
+                inst = mine.get(index)
+                if inst is None:
+                    self._spawn(tier, spec, spec.boot_delay_s, slot=index + 1)
+                elif inst.state == DRAINING:
+                    self._take_back(inst)
+            for index, inst in mine.items():
+                if index in wanted:
+                    continue
+                if index in draining and inst.state == READY:
                     self._drain(inst)
+                elif index in draining and inst.state == DRAINING:
+                    continue
+                else:  # removed (drained, or booting with nothing to drain)
+                    stopping.append(inst)
+                    self._retire(inst, "stopped")
+        for inst in stopping:
+            self._stop_process(inst, count_dropped=True)
+
+    def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
+        with self._lock:
+            ports = {i.index: i.port for i in self._book.instances if i.tier == tier and i.state != GONE}
+        out: dict[int, int | None] = {}
+        for index in indices:
+            port = ports.get(index)
+            out[index] = None if port is None else _drain_state(port).get("sessions")
+        return out
+
+    def port_of(self, tier: str, index: int) -> int | None:
+        with self._lock:
+            return next(
+                (
+                    i.port
+                    for i in self._book.instances
+                    if i.tier == tier and i.index == index and i.state != GONE
+                ),
+                None,
+            )
+
+    def dropped_sessions(self) -> dict[str, int]:
+        """Sessions cut when a scale-down stopped an instance that still had some, per tier."""
+        with self._lock:
+            return {t: self._book.dropped.get(t, 0) for t in self.settings.tiers}
 
     # --- drill helpers -----------------------------------------------------------------------
     def start(self) -> LocalActuator:
@@ -251,13 +341,21 @@ class LocalActuator:
     def _event(self, inst: Instance, what: str) -> None:
         self._book.events.append(Event(self.clock(), inst.tier, what, inst.port))
 
-    def _spawn(self, tier: str, spec: LocalTierSettings, boot_delay_s: float) -> None:
+    def _spawn(
+        self, tier: str, spec: LocalTierSettings, boot_delay_s: float, slot: int | None = None
+    ) -> None:
         used = {i.slot for i in self._book.instances if i.tier == tier and i.state != GONE}
-        free = [s for s in range(1, spec.slots + 1) if s not in used]
+        free = [s for s in range(1, spec.slots + 1) if s not in used and (slot is None or s == slot)]
         if not free:
-            raise ActuationError(f"{tier}: every HAProxy slot of {spec.backend} is in use")
+            raise ActuationError(f"{tier}: HAProxy slot {slot or 'any'} of {spec.backend} is in use")
         port = free_port()
+        report = None
+        if self.settings.log_dir is not None:
+            self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+            report = self.settings.log_dir / f"{tier}-{port}.exit.json"
         cmd = [self.settings.python, "-m", "loadtests.tier_service", "--kind", spec.kind, "--port", str(port)]
+        if report is not None:
+            cmd += ["--exit-report", str(report)]
         log: Any = subprocess.DEVNULL
         if self.settings.log_dir is not None:
             self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -276,7 +374,7 @@ class LocalActuator:
             if log is not subprocess.DEVNULL:
                 log.close()
         now = self.clock()
-        inst = Instance(tier, free[0], port, proc, asked_at=now, ready_at=now + boot_delay_s)
+        inst = Instance(tier, free[0], port, proc, asked_at=now, ready_at=now + boot_delay_s, report=report)
         self._book.instances.append(inst)
         self._event(inst, "started")
 
@@ -284,13 +382,39 @@ class LocalActuator:
         return f"{self.settings.tiers[inst.tier].backend}/s{inst.slot}"
 
     def _drain(self, inst: Instance) -> None:
-        was_ready = inst.state == READY
+        """Out of rotation, sessions kept: HAProxy sends it nothing new (Octavia: weight 0), and
+        the instance opens no new room (the JVB's drain mode)."""
+        haproxy_command(self.settings.haproxy_socket, f"set server {self._server(inst)} state drain")
         inst.state = DRAINING
-        inst.stop_at = self.clock() + (self.settings.drain_s if was_ready else 0.0)
         self._event(inst, "draining")
-        if was_ready:
-            haproxy_command(self.settings.haproxy_socket, f"set server {self._server(inst)} state drain")
-            self._write_file_sd()
+        _post(inst.port, "/colibri/drain/enable")
+        self._write_file_sd()
+
+    def _take_back(self, inst: Instance) -> None:
+        haproxy_command(self.settings.haproxy_socket, f"set server {self._server(inst)} state ready")
+        _post(inst.port, "/colibri/drain/disable")
+        inst.state = READY
+        self._event(inst, "taken_back")
+        self._write_file_sd()
+
+    def _stop_process(self, inst: Instance, count_dropped: bool) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(inst.proc.pid, signal.SIGTERM)
+        try:
+            inst.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(inst.proc.pid, signal.SIGKILL)
+            inst.proc.wait(timeout=3)
+        if count_dropped and inst.report is not None:
+            try:
+                cut = int(json.loads(inst.report.read_text()).get("sessions", 0))
+            except (OSError, ValueError):
+                cut = 0  # no report: killed before it could write one (a booting instance)
+            if cut:
+                with self._lock:
+                    self._book.dropped[inst.tier] = self._book.dropped.get(inst.tier, 0) + cut
+                self._event(inst, f"cut {cut} sessions")
 
     def _register(self, inst: Instance) -> None:
         sock, server = self.settings.haproxy_socket, self._server(inst)
@@ -319,27 +443,14 @@ class LocalActuator:
 
     def _reconcile(self) -> None:
         now = self.clock()
-        stopping: list[Instance] = []
         with self._lock:
             for inst in self._book.instances:
-                if inst.state in (BOOTING, READY) and inst.proc.poll() is not None:
+                if inst.state in (BOOTING, READY, DRAINING) and inst.proc.poll() is not None:
                     self._retire(inst, "died")
                 elif inst.state == BOOTING and now >= inst.ready_at and _healthy(inst.port):
                     # HAProxy busy or restarting: the next tick tries again.
                     with contextlib.suppress(ActuationError):
                         self._register(inst)
-                elif inst.state == DRAINING and now >= inst.stop_at:
-                    stopping.append(inst)
-                    self._retire(inst, "stopped")
-        for inst in stopping:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(inst.proc.pid, signal.SIGTERM)
-            try:
-                inst.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(inst.proc.pid, signal.SIGKILL)
-                inst.proc.wait(timeout=3)
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.tick_s):

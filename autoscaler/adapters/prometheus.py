@@ -166,3 +166,25 @@ class PrometheusDemand:
                 f"Prometheus at {where} sent a reply without data.result ({type(exc).__name__}: {exc})"
             ) from None
         return parse_paired_result(result, self.query)
+
+    def per_instance(self, query: str) -> dict[str, float]:
+        """One instant query, its values keyed by the `instance` label (drains read sessions per
+        instance this way). Raises MetricsSourceError."""
+        where = safe_url(self.settings.url)
+        try:
+            result = self._client.custom_query(query)
+            return {
+                str(item["metric"]["instance"]): float(item["value"][1])
+                for item in result
+                if "instance" in item.get("metric", {})
+            }
+        except (
+            PrometheusApiClientException,
+            requests.RequestException,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as exc:
+            raise MetricsSourceError(
+                f"Prometheus at {where}: the sessions query failed ({type(exc).__name__})"
+            ) from None

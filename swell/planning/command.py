@@ -117,6 +117,9 @@ def changes(
         new_max = max(home[name], tier.min, 1)
         today_share = math.ceil(today.tiers[name].instances / k)
         new_count = min(new_max, max(tier.count, today_share, tier.min))
+        if tier.instances is not None:
+            # The autoscaler names the serving indices: the count goes with them, it is its to set.
+            new_count = tier.count
         stack_tiers[name] = {"count": new_count, "max": new_max}
         autoscaler_tiers[name] = {
             "capacity_per_instance": calibrations[name].capacity_per_instance,
@@ -188,6 +191,10 @@ def plan_command(o: PlanOptions) -> None:
         if not plan.planned:
             notes.append(f"{name}: no --peak: counted at its current max ({plan.instances}) in every factor")
     todo = changes(plans, cfg, calibrations, peaks)
+    notes.append(
+        f"the counts in {stack_path.name} are the last commit's, not the live ones: before --write on a "
+        "stack the autoscaler drives, read them back (pulumi config refresh --force; docs/stacks.md)"
+    )
     edits: list[FileEdit] = []
     try:
         edits.append(stack_edit(stack_path, o.stack, todo["stack"]))

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 STANDIN = Path(__file__).with_name("pulumi_standin.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -23,17 +24,14 @@ def work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     (project / "Pulumi.yaml").write_text("name: swell\nruntime: python\nmain: stacks/\n")
-    (project / "Pulumi.dev.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "config": {
-                    "openstack:region": "GRA11",
-                    "swell:tiers": {
-                        "web": {"flavor": "b3-8", "count": 2, "max": 32},
-                        "chat": {"flavor": "b3-8", "count": 1, "max": 8},
-                    },
-                }
-            }
-        )
-    )
+    # The shipped dev stack (every key the stack's validation needs), roomier: the actuator checks
+    # each layout with the stack's own parser before writing it.
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    config["swell:quota"] = {"instances": 60, "vcpus": 1000, "ramGb": 4000}
+    config["swell:tiers"] = {
+        "web": {"flavor": "b3-8", "count": 2, "min": 1, "max": 32},
+        "chat": {"flavor": "b3-8", "count": 1, "min": 1, "max": 8},
+        "video": {"flavor": "c3-8", "count": 1, "min": 1, "max": 8},
+    }
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
     return project

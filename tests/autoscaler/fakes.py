@@ -4,11 +4,11 @@ test sets, an actuator that records what it was asked, a clock the test moves, a
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.config import AutoscalerConfig, parse_config
-from autoscaler.ports import ActuationError, Capacity, MetricsSourceError, Sample
+from autoscaler.ports import ActuationError, Capacity, Member, MetricsSourceError, Sample
 from autoscaler.telemetry import Redactor, Telemetry
 
 
@@ -116,3 +116,33 @@ def config(
 def telemetry(secrets: tuple[str, ...] = ()) -> tuple[Telemetry, io.StringIO]:
     stream = io.StringIO()
     return Telemetry(Redactor(secrets), log_stream=stream), stream
+
+
+@dataclass
+class FakeFleet:
+    """A draining actuator (`Fleet`): instances by index with start times, a retiring set, and the
+    sessions the test says are left on each instance."""
+
+    serving: dict[str, list[int]]
+    started_at: float = 1_800_000_000.0 - 600
+    name: str = "fake-fleet"
+    retiring: dict[str, list[int]] = field(default_factory=dict)
+    open_sessions: dict[int, int | None] = field(default_factory=dict)
+    applied: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
+
+    def capacity(self, tier: str) -> Capacity:
+        return Capacity(current=len(self.serving[tier]), ready=len(self.serving[tier]))
+
+    def scale(self, tier: str, desired: int) -> None:  # pragma: no cover - the loop uses apply
+        raise AssertionError("a Fleet is driven through apply()")
+
+    def members(self, tier: str) -> list[Member]:
+        out = [Member(i, self.started_at + i, retiring=False, ready=True) for i in self.serving[tier]]
+        return out + [Member(i, self.started_at + i, retiring=True) for i in self.retiring.get(tier, [])]
+
+    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+        self.applied.append((tier, list(serving), list(retiring)))
+        self.serving[tier], self.retiring[tier] = list(serving), list(retiring)
+
+    def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
+        return {i: self.open_sessions.get(i) for i in indices}

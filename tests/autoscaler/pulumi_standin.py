@@ -2,21 +2,30 @@
 
 The Pulumi CLI and its provider plugins cannot be installed on these machines (both download from
 the internet), so tests put this script on PATH as `pulumi`. It answers the few commands the
-Automation API sends for select / config get / config set --path / up / stack output / stack
-history, in the formats the CLI uses, and records every call's arguments (one JSON list per line in
-`.pulumi-standin/calls.jsonl` of the working directory). It edits `Pulumi.<stack>.yaml` as
-`pulumi config set --path` does, so the stack program can then be run under Pulumi's mocks with the
-configuration the actuator wrote. `up` builds outputs following the stack outputs contract of
-ARCHITECTURE.md from the configured counts; it provisions nothing.
+Automation API sends for select / config (get, set --path, set-all --json, --json, refresh) / up /
+cancel / stack output / stack history, in the formats the CLI uses, and records every call's
+arguments (one JSON list per line in `.pulumi-standin/calls.jsonl` of the working directory). It
+edits `Pulumi.<stack>.yaml` as `pulumi config set` does, so the stack program can then be run under
+Pulumi's mocks with the configuration the actuator wrote. `up` builds outputs following the stack
+outputs contract of ARCHITECTURE.md from the configured instances (index, retiring, created); it
+provisions nothing. Like a backend, it keeps the config of the last successful update
+(`config refresh` writes it back) and a lock while an update runs (`cancel` removes it; an up killed
+with SIGKILL leaves it, a SIGINT releases it).
 
 Failure injection, through files in `.pulumi-standin/`: `locked` holds how many next `up`s fail as
-a stack locked by a concurrent update (or `always`); `fail` likewise for a failed update.
+a stack locked by a concurrent update (or `always`); `fail` likewise for a failed update. Timing,
+through the environment: `SWELL_STANDIN_UP_DELAY_S` (seconds `up` takes), and
+`SWELL_STANDIN_UP_GRANDCHILD=1` makes `up` start a child process (as the CLI starts plugins) and
+write its pid to `.pulumi-standin/grandchild.pid`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +70,25 @@ def _literal(text: str) -> object:
         return text
 
 
+# Options that take a value: their value is not a word of the command.
+VALUED = {"--stack", "--message", "--parallel", "--policy-pack", "--policy-pack-config", "--exec-kind"}
+
+
+def _words(argv: list[str]) -> list[str]:
+    words, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg in VALUED or (arg == "--json" and "set-all" in argv):  # set-all --json takes the JSON
+            skip = True
+        elif arg == "--":
+            words += argv[i + 1 :]
+            break
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return words
+
+
 def _consume(name: str) -> bool:
     flag = STATE / name
     if not flag.exists():
@@ -75,22 +103,98 @@ def _consume(name: str) -> bool:
     return True
 
 
-def _outputs(stack: str, config: dict) -> dict:
+def _outputs(stack: str, config: dict, created: dict) -> dict:
+    """Outputs as the program exports them; `created` (tier -> index -> time) keeps each instance's
+    creation time across updates, as Nova does."""
     tiers = config.get("swell:tiers") or {}
     out: dict[str, object] = {"stack": stack, "region": config.get("openstack:region"), "tiers": {}}
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for n, (tier, spec) in enumerate(sorted(tiers.items())):
-        count = int(spec.get("count", 0))
-        instances = [
-            {
-                "name": f"swell-{stack}-{tier}-{i}",
-                "private_ip": f"10.42.{n}.{10 + i}",
-                "public_ipv4": None,
-                "public_ipv6": None,
-            }
-            for i in range(count)
-        ]
+        serving = spec.get("instances")
+        serving = range(int(spec.get("count", 0))) if serving is None else serving
+        retiring = set(spec.get("retiring") or [])
+        born = {int(k): v for k, v in created.get(tier, {}).items()}
+        instances = []
+        for i in sorted({*serving, *retiring}):
+            born.setdefault(i, now)
+            instances.append(
+                {
+                    "name": f"swell-{stack}-{tier}-{i}",
+                    "index": i,
+                    "retiring": i in retiring,
+                    "created": born[i],
+                    "private_ip": f"10.42.{n}.{10 + i}",
+                    "public_ipv4": None,
+                    "public_ipv6": None,
+                }
+            )
+        created[tier] = {str(i): born[i] for i in sorted({*serving, *retiring})}
         out["tiers"][tier] = {"instances": instances, "load_balancer": None}  # type: ignore[index]
     return out
+
+
+def _config_json(config: dict) -> dict:
+    # `pulumi config --json`: every value as text, objects also as `objectValue`.
+    out = {}
+    for key, value in config.items():
+        entry: dict[str, object] = {
+            "value": value if isinstance(value, str) else json.dumps(value),
+            "secret": False,
+        }
+        if isinstance(value, dict | list):
+            entry["objectValue"] = value
+        out[key] = entry
+    return out
+
+
+def _up(stack: str, argv: list[str], state: dict, state_file: Path) -> int:
+    lock = STATE / f"{stack}.lock"
+    if lock.exists():
+        print(CONFLICT, file=sys.stderr)
+        return 255
+    if _consume("locked"):
+        print(CONFLICT, file=sys.stderr)
+        return 255
+    if (
+        "--policy-pack" in argv
+        and not (Path(_opt(argv, "--policy-pack") or "") / "PulumiPolicy.yaml").exists()
+    ):
+        print(f"error: no policy pack at {_opt(argv, '--policy-pack')}", file=sys.stderr)
+        return 255
+    lock.write_text(str(os.getpid()))
+    try:
+        if os.environ.get("SWELL_STANDIN_UP_GRANDCHILD"):
+            child = subprocess.Popen(["sleep", "600"])
+            (STATE / "grandchild.pid").write_text(str(child.pid))
+        time.sleep(float(os.environ.get("SWELL_STANDIN_UP_DELAY_S", "0")))
+    except KeyboardInterrupt:  # SIGINT: Pulumi cancels gracefully and releases its lock
+        lock.unlink(missing_ok=True)
+        print("error: update canceled", file=sys.stderr)
+        return 255
+    lock.unlink(missing_ok=True)
+    if _consume("fail"):
+        print("error: update failed\nerror: 1 error occurred: Quota exceeded for instances", file=sys.stderr)
+        return 255
+    print(f"Updating ({stack})\n\nResources:\n    ~ 1 updated\n")
+    config = _load_config(stack)
+    state["outputs"] = _outputs(stack, config, state.setdefault("created", {}))
+    state["deployed_config"] = config
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    state["history"].append(
+        {
+            "kind": "update",
+            "startTime": now,
+            "endTime": now,
+            "message": _opt(argv, "--message") or "",
+            "environment": {},
+            "config": _config_json(config),
+            "result": "succeeded",
+            "version": len(state["history"]) + 1,
+            "resourceChanges": {"update": 1},
+        }
+    )
+    state_file.write_text(json.dumps(state))
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -103,7 +207,7 @@ def main(argv: list[str]) -> int:
     with (STATE / "calls.jsonl").open("a") as log:
         log.write(json.dumps(argv) + "\n")
     stack = _opt(argv, "--stack")
-    words = [a for a in argv if not a.startswith("-")]
+    words = _words(argv)
 
     if stack is None or not _stack_file(stack).exists():
         print(f"error: no stack named '{stack}' found", file=sys.stderr)
@@ -129,6 +233,25 @@ def main(argv: list[str]) -> int:
         text = value if isinstance(value, str) else json.dumps(value)
         print(json.dumps({"value": text, "secret": False}))
         return 0
+    if words[:2] == ["config", "refresh"]:
+        # Like a backend: the config of the last successful update, written back over the file.
+        if "deployed_config" not in state:
+            print(f"error: no previous deployment for stack '{stack}'", file=sys.stderr)
+            return 255
+        _save_config(stack, state["deployed_config"])
+        return 0
+    if words[:2] == ["config", "set-all"] and "--json" in argv:
+        config = _load_config(stack)
+        for key, entry in json.loads(argv[argv.index("--json") + 1]).items():
+            config[key] = entry["objectValue"] if "objectValue" in entry else _literal(entry["value"])
+        _save_config(stack, config)
+        return 0
+    if words == ["config"]:
+        print(json.dumps(_config_json(_load_config(stack))))
+        return 0
+    if words[:1] == ["cancel"]:
+        (STATE / f"{stack}.lock").unlink(missing_ok=True)
+        return 0
     if words[:2] == ["config", "set"]:
         key, value = words[2], argv[argv.index("--") + 1]
         config = _load_config(stack)
@@ -143,32 +266,7 @@ def main(argv: list[str]) -> int:
         _save_config(stack, config)
         return 0
     if words[:1] == ["up"]:
-        if _consume("locked"):
-            print(CONFLICT, file=sys.stderr)
-            return 255
-        if _consume("fail"):
-            print(
-                "error: update failed\nerror: 1 error occurred: Quota exceeded for instances", file=sys.stderr
-            )
-            return 255
-        print(f"Updating ({stack})\n\nResources:\n    ~ 1 updated\n")
-        state["outputs"] = _outputs(stack, _load_config(stack))
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        state["history"].append(
-            {
-                "kind": "update",
-                "startTime": now,
-                "endTime": now,
-                "message": _opt(argv, "--message") or "",
-                "environment": {},
-                "config": {},
-                "result": "succeeded",
-                "version": len(state["history"]) + 1,
-                "resourceChanges": {"update": 1},
-            }
-        )
-        state_file.write_text(json.dumps(state))
-        return 0
+        return _up(stack, argv, state, state_file)
     if words[:2] == ["stack", "output"]:
         print(json.dumps(state["outputs"]))
         return 0

@@ -72,7 +72,18 @@ def test_once_with_prometheus_unreachable_holds_every_tier_and_exits_3(
             lambda c: c["tiers"]["web"].update(capacity_per_instanse=5),
             "tiers.web.capacity_per_instanse: unknown key",
         ),
-        (lambda c: c["tiers"]["web"].pop("max"), "tiers.web.max: required key is missing"),
+        (
+            lambda c: c["tiers"]["web"].update(max=96),
+            "tiers.web.max: 96 is above the stack's max (32); it may only narrow the stack's limits",
+        ),
+        (lambda c: c["tiers"]["web"].update(min=0), "tiers.web.min: 0 is below the stack's min (1)"),
+        (
+            lambda c: (
+                c["tiers"]["web"].update(actuator={"kind": "kubernetes", "namespace": "a", "deployment": "b"})
+                or c["tiers"]["web"].pop("max")
+            ),
+            "max is required for a kubernetes actuator",
+        ),
         (lambda c: c["tiers"]["web"].update(policy="magic"), "tiers.web.policy: unknown policy 'magic'"),
         (lambda c: c["tiers"]["web"].update(min=9, max=3), "max (3) must be >= min (9)"),
         (
@@ -136,7 +147,9 @@ def test_once_with_prometheus_unreachable_holds_every_tier_and_exits_3(
     ],
     ids=[
         "misspelled-key",
-        "missing-max",
+        "max-wider-than-the-stacks",
+        "min-wider-than-the-stacks",
+        "kubernetes-tier-without-max",
         "unknown-policy",
         "max-below-min",
         "unknown-actuator",
@@ -236,17 +249,75 @@ def test_surge_on_a_vm_tier_does_not_need_the_cluster_of_a_kubernetes_tier(
     ("args", "message"),
     [
         (["--tier", "mail", "--factor", "2", "--for", "1h"], "unknown tier 'mail'"),
-        (["--tier", "web", "--factor", "9", "--for", "1h"], "--factor must be above 1 and at most 4"),
+        (["--tier", "web", "--factor", "11", "--for", "1h"], "--factor must be above 1 and at most 10"),
+        (["--tier", "web", "--factor", "nan", "--for", "1h"], "--factor must be above 1 and at most 10"),
         (["--tier", "web", "--factor", "2", "--for", "soon"], "is not a duration"),
+        (
+            ["--tier", "web", "--factor", "2", "--for", "99999999999999d"],
+            "--for must be above 0 and at most 31d",
+        ),
+        (["--tier", "web", "--factor", "2", "--for", "0s"], "--for must be above 0 and at most 31d"),
         (["--tier", "web"], "give --tier, --factor and --for"),
     ],
-    ids=["unknown-tier", "factor-too-big", "bad-duration", "incomplete"],
+    ids=[
+        "unknown-tier",
+        "factor-too-big",
+        "factor-nan",
+        "bad-duration",
+        "duration-huge",
+        "duration-zero",
+        "incomplete",
+    ],
 )
 def test_surge_refuses_bad_requests(tmp_path: Path, work_dir: Path, args: list[str], message: str) -> None:
     config = _write_config(tmp_path, work_dir)
     result = runner.invoke(app, ["surge", "-c", str(config), *args])
-    assert result.exit_code != 0
-    assert message in result.output
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert runner.invoke(app, ["surge", "-c", str(config), "--list", "--json"]).stdout.strip() == "[]"
+
+
+def test_a_400_percent_surge_is_x5(tmp_path: Path, work_dir: Path) -> None:
+    config = _write_config(tmp_path, work_dir)
+    added = runner.invoke(
+        app, ["surge", "-c", str(config), "--tier", "web", "--factor", "5", "--for", "1h", "--json"]
+    )
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["floor"] == 10  # x5 of the stack's count of 2
+
+
+def test_reasons_and_stored_values_print_as_text(tmp_path: Path, work_dir: Path) -> None:
+    """On-call's --reason and stored values are shown as typed: rich markup in them neither crashes
+    the tables nor styles them, and an override stored with an expiry past the calendar still lists."""
+    from autoscaler.adapters.sqlite_store import SQLiteStateStore
+    from autoscaler.ports import Override
+
+    config = _write_config(tmp_path, work_dir)
+    reason = "launch [/x] [bold]day[/bold]"
+    added = runner.invoke(
+        app, ["surge", "-c", str(config), "--tier", "web", "--factor", "2", "--for", "1h", "--reason", reason]
+    )
+    assert added.exit_code == 0, added.output
+    SQLiteStateStore(tmp_path / "state.db").add_override(
+        Override(id="sg-old", tier="chat", factor=2, floor=2, created_at=0, expires_at=1e300, reason="[/]")
+    )
+    wide = {"COLUMNS": "250"}
+    listed = runner.invoke(app, ["surge", "-c", str(config), "--list"], env=wide)
+    assert listed.exit_code == 0, listed.output
+    assert reason in listed.output and "far future" in listed.output and "[/]" in listed.output
+    status = runner.invoke(app, ["status", "-c", str(config)], env=wide)
+    assert status.exit_code == 0, status.output
+    assert "far future" in status.output
+
+
+def test_a_corrupt_state_store_is_an_error_naming_it(tmp_path: Path, work_dir: Path) -> None:
+    config = _write_config(tmp_path, work_dir)
+    (tmp_path / "state.db").write_bytes(b"this is not a database" * 100)
+    for args in (["status"], ["surge", "--list"]):
+        result = runner.invoke(app, [*args, "-c", str(config)])
+        assert result.exit_code == 5, result.output
+        assert "state store" in result.output and "state.db" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_a_canary_secret_never_appears_in_any_output(

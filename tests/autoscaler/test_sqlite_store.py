@@ -87,3 +87,9 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("this is not sqlite\n" * 100)
     with pytest.raises(StateStoreError, match=r"swell\.db: cannot open"):
         SQLiteStateStore(path)
+
+
+def test_drains_survive_a_restart(tmp_path: Path) -> None:
+    state = LoopState(drains={"web": {"2": {"since": 1.0, "deadline": 901.0, "sessions": None}}})
+    SQLiteStateStore(tmp_path / "s.db").save_loop_state(state)
+    assert SQLiteStateStore(tmp_path / "s.db").load_loop_state().drains == state.drains

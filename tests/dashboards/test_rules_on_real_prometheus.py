@@ -33,7 +33,7 @@ from loadtests.plumbing import (
     prometheus_config,
     write_yaml,
 )
-from tests.realparts import free_port, http_get, instant_query, running_prometheus, wait_until
+from tests.realparts import http_get, instant_query, running_prometheus, wait_until
 
 pytestmark = [
     pytest.mark.skipif(
@@ -68,7 +68,7 @@ class _App(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def parts(tmp_path: Path) -> Iterator[Parts]:
-    ports = HAProxyPorts(*(free_port() for _ in range(4)))
+    ports = HAProxyPorts.allocate()
     sock = tmp_path / "haproxy.sock"
     (tmp_path / "haproxy.cfg").write_text(haproxy_config(ports, sock, slots=2, speed=SPEED))
     haproxy = subprocess.Popen(

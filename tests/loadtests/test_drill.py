@@ -72,6 +72,9 @@ def test_a_compressed_surge_scales_web_up_and_reports(tmp_path: Path) -> None:
     assert slo["tiers_broken"] == [n for n, t in report["tiers"].items() if not t["slo_held"]]
     assert done.returncode == (0 if slo["held"] else 1)
     assert slo["requests"] > 500
+    # Sessions cut by scale-down, per tier next to the SLO (the local actuator drains first).
+    assert all(isinstance(t["dropped_sessions"], int) for t in report["tiers"].values())
+    assert slo["dropped_sessions"] == sum(t["dropped_sessions"] for t in report["tiers"].values()) == 0
     assert any(d["tier"] == "web" and d["direction"] == "up" and d["acted"] for d in report["decisions"])
     tl = report["timeline"]
     assert len(tl["t"]) == len(tl["tiers"]["web"]["ready"]) == len(tl["cpu_busy_pct"]) > 30

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+import websocket
 
 from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, LocalTierSettings, haproxy_command
 from autoscaler.ports import ActuationError, Capacity
 from loadtests.plumbing import HAProxyPorts, haproxy_config, http_ok, start_process, stop_process, wait_for
-from tests.realparts import free_port, needs_haproxy, wait_until
+from tests.realparts import needs_haproxy, wait_until
 
 pytestmark = [needs_haproxy, pytest.mark.slow]
 BOOT = 1.5
@@ -25,7 +26,7 @@ BOOT = 1.5
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[LocalActuator, HAProxyPorts, Path]]:
-    ports = HAProxyPorts(*(free_port() for _ in range(4)))
+    ports = HAProxyPorts.allocate()
     sock = tmp_path / "haproxy.sock"
     (tmp_path / "haproxy.cfg").write_text(haproxy_config(ports, sock, slots=3))
     proc = start_process(["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], tmp_path / "haproxy.log")
@@ -41,7 +42,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[LocalActuator, HAProxyPorts, Path]]:
                 haproxy_socket=sock,
                 node_file_sd=tmp_path / "nodes.json",
                 jvb_file_sd=tmp_path / "jvb.json",
-                drain_s=0.5,
+                log_dir=tmp_path / "instances",  # where stopped instances report their open sessions
             )
         ).start()
         yield actuator, ports, tmp_path
@@ -79,7 +80,7 @@ def test_boot_delay_then_serving_through_haproxy(setup: tuple[LocalActuator, HAP
     assert json.loads((tmp / "jvb.json").read_text()) == []  # only video bridges are scraped as jvb
 
 
-def test_scale_down_drains_then_stops_and_scale_is_idempotent(
+def test_scale_is_idempotent_and_without_a_drain_stops_at_once(
     setup: tuple[LocalActuator, HAProxyPorts, Path],
 ) -> None:
     actuator, _, tmp = setup
@@ -91,13 +92,61 @@ def test_scale_down_drains_then_stops_and_scale_is_idempotent(
     assert len(actuator.events()) == events_before
     actuator.scale("video", 1)
     assert actuator.capacity("video") == Capacity(current=1, ready=1)
-    wait_until(
-        lambda: any(e["event"] == "stopped" for e in actuator.events()), "the drained instance stopped", 10
-    )
     stopped = next(e for e in actuator.events() if e["event"] == "stopped")
     assert not http_ok(f"http://127.0.0.1:{stopped['port']}/healthz")
     assert len(ready_servers(tmp / "haproxy.sock", "video-pool")) == 1
     assert len(json.loads((tmp / "jvb.json").read_text())) == 1
+
+
+def _join(port: int, room: str) -> websocket.WebSocket:
+    return websocket.create_connection(f"ws://127.0.0.1:{port}/colibri-ws?room={room}", timeout=5)
+
+
+def test_a_retiring_bridge_leaves_rotation_keeps_its_conference_and_goes_once_empty(
+    setup: tuple[LocalActuator, HAProxyPorts, Path],
+) -> None:
+    """The drill's side of the two-phase scale-down: out of HAProxy's rotation and in drain mode
+    (no new conference), its open conference untouched; removed once empty: nothing cut."""
+    actuator, _, tmp = setup
+    actuator.apply("video", [0, 1], [])
+    wait_until(lambda: actuator.capacity("video").ready == 2, "two ready bridges", 15)
+    port = actuator.port_of("video", 1)
+    assert port is not None
+    ws = _join(port, "standup")
+    actuator.apply("video", [0], [1])  # phase 1
+    assert [(m.index, m.retiring) for m in actuator.members("video")] == [(0, False), (1, True)]
+    assert actuator.capacity("video") == Capacity(current=1, ready=1)
+    assert len(ready_servers(tmp / "haproxy.sock", "video-pool")) == 1, "out of rotation"
+    assert actuator.sessions("video", [1]) == {1: 1}
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        _join(port, "new-conference")  # drain mode: no new conference here
+    ws.send("ping")
+    assert ws.recv() == "ping", "the open conference goes on"
+    actuator.apply("video", [0, 1], [])  # a scale-up takes it back
+    assert len(ready_servers(tmp / "haproxy.sock", "video-pool")) == 2
+    _join(port, "another").close()
+    actuator.apply("video", [0], [1])
+    ws.close()
+    wait_until(lambda: actuator.sessions("video", [1]) == {1: 0}, "the conference ended", 5)
+    actuator.apply("video", [0], [])  # phase 2
+    assert [m.index for m in actuator.members("video")] == [0]
+    assert actuator.dropped_sessions() == {"web": 0, "video": 0}
+
+
+def test_stopping_an_instance_with_open_sessions_counts_them_as_dropped(
+    setup: tuple[LocalActuator, HAProxyPorts, Path],
+) -> None:
+    actuator, ports, _ = setup
+    actuator.apply("video", [0], [])
+    wait_until(lambda: actuator.capacity("video").ready == 1, "a ready bridge", 15)
+    sockets = [
+        websocket.create_connection(f"ws://127.0.0.1:{ports.video}/colibri-ws?room=r{i}", timeout=5)
+        for i in range(3)
+    ]
+    actuator.apply("video", [], [])  # removed without a drain
+    assert actuator.dropped_sessions()["video"] == 3
+    for ws in sockets:
+        ws.close()
 
 
 def test_a_dead_instance_is_dropped_and_close_leaves_nothing(

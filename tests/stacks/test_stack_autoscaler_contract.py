@@ -2,7 +2,8 @@
 `swell:tiers.<tier>.count` (through the Automation API, against the stand-in `pulumi` executable of
 tests/autoscaler/pulumi_standin.py, since the real CLI cannot be installed here), the stack program,
 run under Pulumi's mocks on the very file the actuator wrote, declares exactly that many instances
-and leaves the existing ones as they were."""
+and leaves the existing ones as they were; a layout with retiring instances becomes members at
+weight 0, and removing them after the drain deletes exactly those."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def test_the_program_declares_the_count_the_actuator_wrote(
     monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
 
     before = engine.run(yaml.safe_load((project / "Pulumi.dev.yaml").read_text())["config"], "dev")
-    PulumiActuator(PulumiSettings(work_dir=project, stack="dev")).scale(tier, count)
+    actuator = PulumiActuator(PulumiSettings(work_dir=project, stack="dev"))
+    actuator.scale(tier, count)
+    assert actuator.wait_idle(60) and actuator.failures(tier) == []
     written = yaml.safe_load((project / "Pulumi.dev.yaml").read_text())["config"]
     after = engine.run(written, "dev")
 
@@ -49,3 +52,38 @@ def test_the_program_declares_the_count_the_actuator_wrote(
     for name, old in before.named(engine.INSTANCE).items():
         if name in instances:
             assert instances[name].inputs == old.inputs, f"{name} would be replaced"
+
+
+def test_a_drain_the_actuator_writes_is_what_the_program_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    values = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    values["config"]["swell:tiers"]["web"].update(count=3, max=3)
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(values))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" "$@"\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    actuator = PulumiActuator(PulumiSettings(work_dir=project, stack="dev"))
+
+    def declared() -> tuple[set[int], dict[int, int]]:
+        rec = engine.run(yaml.safe_load((project / "Pulumi.dev.yaml").read_text())["config"], "dev")
+        instances = {int(n.rsplit("-", 1)[1]) for n in rec.named(engine.INSTANCE) if n.startswith("web-")}
+        weights = {
+            int(n.rsplit("-", 1)[1]): m.inputs["weight"]
+            for n, m in rec.named(engine.MEMBER).items()
+            if n.startswith("web-lb-member-")
+        }
+        return instances, weights
+
+    actuator.apply("web", [0, 2], [1])  # phase 1: the middle one drains
+    assert actuator.wait_idle(60) and actuator.failures("web") == []
+    assert declared() == ({0, 1, 2}, {0: 1, 1: 0, 2: 1})
+    actuator.apply("web", [0, 2], [])  # phase 2: drained, removed
+    assert actuator.wait_idle(60) and actuator.failures("web") == []
+    assert declared() == ({0, 2}, {0: 1, 2: 1})

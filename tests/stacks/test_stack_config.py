@@ -89,6 +89,26 @@ BAD = [
     ("count-not-a-number", _set("swell:tiers.web.count", "many"), "swell:tiers.web.count", "integer"),
     ("unknown-flavor", _set("swell:tiers.video.flavor", "x9-64"), "swell:tiers.video.flavor", "b3-8, b3-16"),
     (
+        "instances-not-matching-count",
+        _set("swell:tiers.web.instances", [0, 2]),
+        "swell:tiers.web.instances",
+        "lists 2 indices but swell:tiers.web.count is 1",
+    ),
+    ("negative-index", _set("swell:tiers.web.retiring", [-1]), "swell:tiers.web.retiring", ">= 0"),
+    ("index-twice", _set("swell:tiers.web.retiring", [4, 4]), "swell:tiers.web.retiring", "appears twice"),
+    (
+        "retiring-and-serving",
+        _set("swell:tiers.web.retiring", [0]),
+        "swell:tiers.web.retiring",
+        r"\[0\] also serve",
+    ),
+    (
+        "retiring-instances-count-against-the-quota",
+        _all(_set("swell:tiers.web.retiring", list(range(1, 21))), _set("swell:quota", "20-vms")),
+        "swell:quota",
+        "23 instances",
+    ),
+    (
         "misspelled-tier-key",
         _set("swell:tiers.web.cont", 2),
         "swell:tiers.web.cont",

@@ -50,7 +50,7 @@ SCALES = [(1, 3), (3, 1), (2, 8), (8, 2), (0, 2), (4, 0), (5, 5)]
 
 
 @pytest.mark.parametrize(("before", "after"), SCALES, ids=[f"{a}-to-{b}" for a, b in SCALES])
-def test_scaling_adds_or_removes_only_the_highest_indices_and_keeps_the_rest_unchanged(
+def test_a_count_change_alone_adds_or_removes_only_the_highest_indices_and_keeps_the_rest_unchanged(
     before: int, after: int
 ) -> None:
     base = stack_values("dev")
@@ -66,13 +66,70 @@ def test_scaling_adds_or_removes_only_the_highest_indices_and_keeps_the_rest_unc
         for name in kept:
             assert old_named[name].inputs == new_named[name].inputs, name
     assert len(_instances(new, "web")) == after
-    # Everything that is not per-instance is untouched by a count change.
+    _assert_nothing_else_changed(old, new)
+
+
+def _assert_nothing_else_changed(old: engine.Recording, new: engine.Recording) -> None:
+    """Everything that is not per-instance is untouched by a change of which instances exist."""
     fixed = {
         (r.type, r.name): r.inputs for r in old.resources if r.type not in (engine.INSTANCE, engine.MEMBER)
     }
     assert fixed == {
         (r.type, r.name): r.inputs for r in new.resources if r.type not in (engine.INSTANCE, engine.MEMBER)
     }
+
+
+def _layout(values: dict, tier: str, serving: list[int], retiring: list[int]) -> dict:
+    out = with_tiers(values, **{tier: len(serving)})
+    out["swell:tiers"][tier].update(instances=serving, retiring=retiring)
+    return out
+
+
+# (before: serving, retiring) -> (after: serving, retiring), and what must happen to which index.
+DRAINS = [
+    ("retire-the-middle-one", ([0, 1, 2], []), ([0, 2], [1]), {"weight0": {1}}),
+    ("remove-it-once-drained", ([0, 2], [1]), ([0, 2], []), {"deleted": {1}}),
+    ("retire-two-low-ones", ([0, 1, 2, 3], []), ([2, 3], [0, 1]), {"weight0": {0, 1}}),
+    ("take-one-back", ([0, 2], [1]), ([0, 1, 2], []), {"weight1": {1}}),
+    ("grow-into-a-hole", ([0, 2], []), ([0, 1, 2], []), {"created": {1}}),
+    ("grow-past-a-retiree", ([0], [1]), ([0, 2], [1]), {"created": {2}}),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "expect"), [d[1:] for d in DRAINS], ids=[d[0] for d in DRAINS])
+def test_which_instances_exist_is_data_and_only_the_named_ones_change(
+    before: tuple[list[int], list[int]], after: tuple[list[int], list[int]], expect: dict[str, set[int]]
+) -> None:
+    """The two phases of a scale-down: the chosen instances (any index) keep running with their
+    members at weight 0, then exactly those are deleted; every other instance and member keeps its
+    inputs. Taking a retiring instance back only restores its weight."""
+    base = stack_values("dev")
+    old = engine.run(_layout(base, "web", *before), "dev")
+    new = engine.run(_layout(base, "web", *after), "dev")
+    index = lambda name: int(name.rsplit("-", 1)[1])  # noqa: E731
+    old_i, new_i = _instances(old, "web"), _instances(new, "web")
+    assert {index(n) for n in old_i.keys() - new_i.keys()} == expect.get("deleted", set())
+    assert {index(n) for n in new_i.keys() - old_i.keys()} == expect.get("created", set())
+    for name in old_i.keys() & new_i.keys():
+        assert old_i[name].inputs == new_i[name].inputs, f"{name} would be replaced"
+    old_m = {index(n): m for n, m in old.named(engine.MEMBER).items() if n.startswith("web-")}
+    new_m = {index(n): m for n, m in new.named(engine.MEMBER).items() if n.startswith("web-")}
+    assert set(new_m) == set(after[0]) | set(after[1]), "one member per existing instance"
+    for i in set(old_m) & set(new_m):
+        weight = 0 if i in after[1] else 1
+        assert new_m[i].inputs["weight"] == weight
+        changed = {
+            k
+            for k in old_m[i].inputs.keys() | new_m[i].inputs.keys()
+            if old_m[i].inputs.get(k) != new_m[i].inputs.get(k)
+        }
+        assert changed <= {"weight"}, f"member {i}: {changed} changed (only its weight may)"
+        if i in expect.get("weight0", set()) | expect.get("weight1", set()):
+            assert changed == {"weight"}
+    entries = {e["index"]: e for e in new.outputs["tiers"]["web"]["instances"]}
+    assert sorted(entries) == sorted({*after[0], *after[1]})
+    assert {i for i, e in entries.items() if e["retiring"]} == set(after[1])
+    _assert_nothing_else_changed(old, new)
 
 
 def _rules(rec: engine.Recording, tier: str) -> set[tuple[str, int, str]]:
@@ -137,8 +194,17 @@ def test_outputs_follow_the_architecture_contract() -> None:
     assert set(out["tiers"]) == {"web", "chat", "video"}
     for tier, data in out["tiers"].items():
         for inst in data["instances"]:
-            assert set(inst) == {"name", "private_ip", "public_ipv4", "public_ipv6"}
-            assert inst["name"].startswith(f"swell-dev-{tier}-")
+            assert set(inst) == {
+                "name",
+                "index",
+                "retiring",
+                "created",
+                "private_ip",
+                "public_ipv4",
+                "public_ipv6",
+            }
+            assert inst["name"] == f"swell-dev-{tier}-{inst['index']}" and inst["retiring"] is False
+            assert inst["created"] == engine.MOCK_CREATED
             assert inst["private_ip"].startswith("10.42.")
             assert (inst["public_ipv4"] is not None) == (tier == "video")
             assert (inst["public_ipv6"] is not None) == (tier == "video")

@@ -498,7 +498,7 @@ def recommend(
         target = min(math.floor(current * factor), ceiling)
         if target > count:
             count = target
-            reason = f"surge: x{factor:g}, {reason}"
+            reason = f"surge: x{factor:g} of {current} -> {target}; {reason}"
     return Recommendation(count, base_count, headroom, memory, reason)
 
 

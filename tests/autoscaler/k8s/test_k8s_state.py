@@ -271,3 +271,12 @@ def test_the_fence_lets_on_calls_surges_and_a_recreated_configmap_through(
         del standin.state.objects[("configmaps", "ops", "swell-state")]
     leader.save_loop_state(loop_state(12))
     assert new_store().load_loop_state() == loop_state(12)
+
+
+def test_drains_and_the_actuation_report_survive_a_new_leader(new_store: StoreFactory) -> None:
+    """The two-phase scale-down resumes where it was: which instances drain, since and until when."""
+    state = loop_state(8)
+    state.drains = {"video": {"3": {"since": NOW, "deadline": NOW + 900, "sessions": 12}}}
+    state.actuation = {"prod-gra11": {"stack": "prod-gra11", "in_flight": None, "queued": {}, "last": None}}
+    new_store("leader").save_loop_state(state)
+    assert new_store("next-leader").load_loop_state() == state
