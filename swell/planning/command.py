@@ -130,7 +130,37 @@ def changes(
         "regions": k,
         "stack": stack_tiers,
         "autoscaler": autoscaler_tiers,
+        "regional_stacks": regional_stacks(target, today, cfg, peaks),
     }
+
+
+def regional_stacks(
+    target: FactorPlan, today: FactorPlan, cfg: stack_config.StackConfig, peaks: dict[str, Peak]
+) -> list[dict[str, Any]]:
+    """The other regions of a split: one stack each, from the same program, made from this stack's
+    configuration with its region, its quota tier and its share of each tier (`set`), and the Pulumi
+    commands that make it. `swell plan` writes none of them: a new stack is an operator's decision."""
+    k = len(target.split)
+    out = []
+    for share in target.split[1:]:
+        values: dict[str, Any] = {
+            stack_config.REGION_KEY: share.region,
+            f"{stack_config.PROJECT}:quota": share.quota_tier or cfg.quota_limits.name,
+        }
+        for name, tier in cfg.tiers.items():
+            new_max = max(share.tiers[name], tier.min, 1)
+            if name in peaks:
+                count = min(new_max, max(math.ceil(today.tiers[name].instances / k), tier.min))
+            else:
+                count = min(new_max, max(tier.count, tier.min))
+            values[f"{stack_config.PROJECT}:tiers.{name}.count"] = count
+            values[f"{stack_config.PROJECT}:tiers.{name}.max"] = new_max
+        commands = [f"pulumi stack init {share.stack} --copy-config-from {cfg.stack}"]
+        for key, value in values.items():
+            path = " --path" if key.count(".") else ""
+            commands.append(f"pulumi config set --stack {share.stack}{path} {key} {value}")
+        out.append({"region": share.region, "stack": share.stack, "set": values, "commands": commands})
+    return out
 
 
 def plan_command(o: PlanOptions) -> None:

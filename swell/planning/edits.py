@@ -77,7 +77,10 @@ class FileEdit:
         return self.before != self.after
 
     def diff(self) -> str:
-        name = str(self.path)
+        try:
+            name = str(self.path.resolve().relative_to(Path.cwd()))
+        except ValueError:  # outside the working directory: the path without its leading slash
+            name = str(self.path).lstrip("/")
         return "".join(
             difflib.unified_diff(
                 self.before.splitlines(keepends=True),

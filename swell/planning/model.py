@@ -32,7 +32,9 @@ from stacks import catalog
 from stacks.config import StackConfig
 from swell.planning.inputs import Calibration, Peak, trace_hours
 
-# Above this share of a quota, OVHcloud's automatic increase starts counting its 30 days.
+# OVHcloud raises a quota by itself only after more than 60% use for 30 days, and says this is "not
+# suitable for rapid increases" (OVHcloud Public Cloud documentation, "Increasing Public Cloud
+# quotas"; docs/ovhcloud.md): past 60%, a plan says to ask for the next tier early, by hand.
 AUTO_INCREASE_USE = 0.6
 AUTO_INCREASE_DAYS = 30
 MAX_REGIONS = 8

@@ -193,6 +193,14 @@ def render(doc: dict[str, Any], edits: list[FileEdit], console: Console, written
             "[green]written[/green]" if written else "not written: run again with --write to apply",
             highlight=False,
         )
+    for regional in ch["regional_stacks"]:
+        console.print(
+            f"\n[bold]Stack {regional['stack']}[/bold] ({regional['region']}), from the same program "
+            "(swell plan does not create stacks; docs/planning.md, 'Split across regions'):",
+            highlight=False,
+        )
+        for command in regional["commands"]:
+            console.print(f"  {command}", highlight=False, markup=False)
     for note in doc["notes"]:
         console.print(f"note: {note}", highlight=False)
     if doc.get("files"):
@@ -252,6 +260,16 @@ def markdown(doc: dict[str, Any]) -> str:
         ]
     if not ch["files"]:
         lines.append("Nothing to change.")
+    for regional in ch["regional_stacks"]:
+        lines += [
+            "",
+            f"Stack `{regional['stack']}` ({regional['region']}), from the same program (not created by "
+            "`swell plan`):",
+            "",
+            "```sh",
+            *regional["commands"],
+            "```",
+        ]
     p = doc["prices"]
     lines += [
         "",
