@@ -10,7 +10,8 @@ mode). The steps are measured inside Locust by the runner that runs the shape an
 (`loadtests.knee`):
 
 1. a coarse pass (start, start + increment, ...), stopped once two consecutive steps broke;
-2. a finer pass between the last good and the first bad step (`refine`), to one user if it can;
+2. a finer pass from the last good to the first bad step (`refine`), to one user if it can, and
+   a second one lower down when the first broke at that good step;
 3. the knee: the highest step that held below the confirmed break, with the next step as its
    upper bound (the uncertainty).
 
@@ -75,6 +76,7 @@ LOCAL_SETTLE_S = 1.5
 LOCAL_GRID = (4, 4, 12)
 TARGET_GRID = (10, 10, 10)
 SUBSTEPS = 6  # the finer pass: up to this many steps between the last good and the first bad
+FINE_PASSES = 2  # at most: the second only when the first broke at the coarse pass's last good step
 WORKER_REPORT_S = 1.0  # workers' stats reach the master this often (calibrate_locustfile.py)
 # Bounds: a calibration is a bounded experiment, never a soak.
 MAX_STEPS = 40
@@ -217,7 +219,8 @@ class CalibrateOptions:
             raise ValueError(
                 f"--start/--increment/--steps: the last step has {users[-1]} users, more than {MAX_USERS}"
             )
-        worst = self.plan(users).duration_s * 2  # the coarse pass, and at most as long again to refine
+        # The coarse pass and the finer ones, each at most SUBSTEPS + 1 steps.
+        worst = self.plan(users).duration_s + FINE_PASSES * self.plan((1,) * (SUBSTEPS + 1)).duration_s
         if worst > MAX_DURATION_S:
             raise ValueError(
                 f"--steps/--step-s: up to {worst / 3600:.1f} h of load; a calibration is bounded to "
@@ -350,13 +353,18 @@ class Calibration:
             try:
                 if o.local:
                     self._start_service()
-                coarse = self._pass("coarse", o.coarse_users)
-                knee = find_knee(coarse.steps, o.slo, CONFIRM)
-                if o.refine and knee.bracketed:
+                self._pass("coarse", o.coarse_users)
+                # A finer pass starts at the last good step: when that step breaks there, the knee
+                # lies lower, between two steps the coarse pass left apart, and one more pass looks.
+                for n in range(FINE_PASSES if o.refine else 0):
+                    knee = find_knee(self.curve(), o.slo, CONFIRM)
+                    if not knee.bracketed:
+                        break
                     assert knee.knee is not None and knee.broken is not None
                     finer = refine(knee.knee.users, knee.broken.users, SUBSTEPS)
-                    if finer:
-                        self._pass("fine", finer)
+                    if not finer:
+                        break
+                    self._pass("fine" if n == 0 else f"fine-{n + 1}", finer)
             finally:
                 self.children.stop_all()
         return self._result(load_before, os.getloadavg())
@@ -497,13 +505,16 @@ class Calibration:
 
     # --- the result ---------------------------------------------------------------------------
     def curve(self) -> list[StepMeasure]:
-        """Every step used for the knee: the coarse pass, with the finer pass over its range."""
-        coarse = self.passes[0].steps
-        fine = self.passes[1].steps if len(self.passes) > 1 else []
-        if not fine:
-            return list(coarse)
-        low, high = min(s.users for s in fine), max(s.users for s in fine)
-        return [s for s in coarse if s.users < low] + list(fine) + [s for s in coarse if s.users > high]
+        """Every step used for the knee: the coarse pass, each finer pass over its range in turn."""
+        curve = list(self.passes[0].steps) if self.passes else []
+        for later in self.passes[1:]:
+            if not later.steps:
+                continue
+            low, high = min(s.users for s in later.steps), max(s.users for s in later.steps)
+            curve = (
+                [s for s in curve if s.users < low] + list(later.steps) + [s for s in curve if s.users > high]
+            )
+        return curve
 
     def _result(self, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> dict[str, Any]:
         o = self.o
@@ -638,7 +649,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     unit, slo = result["unit"], result["slo"]
     fig, (lat, thr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=(3, 2))
-    for p, marker in zip(result["passes"], ("o", "^"), strict=False):
+    for p, marker in zip(result["passes"], ("o", "^", "v"), strict=False):
         steps = [s for s in p["steps"] if s["p95_ms"] is not None]
         held = [s for s in steps if s["p95_ms"] <= slo["p95_ms"] and s["error_rate"] <= slo["error_rate"]]
         broke = [s for s in steps if s not in held]

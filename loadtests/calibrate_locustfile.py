@@ -51,8 +51,7 @@ except ValueError as exc:
 # at a third of an instance's capacity. Random phases, fixed or drawn anew each period, cluster by
 # chance: the queue they build moved the knee by 15% between runs (28-32 requests/s). Golden-ratio
 # phases leave no cluster for any number of users (the three-gap theorem), so every run offers the
-# same even load, and the knee measures the instance, not the luck of the draw. The reference
-# service states its capacity under this same pacing (loadtests/tier_service.py, web_p95_model).
+# same even load, and the knee measures the instance, not the luck of the draw.
 PERIOD_S = 1.0 / OFFERED_PER_USER[_tier]
 _WORKER_SHIFT = math.sqrt(2) - 1
 _next_user = itertools.count()

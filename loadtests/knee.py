@@ -12,7 +12,7 @@ measures with it inside Locust, and `swell calibrate` judges with it in its own 
   that the next step confirms (`confirm` consecutive broken steps, or a broken last step). A broken
   step the next one contradicts is noise on a shared machine and is reported as such, not taken
   for the knee.
-- `refine`: a second, finer pass between the last good and the first bad step.
+- `refine`: a second, finer pass from the last good to the first bad step.
 
 Offered load is known by construction: users x `OFFERED_PER_USER`, in the unit of the tier's demand
 signal (the autoscaler's `capacity_per_instance`).
@@ -40,8 +40,7 @@ UNITS = {"web": "requests/s", "chat": "sessions", "video": "participants"}
 # participant. A test checks the web figure against the users' real request rate.
 OFFERED_PER_USER = {"web": 1.0, "chat": 1.0, "video": 1.0}
 # Evenly paced arrivals: the k-th paced user sends at frac(k x GOLDEN) of each period, so any number
-# of users is spread over the period with no cluster (the calibration locustfile paces so, and the
-# reference service states its web capacity under the same pacing).
+# of users is spread over the period with no cluster (the calibration locustfile paces so).
 GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -294,10 +293,11 @@ def grid(start: int, increment: int, steps: int) -> tuple[int, ...]:
 
 
 def refine(good_users: int, bad_users: int, substeps: int = 4) -> tuple[int, ...]:
-    """Users per step of the finer pass: from just above the last good step up to the first bad one
-    (measured again: a break seen twice is a break), about `substeps` steps; () when the coarse
-    pass already resolved the knee to one user."""
+    """Users per step of the finer pass: the last good step again, then up to the first bad one
+    (measured again too: a break seen twice is a break), about `substeps` steps; () when the coarse
+    pass already resolved the knee to one user. The pass starts at the good step, not above it: a
+    pass that started past saturation with an empty queue would hold for seconds it should not."""
     if bad_users - good_users <= 1:
         return ()
     delta = max(1, math.ceil((bad_users - good_users) / max(1, substeps)))
-    return (*range(good_users + delta, bad_users, delta), bad_users)
+    return (good_users, *range(good_users + delta, bad_users, delta), bad_users)

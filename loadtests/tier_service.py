@@ -36,17 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import json
 import math
-import random
 import signal
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-
-from loadtests.knee import GOLDEN
 
 KINDS = ("web", "chat", "video")
 
@@ -81,17 +77,15 @@ class TierSpec:
     def designed_capacity(self, p95_limit_s: float) -> float:
         """What one instance serves by design within a p95 latency limit, in the autoscaler's unit.
 
-        web: the highest whole rate (requests/s) at which `web_p95_model` keeps p95 within the
-        limit, never above `max_rate` x the mix's mean cost (where the slots saturate and queues
-        grow without bound). chat and video: the sessions (participants) it accepts, `hard_cap` x
-        capacity, or fewer when the delay per message, base_delay x (sessions / capacity)^3, passes
-        the limit first. `swell calibrate` measures the knee against it."""
+        web: the requests/s its slots complete at the mean service time of `WEB_MIX`: past that
+        rate the queue grows without bound and p95 with it. Evenly paced arrivals (the calibration's)
+        queue little below it: the knee lies just under it. chat and video: the sessions
+        (participants) it accepts, `hard_cap` x capacity, or fewer when the delay per message,
+        base_delay x (sessions / capacity)^3, passes the limit first. `swell calibrate` measures the
+        knee against it."""
         if self.kind == "web":
-            saturation = self.capacity / (self.service_time_s * WEB_MEAN_COST)
-            rate = math.floor(saturation)
-            while rate > 0 and web_p95_model(self, rate) > p95_limit_s:
-                rate -= 1
-            return float(rate)
+            mean_cost = sum(n * WEB_COST[k] for k, n in WEB_MIX.items()) / sum(WEB_MIX.values())
+            return self.capacity / (self.service_time_s * mean_cost)
         if p95_limit_s < self.base_delay_s:
             return 0.0  # even an idle instance answers slower than the limit
         return self.capacity * min(self.hard_cap, (p95_limit_s / self.base_delay_s) ** (1 / 3))
@@ -108,26 +102,6 @@ DEFAULT_SPECS = {
 WEB_COST = {"page": 1.0, "api": 0.5, "upload": 2.0}
 # The request mix a WebUser sends (loadtests/users.py, tasks 3:6:1; a test checks they agree).
 WEB_MIX = {"page": 3, "api": 6, "upload": 1}
-WEB_MEAN_COST = sum(n * WEB_COST[k] for k, n in WEB_MIX.items()) / sum(WEB_MIX.values())
-
-
-def web_p95_model(spec: TierSpec, rate: int, seconds: int = 120, seed: int = 0) -> float:
-    """p95 latency (s) of a web instance's own queue at `rate` requests/s: one request per user per
-    second at the user's `GOLDEN` phase, endpoints drawn from `WEB_MIX` (a fixed seed: the same
-    answer every time), `capacity` slots served first come first served, as `TierService._serve`.
-    The first tenth is left out (the queue filling). A model of this service, not of any other."""
-    rng = random.Random(seed)
-    names, weights = list(WEB_MIX), list(WEB_MIX.values())
-    arrivals = sorted(second + (user * GOLDEN) % 1.0 for user in range(rate) for second in range(seconds))
-    free = [0.0] * spec.capacity
-    latencies = []
-    for at in arrivals:
-        start = max(at, heapq.heappop(free))
-        done = start + spec.service_time_s * WEB_COST[rng.choices(names, weights)[0]]
-        heapq.heappush(free, done)
-        latencies.append(done - at)
-    kept = sorted(latencies[len(latencies) // 10 :])
-    return kept[max(0, math.ceil(0.95 * len(kept)) - 1)] if kept else 0.0
 
 
 @dataclass

@@ -250,7 +250,7 @@ def _drill(
 @app.command(
     "calibrate",
     epilog=examples(
-        "swell calibrate --tier web   # the local reference service, real Locust: about 80 s",
+        "swell calibrate --tier web   # the local reference service, real Locust: about 90 s",
         "swell calibrate --tier chat --out build/calibrate",
         "swell calibrate --tier web --target http://10.0.0.5:80 --flavor b3-16 --workers 2",
         "swell calibrate --tier web --from-log master.log   # the steps a Kubernetes run logged",

@@ -18,7 +18,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from autoscaler.config import SERVICE_POLICIES, ConfigError, load_config
+from autoscaler.config import SERVICE_POLICIES, ConfigError, load_config, parse_config
 from stacks import catalog
 from stacks import config as stack_config
 from swell.planning import report
@@ -113,6 +113,10 @@ def changes(
     stack_tiers, autoscaler_tiers = {}, {}
     for name, tier in cfg.tiers.items():
         if name not in peaks:
+            if k > 1:
+                # Split at its current max by the quota check: this stack keeps its share of it.
+                share_max = max(home[name], tier.min, 1)
+                stack_tiers[name] = {"count": max(tier.min, min(tier.count, share_max)), "max": share_max}
             continue
         new_max = max(home[name], tier.min, 1)
         today_share = math.ceil(today.tiers[name].instances / k)
@@ -161,6 +165,26 @@ def regional_stacks(
             commands.append(f"pulumi config set --stack {share.stack}{path} {key} {value}")
         out.append({"region": share.region, "stack": share.stack, "set": values, "commands": commands})
     return out
+
+
+def check_limits(
+    edit: FileEdit, stack: str, new_stack: dict[str, dict[str, int]], cfg: stack_config.StackConfig
+) -> None:
+    """EditError when a tier of the edited autoscaler file on this stack would widen the stack's new
+    limits (the service refuses to start then, naming the key)."""
+    service = parse_config(yaml.safe_load(edit.after), str(edit.path))
+    for name, tier in service.tiers.items():
+        if tier.actuator.kind != "pulumi" or getattr(tier.actuator, "stack", None) != stack:
+            continue
+        stack_tiers = dict(cfg.tiers.items())
+        if name not in stack_tiers:
+            continue
+        own = stack_tiers[name]
+        bounds = (own.min, int(new_stack.get(name, {}).get("max", own.max)))
+        try:
+            tier.limits(bounds)
+        except ConfigError as exc:
+            raise EditError(f"{edit.path}: tiers.{name}.{exc}") from None
 
 
 def plan_command(o: PlanOptions) -> None:
@@ -219,7 +243,10 @@ def plan_command(o: PlanOptions) -> None:
         )
     for name, plan in plans[-1].tiers.items():
         if not plan.planned:
-            notes.append(f"{name}: no --peak: counted at its current max ({plan.instances}) in every factor")
+            note = f"{name}: no --peak: counted at its current max ({plan.instances}) in every factor"
+            if plans[-1].split:
+                note += "; split over the regions like the others, so its max here is this stack's share"
+            notes.append(note)
     todo = changes(plans, cfg, calibrations, peaks)
     notes.append(
         f"the counts in {stack_path.name} are the last commit's, not the live ones: before --write on a "
@@ -244,8 +271,14 @@ def plan_command(o: PlanOptions) -> None:
                         f"the autoscaler's tiers.{name}.quota ({tier.quota}) is below the new max "
                         f"({values_['max']}): it caps the tier there until the project's quota is raised"
                     )
+                if tier.actuator.kind == "pulumi" and tier.max is None:
+                    # The stack's max is the limit (one source); the autoscaler file gets only the knee.
+                    values_ = {k: v for k, v in values_.items() if k != "max"}
                 mine[name] = values_
-            edits.append(autoscaler_edit(o.autoscaler_config, mine))
+            edit = autoscaler_edit(o.autoscaler_config, mine)
+            edits.append(edit)
+            # The service narrows the stack's limits by its own: they must not widen the new ones.
+            check_limits(edit, o.stack, todo["stack"], cfg)
     except EditError as exc:
         fail(f"the plan's changes would not load, nothing is written:\n{exc}", EXIT_REFUSED)
         return

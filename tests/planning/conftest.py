@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# The knees `swell calibrate` measured on the reference service (docs/planning.md).
+# Knees as `swell calibrate` measures them on the reference service (docs/planning.md: web 31 to 32).
 KNEES = {"web": 32.0, "chat": 20.0, "video": 23.0}
 UNITS = {"web": "requests/s", "chat": "sessions", "video": "participants"}
 

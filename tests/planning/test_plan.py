@@ -219,6 +219,13 @@ BAD = [
     (["--peak", "db=3"], "--peak 'db=3': unknown tier 'db'"),
     (["--peak", "web=0"], "--peak 'web=0': today's peak must be a number > 0"),
     (["--peak", "web=-20"], "today's peak must be a number > 0"),
+    (["--peak", "web=nan"], "--peak 'web=nan': today's peak must be a number > 0"),
+    (["--peak", "web=inf"], "--peak 'web=inf': today's peak must be a number > 0"),
+    (["--peak", "web=/nonexistent/web.csv"], "is neither a number nor a trace file"),
+    (
+        ["--peak", "web=1", "--calibration", "/nonexistent/web.json"],
+        "--calibration /nonexistent/web.json: cannot read",
+    ),
     (["--peak", "web=lots"], "is neither a number nor a trace file"),
     (["--peak", "web"], "expected TIER=NUMBER"),
     (["--peak", "web=1", "--peak", "web=2"], "web is given twice"),
@@ -339,12 +346,19 @@ def test_write_applies_the_diff_keeping_every_comment(project: Path, calibration
     cfg = load_config(auto_file)  # the service's own loader
     for tier, t in cfg.tiers.items():
         assert t.capacity_per_instance == KNEES[tier]
-        assert t.max == written[tier]["max"]
+        # A tier on the stack takes the stack's limits (no max of its own is written), within them.
+        assert t.max is None
+        assert t.limits((written[tier]["min"], written[tier]["max"])) == (
+            written[tier]["min"],
+            written[tier]["max"],
+        )
     for path, text in before.items():
         after = path.read_text()
         assert comment_lines(after) == comment_lines(text), path.name
         changed = {line for line in after.splitlines() if line not in text.splitlines()}
         assert changed and all(re.search(r"(max|count|capacity_per_instance): \d", line) for line in changed)
+        if path == auto_file:
+            assert not any("max" in line for line in changed)
         listed = {f["path"]: f["diff"] for f in doc["changes"]["files"]}[str(path)]
         assert all(f"+{line}" in listed for line in changed)
 
@@ -415,3 +429,17 @@ def test_encrypted_values_do_not_stop_a_plan(project: Path, calibrations: Path) 
 )
 def test_each_region_gets_a_stack_named_after_it(stack: str, home: str, region: str, expected: str) -> None:
     assert region_stack_name(stack, home, region) == expected
+
+
+def test_an_autoscaler_max_of_its_own_follows_the_stacks_new_max(project: Path, calibrations: Path) -> None:
+    """A tier that narrows the stack's limits with a max of its own gets the new max too: left at 30
+    over a stack max of 27, the service would refuse to start."""
+    auto = project / "autoscaler.example.yaml"
+    data = yaml.safe_load(auto.read_text())
+    data["tiers"]["web"]["max"] = 30
+    auto.write_text(yaml.safe_dump(data))
+    doc = as_json(plan(project, calibrations, "--json", "--write", "--autoscaler-config", str(auto)))
+    new_max = doc["changes"]["stack"]["web"]["max"]
+    assert new_max < 30
+    web = load_config(auto).tiers["web"]
+    assert web.max == new_max and web.limits((3, new_max)) == (3, new_max)

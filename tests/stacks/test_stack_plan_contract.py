@@ -92,7 +92,8 @@ def test_the_written_stack_and_autoscaler_files_load_and_declare_the_plan(tmp_pa
     service = load_config(auto)  # the autoscaler's own loader
     for tier, values in doc["changes"]["autoscaler"].items():
         assert service.tiers[tier].capacity_per_instance == KNEES[tier] == values["capacity_per_instance"]
-        assert service.tiers[tier].max == tiers[tier]["max"]
+        limits = (tiers[tier]["min"], tiers[tier]["max"])
+        assert service.tiers[tier].limits(limits) == limits  # the stack's new limits, not narrowed
 
 
 def test_each_region_of_a_split_is_a_stack_of_the_same_program(tmp_path: Path) -> None:
