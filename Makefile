@@ -11,18 +11,29 @@ DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 
-.PHONY: setup debs test lint typecheck unit preview drill bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-actuation bench-ansible bench-drill clean dashboards
+.PHONY: lock setup debs test lint typecheck unit preview drill bench bench-stacks bench-sim bench-k8s bench-autoscaler bench-actuation bench-ansible bench-drill clean dashboards
 
 setup: debs $(STAMP)
 
 debs:
 	@scripts/ensure-debian-packages $(DEB_PACKAGES)
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package at the version the suite last passed with; a dependency new in
+# pyproject.toml and not yet locked resolves freely until `make lock`.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock -e '.[dev]'
 	@touch $@
+
+# Re-resolve every dependency of `[dev]` (all extras and the test tools) in a fresh venv and pin it.
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet '.[dev]'
+	{ echo "# Every package of swell[dev] at the version the suite passed with. Regenerate: make lock"; \
+	  build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^swell[ @=]'; } > requirements.lock
+	rm -rf build/lock-venv
 
 lint: setup
 	$(BIN)/ruff check .

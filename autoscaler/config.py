@@ -154,9 +154,19 @@ class TierConfig(_Strict):
         return narrowed
 
 
+def default_state_path() -> Path:
+    """`$XDG_STATE_HOME/swell/autoscaler.db`, or `~/.local/state/swell/autoscaler.db` when that is unset
+    or not absolute (the XDG Base Directory specification: state that survives restarts and is not
+    configuration). Never the working directory: on-call's `swell status` and the service, run by
+    the same user, find the same file wherever they are started."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "swell" / "autoscaler.db"
+
+
 class SQLiteStateConfig(_Strict):
     kind: Literal["sqlite"] = "sqlite"
-    path: Path = Path("var/autoscaler.db")
+    path: Path = Field(default_factory=default_state_path)
 
 
 class ConfigMapStateConfig(_Strict):

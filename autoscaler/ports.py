@@ -1,8 +1,9 @@
 """The ports of the autoscaler service: what it needs from the world, as small Protocols.
 
-Only adapters (Prometheus, Pulumi, Kubernetes, SQLite, local processes) import clients or SDKs;
-the service loop and the decision core see nothing but these types. One place
-(`autoscaler.wiring`) builds the adapters from the configuration.
+Only adapters (Prometheus, Pulumi, Kubernetes, SQLite) import clients or SDKs; the service loop and
+the decision core see nothing but these types. One place (`autoscaler.wiring`) builds the adapters
+from the configuration. The drill's actuator (local processes) implements them from outside this
+package: `loadtests/local_actuator.py`, wired by `loadtests/wiring.py`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ for x4 in one step.
   member able to take them) included. Counted at the pool, not at the listeners: the load balancer
   answers the plain-HTTP redirect (:80) and its own PROMETHEUS listener itself, and neither is work
   for the tier. It can count requests because TLS ends at the load balancer (TERMINATED_HTTPS).
-- chat: concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included.
+- chat: concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included. Only pools that
+  serve HTTP count (`http_pools`): chat's load balancer also passes the video bridges' XMPP logins
+  through a TCP pool of its own, and a bridge is not a chat user.
 - video: participants (endpoints) on the bridges. Jitsi Videobridge never refuses a participant:
   Jicofo keeps placing them and `stress_level` climbs past 1, so endpoints is the offered demand.
 
@@ -134,6 +136,22 @@ LB_METRIC_RELABEL: list[dict[str, Any]] = [TIER_FROM_PROXY, *HAPROXY_AS_OCTAVIA_
 DEMAND_RECORD = "tier:swell_offered_demand:current"
 # Requests sent to a tier's pool, refused ones included (the web tier's demand, before rate()).
 OFFERED_REQUESTS_METRIC = "octavia_pool_http_requests_total"
+
+
+def http_pools(metric: str, selector: str) -> str:
+    """`metric` of the pools that serve HTTP only: the one place that keeps other pools out of demand.
+
+    Chat's load balancer has a TCP pool besides its HTTP one: the video bridges' XMPP logins on 5222
+    (stacks/listeners.py, `XMPP`), which are not chat users. The pool label cannot tell them apart
+    in production: Octavia names HAProxy's backends `<pool id>:<listener id>`, so `pool` is a pair of
+    UUIDs (octavia/common/jinja/haproxy/combined_listeners/templates/macros.j2). What does tell them
+    apart is the protocol: HAProxy exports `*_http_requests_total` only for backends in HTTP mode
+    (tests/dashboards/test_http_pools_on_real_haproxy.py shows it on Debian's HAProxy), so a series
+    of a pool that has that counter belongs to an HTTP pool, whatever its name. `and` keeps exactly
+    the series whose labels (job, instance, tier, pool) an HTTP pool's counter also has."""
+    return f"({metric}{{{selector}}} and {OFFERED_REQUESTS_METRIC}{{{selector}}})"
+
+
 READY_RECORD = "tier:swell_ready_instances:count"
 UTILIZATION_RECORD = "tier:swell_utilization:ratio"
 
@@ -160,11 +178,11 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
         },
         {
             "record": "tier:swell_queued_requests:sum",
-            "expr": f"sum by (tier) (octavia_pool_current_queue{{{lb}}})",
+            "expr": f"sum by (tier) {http_pools('octavia_pool_current_queue', lb)}",
         },
         {
             "record": "tier:swell_offered_sessions:sum",
-            "expr": f"sum by (tier) (octavia_pool_current_sessions{{{lb}}})",
+            "expr": f"sum by (tier) {http_pools('octavia_pool_current_sessions', lb)}",
         },
         {
             "record": "tier:swell_offered_participants:sum",

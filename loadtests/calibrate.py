@@ -15,31 +15,27 @@ mode). The steps are measured inside Locust by the runner that runs the shape an
 3. the knee: the highest step that held below the confirmed break, with the next step as its
    upper bound (the uncertainty).
 
-Child processes never outlive calibrate: each runs in its own process group (Ctrl-C reaches only
-calibrate, which stops them) and gets SIGKILL from the kernel when calibrate dies, even by SIGKILL
-(`PR_SET_PDEATHSIG`, asked between fork and exec, as autoscaler/adapters/procguard.py does for
-the commands it guards). They are started from the main thread only: the kernel sends that signal
-when the thread that forked exits, not the process.
+Child processes never outlive calibrate: they are started as the drill starts its own
+(loadtests/processes.py), each in its own process group (Ctrl-C reaches only calibrate, which stops
+them all at once) and through `procguard --exec`, so the kernel SIGKILLs them when calibrate dies,
+even by SIGKILL (`PR_SET_PDEATHSIG`). They are started from the main thread only: the kernel sends
+that signal when the thread that forked exits, not the process.
 
 This module never imports locust (it monkey-patches the interpreter with gevent).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib.metadata
 import json
 import math
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +43,6 @@ from typing import Any
 
 import yaml
 
-from autoscaler.adapters.procguard import PR_SET_PDEATHSIG
 from loadtests.knee import (
     CALIBRATION_SCHEMA,
     OFFERED_PER_USER,
@@ -63,7 +58,8 @@ from loadtests.knee import (
     parse_step_lines,
     refine,
 )
-from loadtests.plumbing import http_ok, stop_process, wait_for
+from loadtests.plumbing import http_ok, wait_for
+from loadtests.processes import Children, interrupt_on_sigterm, signals_held, stop_process
 
 LOCUSTFILE = Path(__file__).with_name("calibrate_locustfile.py")
 CONFIRM = 2  # consecutive broken steps that end a pass
@@ -229,82 +225,10 @@ class CalibrateOptions:
 
 
 # --- child processes ----------------------------------------------------------------------------
-# Loaded here, once: the forked child only calls into it (a dlopen after fork could wait forever on
-# a loader lock that another thread of calibrate, rich's refresh, held at the fork).
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with(parent_pid: int) -> Callable[[], None]:
-    """preexec_fn: the kernel sends SIGKILL to the child when its parent dies, as procguard asks for
-    the commands it guards; a parent already gone between fork and that request is caught by
-    comparing the parent pid."""
-
-    def preexec() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
-
-
-class Children:
-    """The processes calibrate started: each in its own process group, killed with calibrate."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(
-        self, name: str, cmd: list[str], env: Mapping[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError(
-                "children are started from the main thread (PR_SET_PDEATHSIG follows the thread)"
-            )
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with(os.getpid()),
-                env=dict(env) if env is not None else None,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
-        with contextlib.suppress(Exception):
-            stop_process(proc, timeout_s)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc, 5.0)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops calibrate like Ctrl-C: through the same cleanup."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -336,7 +260,7 @@ class Calibration:
         self.o = options
         self.progress = progress or (lambda _: None)
         self.logs = options.out / "logs" / options.tier
-        self.children = Children(self.logs)
+        self.children = Children()
         self.host = options.target or ""
         self.passes: list[Pass] = []
         self.started_at = 0.0
@@ -349,7 +273,7 @@ class Calibration:
         if o.from_log is not None:
             self._read_log(o.from_log)
             return self._result(load_before, load_before)
-        with _sigterm_as_interrupt():
+        with interrupt_on_sigterm():
             try:
                 if o.local:
                     self._start_service()
@@ -366,7 +290,8 @@ class Calibration:
                         break
                     self._pass("fine" if n == 0 else f"fine-{n + 1}", finer)
             finally:
-                self.children.stop_all()
+                with signals_held():  # a second Ctrl-C does not cut the cleanup short
+                    self.children.stop_all()
         return self._result(load_before, os.getloadavg())
 
     def _read_log(self, path: Path) -> None:
@@ -391,9 +316,16 @@ class Calibration:
         self.host = self.o.target or str(first.get("host") or "")
         self.logged = {k: first[k] for k in ("workers", "locust_version") if k in first}
 
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A child in its own process group that dies with calibrate, SIGKILL included
+        (loadtests/processes.py, as the drill's), logging to `<logs>/<name>.log`. Started from the
+        main thread: PR_SET_PDEATHSIG follows the thread that forked."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self.children.start(cmd, self.logs / f"{name}.log", env)
+
     def _start_service(self) -> None:
         port = _free_port()
-        proc = self.children.spawn(
+        proc = self._spawn(
             f"tier-service-{self.o.tier}",
             [sys.executable, "-m", "loadtests.tier_service", "--kind", self.o.tier, "--port", str(port)],
         )
@@ -414,7 +346,7 @@ class Calibration:
         quiet = ["--loglevel", "WARNING"]
         if not o.workers:
             cmd = [*base, "--headless", "--only-summary", "--stop-timeout", "2", *quiet]
-            return [self.children.spawn(f"locust-{name}", cmd, env | {"SWELL_CALIBRATE_OUT": str(out)})]
+            return [self._spawn(f"locust-{name}", cmd, env | {"SWELL_CALIBRATE_OUT": str(out)})]
         port = _free_port()
         master = [
             *base,
@@ -431,11 +363,9 @@ class Calibration:
             str(port),
             *quiet,
         ]
-        procs = [
-            self.children.spawn(f"locust-{name}-master", master, env | {"SWELL_CALIBRATE_OUT": str(out)})
-        ]
+        procs = [self._spawn(f"locust-{name}-master", master, env | {"SWELL_CALIBRATE_OUT": str(out)})]
         worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port), *quiet]
-        procs += [self.children.spawn(f"locust-{name}-worker-{k}", worker, env) for k in range(o.workers)]
+        procs += [self._spawn(f"locust-{name}-worker-{k}", worker, env) for k in range(o.workers)]
         return procs
 
     def _pass(self, name: str, users: tuple[int, ...]) -> Pass:
@@ -479,7 +409,7 @@ class Calibration:
                 time.sleep(0.25)
         finally:
             for proc in procs:
-                self.children.stop(proc, 10.0)
+                stop_process(proc)
             current.wall_s = time.monotonic() - started
         if not current.stopped_early and master.returncode not in (0, 1):  # 1: some requests failed
             raise CalibrationError(

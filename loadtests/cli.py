@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from loadtests.drill import Drill, DrillError, DrillOptions, Fault
-from loadtests.report import write_report
+from loadtests.drill import Drill, DrillError
+from loadtests.faults import Fault
+from loadtests.options import DrillOptions
+from loadtests.report import build_report, write_report
 
 EXIT_HELD, EXIT_BROKEN, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
@@ -75,7 +77,7 @@ def drill_command(
     with Live(_view({"phase": "starting"}), console=err, refresh_per_second=2, transient=False) as live:
         drill = Drill(options, progress=lambda snap: live.update(_view(snap)))
         try:
-            report = drill.run()
+            report = build_report(drill.run())
         except (DrillError, RuntimeError, OSError) as exc:
             # A part that did not start (HAProxy, Prometheus, an instance) or Locust gone wrong:
             # everything started is already stopped by Drill.run.

@@ -1,11 +1,13 @@
-"""`swell drill`: rehearse a surge on one machine with the real loop.
+"""`swell drill`: rehearse a surge on one machine with the real loop. This module runs it: it starts
+the parts, runs the loop and the faults while sampling every second, stops everything, and returns
+a `DrillRecord` for `loadtests.report`.
 
 It starts, on 127.0.0.1 in a temporary directory: HAProxy (standing in for the Octavia load
-balancer), the minimum instances of each tier (local processes of `loadtests.tier_service`),
-Prometheus with the project's recording rules, the autoscaler loop (the real service, `swell`
-policy, with the local actuator and a boot delay standing in for VM provisioning), and Locust
-headless in its own process. It shows live progress, stops everything it started (on success,
-failure and Ctrl-C), and writes a report directory (`loadtests.report`).
+balancer), the minimum instances of each tier (`loadtests.local_actuator`: local processes of
+`loadtests.tier_service`), Prometheus with the project's recording rules, the autoscaler loop (the
+real service, wired in `loadtests.wiring`), and Locust headless in its own process. Every child
+starts through `loadtests.processes`: stopped together on success, failure, Ctrl-C or SIGTERM, and
+killed by the kernel should the drill itself be killed.
 
 Time is compressed by `speed`: the load shape, the boot delay, every time constant of the policy
 (`compress_time`) and every range, offset and `for:` of production's rules (`compress_rules`: a
@@ -22,32 +24,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 import yaml
 
-from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, LocalTierSettings, free_port
-from autoscaler.adapters.sqlite_store import SQLiteStateStore
-from autoscaler.config import parse_config
-from autoscaler.core.policies.swell import compress_time
-from autoscaler.ports import ActuationError, Actuator, Capacity, Member
 from autoscaler.service import Autoscaler
-from autoscaler.telemetry import Redactor, Telemetry, TelemetryServer
-from autoscaler.wiring import build_source
+from autoscaler.telemetry import TelemetryServer
+from loadtests.faults import FaultActions, FaultSchedule
+from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings, free_port
+from loadtests.options import DrillOptions
 from loadtests.plumbing import (
     RULES,
     TIERS,
@@ -59,243 +54,23 @@ from loadtests.plumbing import (
     haproxy_config,
     http_ok,
     prometheus_config,
-    start_process,
-    stop_process,
     wait_for,
     write_yaml,
 )
+from loadtests.processes import Children, interrupt_on_sigterm, signals_held
+from loadtests.record import DrillRecord, Timeline
+from loadtests.requestlog import RequestLog, percentile
+from loadtests.wiring import build_loop
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEMAND = "tier:swell_offered_demand:current"
 READY = "tier:swell_ready_instances:count"
-# Nominal lengths of the shapes (seconds), mirrored from loadtests/shapes.py without importing
-# locust; a test checks they agree.
-PROFILE_NOMINAL_S = {"surge400": 4500.0, "daily": 86400.0, "spike": 1800.0, "flash": 1200.0}
-DEFAULT_SPEED = {"surge400": 20.0, "daily": 360.0, "spike": 7.5, "flash": 5.0}
-NOMINAL_BOOT_S = 180.0  # VM boot plus cloud-init configuration
-# Drains are not compressed: the drill's sessions last 10-25 real seconds (Locust's users send one
-# message a second), so a retiring instance gets real time for them to end.
-DRILL_DRAIN_TIMEOUT_S = 60.0
+# The live view's latency and error window (real seconds).
+LIVE_WINDOW_S = 10.0
 
 
 class DrillError(RuntimeError):
     """The drill could not run (a part did not start); the message says which."""
-
-
-@dataclass(frozen=True)
-class TierPlan:
-    """One tier in the drill: instance limits and what one instance serves (the autoscaler's
-    `capacity_per_instance`, below the service's hard limits so that the SLO holds at it)."""
-
-    min: int
-    max: int
-    capacity_per_instance: float
-    unit: str
-
-
-PLANS = {
-    "web": TierPlan(min=2, max=16, capacity_per_instance=10.0, unit="requests/s"),
-    "chat": TierPlan(min=1, max=8, capacity_per_instance=8.0, unit="sessions"),
-    "video": TierPlan(min=1, max=8, capacity_per_instance=6.0, unit="participants"),
-}
-
-FAULT_RE = re.compile(
-    r"^(?P<kind>prometheus-outage|kill-instance|actuator-error)@(?P<at>\d+(\.\d+)?)s?(:(?P<for>\d+(\.\d+)?)s?)?$"
-)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A fault injected `at` seconds after the load starts (real seconds), for `duration` seconds."""
-
-    kind: str
-    at: float
-    duration: float = 0.0
-
-    @classmethod
-    def parse(cls, text: str) -> Fault:
-        m = FAULT_RE.match(text.strip())
-        if not m:
-            raise ValueError(
-                f"--fault {text!r}: expected prometheus-outage@AT:FOR, kill-instance@AT or "
-                "actuator-error@AT:FOR (seconds after the load starts)"
-            )
-        kind, duration = m["kind"], float(m["for"]) if m["for"] else 0.0
-        if kind != "kill-instance" and duration <= 0:
-            raise ValueError(f"--fault {text!r}: {kind} needs a duration, e.g. {kind}@60:20")
-        return cls(kind, float(m["at"]), duration)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "at_s": self.at, "for_s": self.duration}
-
-
-@dataclass(frozen=True)
-class DrillOptions:
-    out: Path
-    profile: str = "surge400"
-    speed: float | None = None
-    autoscale: bool = True
-    faults: tuple[Fault, ...] = ()
-    base_users: int = 30
-    interval_s: float = 2.0
-    warmup_s: float = 15.0
-    p95_limit_ms: float = 500.0
-    error_rate_limit: float = 0.01
-    plans: dict[str, TierPlan] = field(default_factory=lambda: dict(PLANS))
-
-    @property
-    def effective_speed(self) -> float:
-        return self.speed if self.speed is not None else DEFAULT_SPEED[self.profile]
-
-    @property
-    def load_s(self) -> float:
-        return PROFILE_NOMINAL_S[self.profile] / self.effective_speed
-
-    @property
-    def boot_delay_s(self) -> float:
-        return NOMINAL_BOOT_S / self.effective_speed
-
-    def validate(self) -> None:
-        if self.profile not in PROFILE_NOMINAL_S:
-            raise ValueError(f"--profile {self.profile!r}: expected one of {', '.join(PROFILE_NOMINAL_S)}")
-        if not self.effective_speed > 0:
-            raise ValueError(f"--speed must be > 0, got {self.speed}")
-        if self.load_s > 3600:
-            raise ValueError(f"--speed {self.speed}: the load would run {self.load_s:.0f} s (more than 1 h)")
-
-
-def autoscaler_config(o: DrillOptions, prom_url: str, state_path: Path) -> dict[str, Any]:
-    """The drill's autoscaler configuration: production's `swell` policy with every one of its time
-    constants compressed by the drill's speed (`compress_time`), the boot delay plus, for web, the
-    rules' (compressed) rate-window lag as lead time, and the local actuator."""
-    speed = o.effective_speed
-    return {
-        "prometheus": {"url": prom_url, "timeout_s": 1.5},
-        "interval_s": o.interval_s,
-        "state": {"kind": "sqlite", "path": str(state_path)},
-        "tiers": {
-            t: {
-                "capacity_per_instance": p.capacity_per_instance,
-                "min": p.min,
-                "max": p.max,
-                "lead_time_s": o.boot_delay_s + (drill_rate_window_lag_s(speed) if t == "web" else 0.0),
-                "policy": "swell",
-                "policy_params": compress_time(speed),
-                "drain_timeout_s": DRILL_DRAIN_TIMEOUT_S,
-                "actuator": {"kind": "local", "boot_delay_s": o.boot_delay_s},
-            }
-            for t, p in o.plans.items()
-        },
-    }
-
-
-class FaultyActuator:
-    """Wraps the local actuator (a `Fleet`): `scale` and `apply` raise ActuationError while
-    `failing` is set (fault injection); reads pass through."""
-
-    def __init__(self, inner: LocalActuator) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.failing = False
-
-    def capacity(self, tier: str) -> Capacity:
-        return self.inner.capacity(tier)
-
-    def scale(self, tier: str, desired: int) -> None:
-        if self.failing:
-            raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
-        self.inner.scale(tier, desired)
-
-    def members(self, tier: str) -> list[Member]:
-        return self.inner.members(tier)
-
-    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
-        if self.failing:
-            raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
-        self.inner.apply(tier, serving, retiring)
-
-    def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
-        return self.inner.sessions(tier, indices)
-
-
-class RequestLog:
-    """Reads Locust's request log (written by loadtests/locustfile.py) as it grows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.requests: list[tuple[float, str, float, bool]] = []  # (t, tier, ms, ok)
-        self.users: list[tuple[float, int]] = []
-        self._partial = ""
-
-    def poll(self) -> None:
-        if not self.path.exists():
-            return
-        with open(self.path) as f:
-            f.seek(self.offset)
-            chunk = f.read()
-            self.offset = f.tell()
-        text = self._partial + chunk
-        lines = text.split("\n")
-        self._partial = lines.pop()
-        for line in lines:
-            parts = line.split(",")
-            try:
-                if parts[0] == "R" and len(parts) == 6:
-                    self.requests.append((float(parts[1]), parts[2], float(parts[4]), parts[5] == "1"))
-                elif parts[0] == "U" and len(parts) == 3:
-                    self.users.append((float(parts[1]), int(parts[2])))
-            except ValueError:
-                continue  # a line cut by a crash: skip it
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]  # nearest rank
-
-
-@dataclass
-class Timeline:
-    t: list[float] = field(default_factory=list)
-    demand: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    ready: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    requested: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    ready_seen: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    cpu_busy: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "t": self.t,
-            "cpu_busy_pct": self.cpu_busy,
-            "tiers": {
-                tier: {
-                    "demand": self.demand[tier],
-                    "ready": self.ready[tier],
-                    "requested": self.requested[tier],
-                    "ready_in_prometheus": self.ready_seen[tier],
-                }
-                for tier in TIERS
-            },
-        }
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the drill like Ctrl-C: through the same cleanup."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Drill:
@@ -307,15 +82,17 @@ class Drill:
         self.progress = progress or (lambda _: None)
         self.work = Path(tempfile.mkdtemp(prefix="swell-drill-"))
         self.logs = options.out / "logs"
+        self.children = Children()
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.locust: subprocess.Popen[bytes] | None = None
         self.actuator: LocalActuator | None = None
         self.discovery: OpenStackDiscoveryStandIn | None = None
         self.telemetry_server: TelemetryServer | None = None
+        self.decision_log: IO[str] | None = None
         self.autoscaler_metrics_port = 0
         self.decisions: list[dict[str, Any]] = []
-        self.fault_log: list[dict[str, Any]] = []
+        self.faults: FaultSchedule | None = None
         self.timeline = Timeline()
         self.requests = RequestLog(options.out / "requests.csv")
         self.started_at = 0.0
@@ -334,7 +111,7 @@ class Drill:
         # Room for retiring instances next to a tier at its max.
         slots = 2 * max(p.max for p in o.plans.values())
         (self.work / "haproxy.cfg").write_text(haproxy_config(self.ports, sock, slots, o.effective_speed))
-        self.haproxy = start_process(
+        self.haproxy = self.children.start(
             ["haproxy", "-db", "-f", str(self.work / "haproxy.cfg")], self.logs / "haproxy.log"
         )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports.stats}/metrics"), "HAProxy", 15, self.haproxy)
@@ -351,7 +128,8 @@ class Drill:
                 node_file_sd=node_sd,
                 jvb_file_sd=jvb_sd,
                 log_dir=self.logs / "instances",
-            )
+            ),
+            children=self.children,
         ).start()
         self.actuator.bootstrap({t: p.min for t, p in o.plans.items()})
 
@@ -374,7 +152,7 @@ class Drill:
             self.work / "prometheus.yml",
             prometheus_config(self.ports.stats, node_sd, jvb_sd, rules, self.autoscaler_metrics_port),
         )
-        self.prometheus = start_process(
+        self.prometheus = self.children.start(
             [
                 "prometheus",
                 f"--config.file={self.work / 'prometheus.yml'}",
@@ -401,7 +179,8 @@ class Drill:
         self._write_parts()
 
     def _write_parts(self) -> None:
-        """What runs, for people and tests checking that a stopped drill left nothing behind."""
+        """What runs, for people and tests checking that a stopped (or killed) drill left nothing
+        behind: the parts' pids, every port, the instances' logs and the temporary directory."""
         procs = {"haproxy": self.haproxy, "prometheus": self.prometheus, "locust": self.locust}
         parts = {
             "pids": {name: p.pid for name, p in procs.items() if p is not None},
@@ -411,31 +190,37 @@ class Drill:
                 "haproxy_stats": self.ports.stats,
             },
             "instance_logs": str(self.logs / "instances"),
+            "work": str(self.work),
         }
         (self.o.out / "parts.json").write_text(json.dumps(parts, indent=1))
 
-    def _autoscaler(self) -> tuple[Autoscaler, FaultyActuator]:
-        o = self.o
-        cfg = parse_config(autoscaler_config(o, self.prom_url, self.work / "state.db"), source="drill")
-        assert self.actuator is not None
-        faulty = FaultyActuator(self.actuator)
-        actuators: dict[str, Actuator] = dict.fromkeys(o.plans, faulty)
-        log = open(self.o.out / "decisions.log", "w")  # noqa: SIM115 (closed with the drill)
-        self._decision_log = log
-        telemetry = Telemetry(Redactor([]), log_stream=log)
-        # Scraped as job swell-autoscaler, as production's autoscaler is.
-        self.telemetry_server = TelemetryServer(
-            telemetry, "127.0.0.1", self.autoscaler_metrics_port, 4 * o.interval_s, time.time
-        ).start()
-        scaler = Autoscaler(
-            cfg,
-            build_source(cfg),
-            actuators,
-            SQLiteStateStore(self.work / "state.db"),
-            telemetry,
-            time.time,
+    def _start_loop(self) -> Autoscaler:
+        assert self.actuator is not None and self.prometheus is not None
+        self.decision_log = open(self.o.out / "decisions.log", "w")  # noqa: SIM115 (closed by stop)
+        scaler, faulty, self.telemetry_server = build_loop(
+            self.o,
+            self.prom_url,
+            self.work / "state.db",
+            self.actuator,
+            self.decision_log,
+            self.autoscaler_metrics_port,
         )
-        return scaler, faulty
+        prometheus, actuator = self.prometheus, self.actuator
+
+        def resume_prometheus() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(prometheus.pid, signal.SIGCONT)
+
+        self.faults = FaultSchedule(
+            self.o.faults,
+            faulty,
+            FaultActions(
+                pause_prometheus=lambda: os.killpg(prometheus.pid, signal.SIGSTOP),
+                resume_prometheus=resume_prometheus,
+                kill_instance=actuator.kill_one,
+            ),
+        )
+        return scaler
 
     def _start_locust(self) -> None:
         o = self.o
@@ -449,7 +234,7 @@ class Drill:
             SWELL_REQUEST_LOG=str(self.requests.path),
         )
         self.requests.path.unlink(missing_ok=True)
-        self.locust = start_process(
+        self.locust = self.children.start(
             [
                 sys.executable,
                 "-m",
@@ -474,63 +259,70 @@ class Drill:
         self._write_parts()
 
     def stop(self) -> None:
-        """Stop everything started, in reverse order; never raises."""
-        actuator, log = self.actuator, getattr(self, "_decision_log", None)
-        steps: list[Callable[[], None]] = [lambda: stop_process(self.locust, 10)]
-        if actuator is not None:
-            steps.append(actuator.close)
+        """Stop everything started; never raises, and takes seconds however loaded the machine
+        (`Children.stop_all`: every process at once, one grace, then SIGKILL)."""
+        steps: list[Callable[[], object]] = []
+        if self.actuator is not None:
+            steps.append(self.actuator.halt)  # its instances are among the children
+        steps.append(self.children.stop_all)
         for part in (self.telemetry_server, self.discovery):
             if part is not None:
                 steps.append(part.stop)
-        steps += [lambda: stop_process(self.prometheus, 10), lambda: stop_process(self.haproxy, 10)]
-        if log is not None:
-            steps.append(log.close)
-        for step in steps:
-            with contextlib.suppress(Exception):
-                step()
+        if self.decision_log is not None:
+            steps.append(self.decision_log.close)
+        with signals_held():
+            for step in steps:
+                with contextlib.suppress(Exception):
+                    step()
         shutil.rmtree(self.work, ignore_errors=True)
 
     # --- the run ------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        from loadtests.report import build_report
-
+    def run(self) -> DrillRecord:
         self.o.out.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         self.cpu_at_start = os.times()
         psutil.cpu_percent(interval=None)  # start the CPU busy counter
-        with _sigterm_as_interrupt():
+        with interrupt_on_sigterm():
             try:
                 self.progress({"phase": "starting HAProxy, instances, Prometheus"})
                 self._start_parts()
                 self._start_locust()
                 self._start_prometheus()
-                scaler, faulty = self._autoscaler()
-                self._loop(scaler, faulty)
+                self._loop(self._start_loop())
             finally:
                 self.stop()
                 self.finished_at = time.time()
                 self.cpu_at_end = os.times()
         self.requests.poll()
-        return build_report(self)
+        return self.record()
 
-    def _loop(self, scaler: Autoscaler, faulty: FaultyActuator) -> None:
+    def record(self) -> DrillRecord:
+        actuator = self.actuator
+        return DrillRecord(
+            options=self.o,
+            timeline=self.timeline,
+            requests=self.requests.requests,
+            users=self.requests.users,
+            decisions=self.decisions,
+            faults=self.faults.log if self.faults is not None else [],
+            instance_events=actuator.events() if actuator is not None else [],
+            dropped_sessions=actuator.dropped_sessions() if actuator is not None else {},
+            started_at=self.started_at,
+            load_started_at=self.load_started_at,
+            finished_at=self.finished_at,
+            cpu_at_start=self.cpu_at_start,
+            cpu_at_end=self.cpu_at_end,
+        )
+
+    def _loop(self, scaler: Autoscaler) -> None:
         o = self.o
         deadline = self.load_started_at + o.load_s + 60.0  # Locust ends with its shape; bound it anyway
         next_pass = time.time()
-        pending = sorted(o.faults, key=lambda f: f.at)
-        active: list[tuple[Fault, float]] = []
-        assert self.locust is not None and self.actuator is not None
+        assert self.locust is not None and self.faults is not None
         while time.time() < deadline:
             now = time.time()
             rel = now - self.load_started_at
-            while pending and rel >= pending[0].at:
-                fault = pending.pop(0)
-                self._fault_on(fault, faulty, rel)
-                active.append((fault, rel + fault.duration))
-            for fault, until in list(active):
-                if rel >= until:
-                    self._fault_off(fault, faulty, rel)
-                    active.remove((fault, until))
+            self.faults.advance(rel)
             if o.autoscale and now >= next_pass and now >= self.autoscaler_starts_at:
                 result = scaler.run_once()
                 for d in result.decisions:
@@ -541,34 +333,11 @@ class Drill:
             if self.locust.poll() is not None:
                 break
             time.sleep(max(0.05, 1.0 - (time.time() - now)))
-        for fault, _ in active:
-            self._fault_off(fault, faulty, time.time() - self.load_started_at)
+        self.faults.end(time.time() - self.load_started_at)
         if self.locust.poll() is None:
             raise DrillError(f"Locust still running {o.load_s + 60:.0f} s after the start: stopped")
         if self.locust.returncode not in (0, 1):  # 1: some requests failed, which the report shows
             raise DrillError(f"Locust exited with code {self.locust.returncode}: see {self.logs}/locust.log")
-
-    def _fault_on(self, fault: Fault, faulty: FaultyActuator, rel: float) -> None:
-        assert self.actuator is not None and self.prometheus is not None
-        entry: dict[str, Any] = {**fault.to_dict(), "started_s": round(rel, 3)}
-        if fault.kind == "prometheus-outage":
-            os.killpg(self.prometheus.pid, signal.SIGSTOP)  # unreachable: queries time out
-        elif fault.kind == "actuator-error":
-            faulty.failing = True
-        else:
-            entry["killed_port"] = self.actuator.kill_one("web")
-        self.fault_log.append(entry)
-
-    def _fault_off(self, fault: Fault, faulty: FaultyActuator, rel: float) -> None:
-        assert self.prometheus is not None
-        if fault.kind == "prometheus-outage":
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.prometheus.pid, signal.SIGCONT)
-        elif fault.kind == "actuator-error":
-            faulty.failing = False
-        for entry in self.fault_log:
-            if entry["kind"] == fault.kind and entry["at_s"] == fault.at:
-                entry["ended_s"] = round(rel, 3)
 
     def _sample(self, rel: float) -> None:
         assert self.actuator is not None
@@ -594,10 +363,10 @@ class Drill:
                 "requested": cap.current,
             }
         self.requests.poll()
-        recent = [r for r in self.requests.requests if r[0] >= time.time() - 10]
-        snapshot["rate"] = len(recent) / 10.0
-        snapshot["p95_ms"] = _percentile([r[2] for r in recent], 95)
-        snapshot["errors"] = (sum(1 for r in recent if not r[3]) / len(recent)) if recent else 0.0
+        recent = [r for r in self.requests.requests if r.t >= time.time() - LIVE_WINDOW_S]
+        snapshot["rate"] = len(recent) / LIVE_WINDOW_S
+        snapshot["p95_ms"] = percentile([r.ms for r in recent], 95)
+        snapshot["errors"] = (sum(1 for r in recent if not r.ok) / len(recent)) if recent else 0.0
         snapshot["users"] = self.requests.users[-1][1] if self.requests.users else 0
         snapshot["cpu"] = tl.cpu_busy[-1]
         acted = [d for d in self.decisions if d["acted"] or d["error"]]

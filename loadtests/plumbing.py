@@ -1,6 +1,6 @@
 """The drill's real parts on 127.0.0.1: HAProxy (standing in for the Octavia load balancers, which
-run HAProxy) and Prometheus, each a child process in its own process group, configured here from
-production's definitions and stopped by `stop_process` whatever happens.
+run HAProxy) and Prometheus, configured here from production's definitions (started and stopped as
+child processes by `loadtests.processes`).
 
 HAProxy is rendered from the stack's listener spec (`stacks/listeners.py`) by `haproxy_config`, the
 one place that says how the drill differs from Octavia's amphora: no TLS, one process for every tier,
@@ -16,11 +16,8 @@ so production's relabel rules select and label them unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -153,6 +150,17 @@ MIN_CHECK_INTERVAL_S = 0.1
 AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "option splice-response")
 
 
+# Listeners of the stack's spec that the drill does not run, each with why; every other listener is
+# rendered (tests/loadtests/test_drill_config.py checks both ways).
+DRILL_OMITTED: Mapping[tuple[str, str], str] = {
+    ("chat", "xmpp"): (
+        "the video bridges' XMPP login to Prosody (TCP 5222): no bridge runs in the drill (its video "
+        "tier is the tier_service stand-in, which speaks no XMPP), so nothing would connect to it, and "
+        "its sessions are no chat demand anyway (dashboards/mixin.py counts only pools that serve HTTP)"
+    ),
+}
+
+
 def drill_specs() -> dict[str, BalancedTier]:
     """The load balancers the drill runs: the stack's (read at call time), and video's stand-in."""
     return {**listeners.SPECS, "video": DRILL_VIDEO}
@@ -219,7 +227,8 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
       empties over the runtime API (the stats socket) as Octavia's member API would;
     - the health monitor checks every `delay / speed` (at least `MIN_CHECK_INTERVAL_S`), like every
       time constant of the drill; its timeout, rise and fall are the spec's;
-    - video has a load balancer only in the drill (`DRILL_VIDEO`)."""
+    - video has a load balancer only in the drill (`DRILL_VIDEO`);
+    - the listeners of `DRILL_OMITTED` are left out, each for the reason given there."""
     sections = [
         "\n".join(
             [
@@ -246,6 +255,16 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
         for listener in spec.listeners:
             if listener.monitoring_only:
                 continue  # the one `prometheus` frontend above
+            if (tier, listener.name) in DRILL_OMITTED:
+                continue
+            if listener.pool is not None or listener.protocol not in (
+                listeners.HTTP,
+                listeners.TERMINATED_HTTPS,
+            ):
+                raise ValueError(
+                    f"{tier}-{listener.name}: the drill renders HTTP listeners on the tier's pool only; "
+                    "render this one here or name it, with why, in DRILL_OMITTED"
+                )
             port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
             lines += _frontend(tier, listener, port)
         lines += _backend(tier, spec, slots, speed)
@@ -330,34 +349,6 @@ class OpenStackDiscoveryStandIn:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.sync()
-
-
-def start_process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A child in its own process group (so Ctrl-C reaches only the drill, which then stops it)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL after `timeout_s`; safe to call twice."""
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGCONT)  # a paused Prometheus (fault) must hear the TERM
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

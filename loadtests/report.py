@@ -1,6 +1,7 @@
-"""The drill's report: report.json (timeline per tier, decisions, instance events, faults, SLO
-verdict, CPU busy, and the simulator's elasticity metrics computed on measured demand and supply),
-report.md for people, and timeline.png (matplotlib, Agg backend).
+"""The drill's report, from a finished run's `DrillRecord` (`loadtests/record.py`): report.json
+(timeline per tier, decisions, instance events, faults, SLO verdict, CPU busy, and the simulator's
+elasticity metrics computed on measured demand and supply), report.md for people, and timeline.png
+(matplotlib, Agg backend).
 
 SLO: after the warm-up, p95 latency at most `p95_limit_ms` and at most `error_rate_limit` failed,
 over every request Locust made (HTTP and WebSocket alike, as Locust's "Aggregated" row counts
@@ -13,30 +14,21 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from autoscaler.sim.metrics import compute_metrics, rounded
 from loadtests.plumbing import TIERS
-
-if TYPE_CHECKING:
-    from loadtests.drill import Drill
+from loadtests.record import DrillRecord
+from loadtests.requestlog import Request, percentile
 
 PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (docs/ovhcloud.md)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return float(np.percentile(np.asarray(values), q))
-
-
-def slo_of(
-    requests: list[tuple[float, str, float, bool]], p95_limit_ms: float, error_limit: float
-) -> dict[str, Any]:
-    times = [r[2] for r in requests]
-    failed = sum(1 for r in requests if not r[3])
+def slo_of(requests: list[Request], p95_limit_ms: float, error_limit: float) -> dict[str, Any]:
+    times = [r.ms for r in requests]
+    failed = sum(1 for r in requests if not r.ok)
     p95 = percentile(times, 95)
     rate = failed / len(requests) if requests else 1.0
     held = bool(requests) and p95 is not None and p95 <= p95_limit_ms and rate <= error_limit
@@ -49,11 +41,11 @@ def slo_of(
     }
 
 
-def _per_second(drill: Drill, after: float) -> dict[str, list[Any]]:
+def _per_second(rec: DrillRecord) -> dict[str, list[Any]]:
     """Requests per second, p95 and error rate per second of the load (real seconds)."""
-    start = drill.load_started_at
+    start = rec.load_started_at
     buckets: dict[int, list[tuple[float, bool]]] = {}
-    for t, _tier, ms, ok in drill.requests.requests:
+    for t, _tier, ms, ok in rec.requests:
         buckets.setdefault(int(t - start), []).append((ms, ok))
     end = max(buckets, default=0)
     out: dict[str, list[Any]] = {"t": [], "rate": [], "p95_ms": [], "error_rate": []}
@@ -69,13 +61,13 @@ def _per_second(drill: Drill, after: float) -> dict[str, list[Any]]:
     return out
 
 
-def _fault_outcomes(drill: Drill) -> list[dict[str, Any]]:
+def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
     """What the autoscaler did about each fault: held, replaced, retried (figures and a sentence)."""
     out = []
-    events = drill.actuator.events() if drill.actuator else []
-    for f in drill.fault_log:
+    events = rec.instance_events
+    for f in rec.faults:
         start, end = f["started_s"], f.get("ended_s", f["started_s"])
-        during = [d for d in drill.decisions if start <= d["t"] < end]
+        during = [d for d in rec.decisions if start <= d["t"] < end]
         entry = dict(f)
         if f["kind"] == "prometheus-outage":
             held = sum(1 for d in during if str(d["reason"]).startswith("hold"))
@@ -87,9 +79,7 @@ def _fault_outcomes(drill: Drill) -> list[dict[str, Any]]:
         elif f["kind"] == "actuator-error":
             failed_tiers = {d["tier"] for d in during if d["error"]}
             retried = {
-                d["tier"]
-                for d in drill.decisions
-                if d["t"] >= end and d["acted"] and d["tier"] in failed_tiers
+                d["tier"] for d in rec.decisions if d["t"] >= end and d["acted"] and d["tier"] in failed_tiers
             }
             entry.update(errors=sum(1 for d in during if d["error"]), retried=sorted(retried))
             entry["outcome"] = (
@@ -99,13 +89,13 @@ def _fault_outcomes(drill: Drill) -> list[dict[str, Any]]:
                 else "no scaling was asked during the fault (nothing to fail)"
             )
         else:
-            t0 = drill.load_started_at + start
+            t0 = rec.load_started_at + start
             died = next((e for e in events if e["event"] == "died" and e["at"] >= t0), None)
             started = [e for e in events if e["event"] == "started" and e["at"] > t0 and e["tier"] == "web"]
             # Replaced: the instances asked for are back to the count before the kill.
-            t, asked = drill.timeline.t, drill.timeline.requested["web"]
+            t, asked = rec.timeline.t, rec.timeline.requested["web"]
             before = next((n for ts, n in zip(reversed(t), reversed(asked), strict=True) if ts < start), None)
-            dead_s = None if died is None else died["at"] - drill.load_started_at
+            dead_s = None if died is None else died["at"] - rec.load_started_at
             back = next(
                 (
                     ts
@@ -133,11 +123,11 @@ def _fault_outcomes(drill: Drill) -> list[dict[str, Any]]:
     return out
 
 
-def build_report(drill: Drill) -> dict[str, Any]:
-    o = drill.o
-    tl = drill.timeline
-    after = drill.load_started_at + o.warmup_s
-    measured = [r for r in drill.requests.requests if r[0] >= after]
+def build_report(rec: DrillRecord) -> dict[str, Any]:
+    o = rec.options
+    tl = rec.timeline
+    after = rec.load_started_at + o.warmup_s
+    measured = [r for r in rec.requests if r.t >= after]
     slo = slo_of(measured, o.p95_limit_ms, o.error_rate_limit)
     slo.update(p95_limit_ms=o.p95_limit_ms, error_rate_limit=o.error_rate_limit, warmup_s=o.warmup_s)
     tiers: dict[str, Any] = {}
@@ -161,8 +151,8 @@ def build_report(drill: Drill) -> dict[str, Any]:
             if len(tl.t) and not np.isnan(demand).all()
             else {}
         )
-        tier_slo = slo_of([r for r in measured if r[1] == tier], o.p95_limit_ms, o.error_rate_limit)
-        dropped = drill.actuator.dropped_sessions().get(tier, 0) if drill.actuator else 0
+        tier_slo = slo_of([r for r in measured if r.tier == tier], o.p95_limit_ms, o.error_rate_limit)
+        dropped = rec.dropped_sessions.get(tier, 0)
         finite = demand[~np.isnan(demand)]
         tiers[tier] = {
             "start_instances": ready[0] if ready else plan.min,
@@ -186,22 +176,22 @@ def build_report(drill: Drill) -> dict[str, Any]:
     cpu = tl.cpu_busy[1:]
     # CPU time of the drill and every process it started and reaped (Prometheus, HAProxy,
     # instances, Locust): what the drill itself cost, apart from other work on the machine.
-    a, b = drill.cpu_at_start, drill.cpu_at_end
+    a, b = rec.cpu_at_start, rec.cpu_at_end
     own_cpu_s = sum(
         getattr(b, f) - getattr(a, f) for f in ("user", "system", "children_user", "children_system")
     )
-    wall = max(drill.finished_at - drill.started_at, 1e-9)
+    wall = max(rec.finished_at - rec.started_at, 1e-9)
     cores = os.cpu_count() or 1
     report: dict[str, Any] = {
         "profile": o.profile,
         "speed": o.effective_speed,
         "autoscale": o.autoscale,
-        "duration_s": round(drill.finished_at - drill.started_at, 1),
+        "duration_s": round(rec.finished_at - rec.started_at, 1),
         "load_s": round((tl.t[-1] if tl.t else 0.0), 1),
         "boot_delay_s": round(o.boot_delay_s, 2),
         "interval_s": o.interval_s,
         "base_users": o.base_users,
-        "peak_users": max((u for _, u in drill.requests.users), default=0),
+        "peak_users": max((u for _, u in rec.users), default=0),
         "slo": slo,
         "tiers": tiers,
         "cpu": {
@@ -213,7 +203,7 @@ def build_report(drill: Drill) -> dict[str, Any]:
             "note": "busy_*: whole machine (shared with other work), every second; "
             "drill_*: the drill's own processes",
         },
-        "faults": _fault_outcomes(drill),
+        "faults": _fault_outcomes(rec),
         "decisions": [
             {
                 k: d[k]
@@ -230,14 +220,11 @@ def build_report(drill: Drill) -> dict[str, Any]:
                     "error",
                 )
             }
-            for d in drill.decisions
-            if d["direction"] != "hold" or d["error"] or d is drill.decisions[-1]
+            for d in rec.decisions
+            if d["direction"] != "hold" or d["error"] or d is rec.decisions[-1]
         ],
-        "instance_events": [
-            {**e, "t": round(e["at"] - drill.load_started_at, 2)}
-            for e in (drill.actuator.events() if drill.actuator else [])
-        ],
-        "timeline": {**tl.to_dict(), "requests": _per_second(drill, after)},
+        "instance_events": [{**e, "t": round(e["at"] - rec.load_started_at, 2)} for e in rec.instance_events],
+        "timeline": {**tl.to_dict(), "requests": _per_second(rec)},
     }
     return report
 

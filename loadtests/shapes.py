@@ -2,7 +2,8 @@
 `tick()` depends only on `get_run_time()` (after Locust's examples/custom_shape).
 
 Each shape is a piecewise-linear curve of (nominal seconds, multiplier of `base_users`), ending
-after its last point. Two class attributes make it fit any run:
+after its last point; the curves themselves are data in `loadtests/curves.py`, which the drill reads
+without importing locust. Two class attributes make it fit any run:
 
 - `speed`: time compression. At speed 10, one minute of the nominal curve passes in 6 seconds
   (the drill compresses hours of a surge into minutes; the autoscaler's clocks are compressed alike).
@@ -20,9 +21,7 @@ from typing import ClassVar
 
 from locust import LoadTestShape
 
-from autoscaler.sim.generate import SPIKE_RISE_S
-
-HOUR = 3600.0
+from loadtests.curves import CURVES
 
 
 class CurveShape(LoadTestShape):
@@ -66,23 +65,14 @@ class Surge400(CurveShape):
     """x5 within the run, then holding: 10 minutes at base, rise to x5 over 40 minutes, hold 25."""
 
     abstract = False
-    points = ((0.0, 1.0), (600.0, 1.0), (3000.0, 5.0), (4500.0, 5.0))
+    points = CURVES["surge400"]
 
 
 class Daily(CurveShape):
     """A 4-5x daily curve: night trough, morning rise to x4.5, lunch dip, afternoon, evening fall."""
 
     abstract = False
-    points = (
-        (0.0, 1.0),
-        (6 * HOUR, 1.0),
-        (9 * HOUR, 4.5),
-        (12 * HOUR, 3.5),
-        (14 * HOUR, 4.5),
-        (18 * HOUR, 3.0),
-        (22 * HOUR, 1.2),
-        (24 * HOUR, 1.0),
-    )
+    points = CURVES["daily"]
 
 
 class Spike(CurveShape):
@@ -90,13 +80,7 @@ class Spike(CurveShape):
     5 minutes at base, the rise, 10 minutes held, back down over 5 minutes."""
 
     abstract = False
-    points = (
-        (0.0, 1.0),
-        (300.0, 1.0),
-        (300.0 + SPIKE_RISE_S, 4.0),
-        (900.0 + SPIKE_RISE_S, 4.0),
-        (1200.0 + SPIKE_RISE_S, 1.0),
-    )
+    points = CURVES["spike"]
 
 
 class Flash(CurveShape):
@@ -105,23 +89,21 @@ class Flash(CurveShape):
     breaks during the first lead time, whatever the policy (docs/drill.md)."""
 
     abstract = False
-    points = ((0.0, 1.0), (300.0, 1.0), (360.0, 4.0), (960.0, 4.0), (1020.0, 1.0), (1200.0, 1.0))
+    points = CURVES["flash"]
 
 
 class Step(CurveShape):
     """Calibration: +1 x base every 5 minutes up to x6, to find where an instance saturates."""
 
     abstract = False
-    points = tuple(
-        p for k in range(6) for p in ((300.0 * k, float(k + 1)), (300.0 * (k + 1) - 1e-3, float(k + 1)))
-    )
+    points = CURVES["step"]
 
 
 class Soak(CurveShape):
     """Four hours flat at x2: leaks and slow drifts."""
 
     abstract = False
-    points = ((0.0, 2.0), (4 * HOUR, 2.0))
+    points = CURVES["soak"]
 
 
 SHAPES: dict[str, type[CurveShape]] = {

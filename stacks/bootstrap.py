@@ -6,6 +6,11 @@ and git from Debian, then run ansible-pull on playbooks/pull.yml at the configur
 depends only on the tier and on stack-wide settings, never on the tier's count or the instance's
 index, so scaling never changes the user_data of an instance that already exists.
 
+The vars file also says where each tier finds the others (`tier_vars`): chat gets the XMPP domain
+and the TURN host and port it advertises; video gets the domain, the address and port of chat's XMPP
+listener (the chat load balancer's private VIP, ARCHITECTURE.md "Where a bridge logs in") and the
+TURN host and port its coturn serves.
+
 The document carries secrets for chat and video: the Tier component passes it to Nova as a Pulumi
 secret (encrypted in the state, `[secret]` in previews); ARCHITECTURE.md, "Secrets", says who can
 still read it.
@@ -45,6 +50,51 @@ TIER_SECRETS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+# Which stack-wide, non-secret variables each tier gets in its vars file (ARCHITECTURE.md, "Instance
+# bootstrap"); the roles' defaults read them (chat_xmpp_domain from swell_xmpp_domain, ...). Web needs
+# none of them.
+TIER_VARS: Mapping[str, tuple[str, ...]] = {
+    "web": (),
+    "chat": ("swell_xmpp_domain", "swell_turn_host", "swell_turn_port"),
+    "video": (
+        "swell_xmpp_domain",
+        "swell_xmpp_address",
+        "swell_xmpp_port",
+        "swell_turn_host",
+        "swell_turn_port",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the tiers find each other: the XMPP service for the bridges, TURN for the clients."""
+
+    xmpp_domain: str
+    # The chat load balancer's private VIP, where its `xmpp` listener takes the bridges' logins.
+    # None until it is known (the program resolves it before rendering video's user_data).
+    xmpp_address: str | None
+    xmpp_port: int
+    turn_host: str
+    turn_port: int
+
+
+def tier_vars(tier: str, endpoints: Endpoints) -> dict[str, object]:
+    """The variables of `tier` from TIER_VARS, with their values."""
+    every: dict[str, object] = {
+        "swell_xmpp_domain": endpoints.xmpp_domain,
+        "swell_xmpp_address": endpoints.xmpp_address,
+        "swell_xmpp_port": endpoints.xmpp_port,
+        "swell_turn_host": endpoints.turn_host,
+        "swell_turn_port": endpoints.turn_port,
+    }
+    wanted = {name: every[name] for name in TIER_VARS[tier]}
+    missing = [name for name, value in wanted.items() if value is None]
+    if missing:
+        raise ValueError(f"{tier}: no value for {', '.join(missing)}")
+    return wanted
+
+
 def secret_vars(tier: str, secrets: SecretsConfig | None) -> dict[str, str]:
     """The role variables of `tier` that come from `swell:secrets` (empty without secrets)."""
     if secrets is None:
@@ -62,6 +112,8 @@ class Bootstrap:
     playbooks_ref: str
     # Role variables from `swell:secrets` for this tier (secret_vars); written apart, root-only.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # Where this tier finds the others (tier_vars): in the vars file, nothing secret.
+    tier_vars: Mapping[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # The dataclass repr would print the secrets; an error or a debug line must not.
@@ -69,12 +121,16 @@ class Bootstrap:
 
 
 def ansible_vars(b: Bootstrap) -> dict[str, object]:
-    return {
+    base: dict[str, object] = {
         "swell_tier": b.tier,
         "swell_stack": b.stack,
         "swell_private_network_cidr": b.private_network_cidr,
         "swell_admin_cidrs": list(b.admin_cidrs),
     }
+    clash = sorted(base.keys() & b.tier_vars.keys())
+    if clash:
+        raise ValueError(f"tier_vars may not redefine {', '.join(clash)}")
+    return base | dict(b.tier_vars)
 
 
 def ansible_pull_command(b: Bootstrap) -> list[str]:

@@ -27,6 +27,10 @@ Keys (documented for operators in Pulumi.yaml):
                                  that plain-HTTP requests are redirected to
 - `swell:monitoringCidrs`        IPv4 CIDRs allowed to scrape the load balancers' PROMETHEUS listeners
                                  (default: the private network; never 0.0.0.0/0)
+- `swell:xmpp`                   {domain, turnHost}: the XMPP domain the chat tier serves (the bridges log
+                                 in to auth.<domain>) and the public DNS name of the TURN service that
+                                 chat advertises to clients (coturn on the video bridges); both are
+                                 delivered to the instances in their user_data (stacks/bootstrap.py)
 
 `parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
 name the key and the allowed values); `load` feeds it from `pulumi.Config`. No secret value is ever part
@@ -193,7 +197,7 @@ class SecretsConfig(_Model):
 
     # The video bridges' XMPP account on the chat tier's Prosody (the brewery MUC login).
     xmpp_bridge_password: SecretStr = Field(alias="xmppBridgePassword")
-    # Shared by coturn (video) and Prosody's mod_turn_external (chat) to sign TURN credentials.
+    # Shared by coturn (video) and Prosody's mod_external_services (chat) to sign TURN credentials.
     turn_secret: SecretStr = Field(alias="turnSecret")
     # Prosody's certificate for the bridges' XMPP domain (auth.<chat domain>) and its key: bridges
     # verify it (video_xmpp_verify_certificate) and trust this certificate for it. Not secret
@@ -246,6 +250,29 @@ class TlsHosts(_Model):
         if not _HOSTNAME.match(value):
             raise ValueError("not a DNS name like meet.example.org (lower case, no scheme, no port)")
         return value
+
+
+class XmppConfig(_Model):
+    """The XMPP service's names: what the roles would otherwise leave at a placeholder."""
+
+    # Users log in to <domain>; the bridges to auth.<domain>, the name Prosody's certificate
+    # (swell:secrets.xmppTlsCertificate) must carry, since the bridges dial and verify that name.
+    domain: str
+    # Where Prosody tells clients to use TURN over TLS (XEP-0215): a public DNS name whose
+    # records point at the video bridges' public addresses, where coturn listens (ARCHITECTURE.md).
+    turn_host: str = Field(alias="turnHost")
+
+    @field_validator("domain", "turn_host")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not _HOSTNAME.match(value) or len(f"auth.{value}") > 253:
+            raise ValueError("not a DNS name like meet.example.org (lower case, no scheme, no port)")
+        return value
+
+    @property
+    def auth_domain(self) -> str:
+        """The bridges' XMPP domain, as the chat and video roles derive it (`auth.<domain>`)."""
+        return f"auth.{self.domain}"
 
 
 class TlsConfig(_Model):
@@ -325,6 +352,7 @@ class StackConfig(_Model):
     # None: the private network, where Prometheus runs (ARCHITECTURE.md, Ports).
     monitoring_cidrs: tuple[str, ...] | None = Field(default=None, alias="monitoringCidrs", min_length=1)
     secrets: SecretsConfig | None = None
+    xmpp: XmppConfig
 
     @field_validator("admin_cidrs")
     @classmethod

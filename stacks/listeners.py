@@ -5,7 +5,14 @@ One spec, two renderings, so production and the drill cannot drift apart:
 - `stacks/loadbalancer.py` turns it into Octavia resources (pulumi-openstack);
 - `loadtests.plumbing.haproxy_config` renders the drill's HAProxy from it, in HTTP mode, as the
   Octavia amphora's HAProxy runs a TERMINATED_HTTPS listener once TLS is off (the drill does not do
-  TLS: see `haproxy_config`). Tests compare both renderings with this spec field by field.
+  TLS: see `haproxy_config`). Tests compare both renderings with this spec field by field; the one
+  listener the drill leaves out (chat's `xmpp`: no bridge runs in the drill) is named there with why.
+
+Chat's load balancer also carries the video bridges' XMPP logins: a TCP listener on 5222 with a pool
+of its own (Prosody's c2s port on each chat instance), open to the private network only
+(`allowed_cidrs`). Its private VIP is the bridges' one stable address for the chat tier
+(ARCHITECTURE.md, "Where a bridge logs in"). Those sessions are not chat users: the demand rules
+count only pools that serve HTTP (dashboards/mixin.py).
 
 Pure data (no Pulumi import), so the drill and the tests read it without the Pulumi SDK.
 
@@ -37,6 +44,8 @@ from dataclasses import dataclass
 TERMINATED_HTTPS = "TERMINATED_HTTPS"
 HTTP = "HTTP"
 PROMETHEUS = "PROMETHEUS"
+# Bytes passed through to the members: the amphora's HAProxy in `mode tcp`.
+TCP = "TCP"
 
 HTTPS_PORT = 443
 HTTP_PORT = 80
@@ -44,6 +53,8 @@ HTTP_PORT = 80
 PROMETHEUS_PORT = 8088
 # Members serve the application in plain HTTP on 80: TLS ends at the load balancer.
 MEMBER_PORT = 80
+# XMPP client-to-server (RFC 6120): the bridges' login to Prosody, on the load balancer and on the members.
+XMPP_PORT = 5222
 
 # What Octavia's `lb_method` names mean to the amphora's HAProxy (`balance ...`).
 HAPROXY_BALANCE = {"LEAST_CONNECTIONS": "leastconn", "ROUND_ROBIN": "roundrobin", "SOURCE_IP": "source"}
@@ -74,11 +85,17 @@ class Listener:
     timeout_member_data_ms: int | None = None
     insert_headers: tuple[str, ...] = ()
     redirect: Redirect | None = None
+    # A pool of its own, instead of the tier's (BalancedTier.pool): traffic that is not the tier's
+    # offered demand, such as the bridges' XMPP logins on chat.
+    pool: Pool | None = None
+    # Reachable from the private network only (`allowed_cidrs`), like the PROMETHEUS listener is from
+    # the monitoring networks: the floating IP reaches every listener of the load balancer.
+    private_only: bool = False
 
     @property
     def forwards_to_pool(self) -> bool:
-        """Its requests reach the members: the tier's offered demand (a redirect never does)."""
-        return self.protocol in (TERMINATED_HTTPS, HTTP) and self.redirect is None
+        """Its requests reach the tier's pool: the tier's offered demand (a redirect never does)."""
+        return self.protocol in (TERMINATED_HTTPS, HTTP) and self.redirect is None and self.pool is None
 
     @property
     def terminates_tls(self) -> bool:
@@ -97,13 +114,21 @@ class HealthMonitor:
     `max_retries` successes and down after `max_retries_down` failures (HAProxy's rise and fall)."""
 
     type: str = "HTTP"
-    http_method: str = "GET"
-    url_path: str = "/healthz"
-    expected_codes: str = "200"
+    # HTTP checks only: Octavia refuses these options on a TCP monitor.
+    http_method: str | None = "GET"
+    url_path: str | None = "/healthz"
+    expected_codes: str | None = "200"
     delay_s: int = 5
     timeout_s: int = 3
     max_retries: int = 3
     max_retries_down: int = 3
+
+    def __post_init__(self) -> None:
+        http = (self.http_method, self.url_path, self.expected_codes)
+        if self.type in ("HTTP", "HTTPS") and None in http:
+            raise ValueError(f"an {self.type} monitor needs http_method, url_path and expected_codes")
+        if self.type not in ("HTTP", "HTTPS") and http != (None, None, None):
+            raise ValueError(f"a {self.type} monitor takes no HTTP options (Octavia refuses them)")
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,11 @@ class BalancedTier:
     def prometheus(self) -> Listener:
         (listener,) = [x for x in self.listeners if x.monitoring_only]
         return listener
+
+    @property
+    def own_pools(self) -> tuple[tuple[Listener, Pool], ...]:
+        """The listeners with a pool of their own, and that pool (chat: the bridges' XMPP)."""
+        return tuple((x, x.pool) for x in self.listeners if x.pool is not None)
 
 
 # Octavia's own default timeouts (50 s of inactivity, 5 s to connect), stated so both renderings use them.
@@ -171,6 +201,25 @@ def _listeners(data_timeout_ms: int) -> tuple[Listener, ...]:
     )
 
 
+# A TCP connect to the member's port: Prosody accepts connections (it speaks first only after the
+# client's stream header, so an HTTP check cannot be used).
+TCP_MONITOR = HealthMonitor(type="TCP", http_method=None, url_path=None, expected_codes=None)
+
+# The video bridges' XMPP logins (ARCHITECTURE.md, "Where a bridge logs in"): TCP passed through to
+# Prosody's c2s port, from the private network only; Prosody does STARTTLS itself, and the bridges
+# verify its certificate. A bridge's XMPP stream stays open as long as the bridge runs: the timeouts
+# outlast its keepalive (Smack, the bridge's XMPP library, pings every 30 minutes by default).
+XMPP = Listener(
+    "xmpp",
+    TCP,
+    XMPP_PORT,
+    timeout_client_data_ms=LONG_SESSION_TIMEOUT_MS,
+    timeout_member_connect_ms=CONNECT_TIMEOUT_MS,
+    timeout_member_data_ms=LONG_SESSION_TIMEOUT_MS,
+    pool=Pool(TCP, "LEAST_CONNECTIONS", XMPP_PORT, XMPP_PORT, TCP_MONITOR),
+    private_only=True,
+)
+
 SPECS: Mapping[str, BalancedTier] = {
     # Web requests are short: least connections is least outstanding requests.
     "web": BalancedTier(
@@ -183,7 +232,7 @@ SPECS: Mapping[str, BalancedTier] = {
     # SOURCE_IP while TLS passed through: every user behind one NAT, a whole company, on one Prosody.)
     "chat": BalancedTier(
         "chat",
-        _listeners(LONG_SESSION_TIMEOUT_MS),
+        (*_listeners(LONG_SESSION_TIMEOUT_MS), XMPP),
         Pool(HTTP, "LEAST_CONNECTIONS", MEMBER_PORT, MEMBER_PORT, HealthMonitor(), persistence="HTTP_COOKIE"),
     ),
 }

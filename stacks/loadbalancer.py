@@ -5,7 +5,9 @@ Octavia resources; the drill's HAProxy is rendered from the same spec. TLS ends 
 TERMINATED_HTTPS on 443), so the load balancer sees every HTTP request: its PROMETHEUS listener
 counts them, which is the web tier's offered demand (ARCHITECTURE.md, "The demand signal"). Members
 get plain HTTP on port 80 over the private network, with X-Forwarded-For/Proto; an HTTP listener on
-80 redirects to HTTPS; the PROMETHEUS listener answers only the monitoring networks.
+80 redirects to HTTPS; the PROMETHEUS listener answers only the monitoring networks. A listener with a
+pool of its own (chat's `xmpp`, the bridges' XMPP logins on 5222) gets that pool, its monitor and one
+member per instance, and answers only the private network.
 
 `TlsCertificate` stores the stack's PEM certificate, key and chain in the Key Manager (Barbican) as
 secrets plus a `certificate` container, the form Octavia's default_tls_container_ref reads (Octavia
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
-from stacks.listeners import BalancedTier, Listener
+from stacks.listeners import BalancedTier, Listener, Pool
 
 MEMBER_WEIGHT, MEMBER_DRAINING_WEIGHT = 1, 0
 
@@ -89,6 +91,8 @@ class LoadBalancerArgs:
     public_host: str
     # Who may scrape the PROMETHEUS listener (IPv4, never the whole internet: stacks/config.py).
     monitoring_cidrs: Sequence[str]
+    # Who may reach the private-only listeners (chat's XMPP): the private network.
+    private_cidrs: Sequence[str] = ()
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -127,47 +131,18 @@ class LoadBalancer(pulumi.ComponentResource):
                     value=spec.redirect.rule_value,
                     opts=child,
                 )
-        pool_spec = args.spec.pool
-        pool = openstack.loadbalancer.Pool(
-            f"{name}-pool",
-            name=prefix,
-            listener_id=listeners[args.spec.traffic.name].id,
-            protocol=pool_spec.protocol,
-            lb_method=pool_spec.lb_method,
-            persistence=(
-                openstack.loadbalancer.PoolPersistenceArgs(type=pool_spec.persistence)
-                if pool_spec.persistence
-                else None
-            ),
-            opts=child,
-        )
-        monitor = pool_spec.monitor
-        openstack.loadbalancer.Monitor(
-            f"{name}-healthz",
-            name=f"{prefix}-healthz",
-            pool_id=pool.id,
-            type=monitor.type,
-            http_method=monitor.http_method,
-            url_path=monitor.url_path,
-            expected_codes=monitor.expected_codes,
-            delay=monitor.delay_s,
-            timeout=monitor.timeout_s,
-            max_retries=monitor.max_retries,
-            max_retries_down=monitor.max_retries_down,
-            opts=child,
-        )
-        for index, address, retiring in args.members:
-            openstack.loadbalancer.Member(
-                f"{name}-member-{index}",
-                pool_id=pool.id,
-                address=address,
-                protocol_port=pool_spec.member_port,
-                monitor_port=pool_spec.monitor_port,
-                subnet_id=args.subnet_id,
-                # Octavia: weight 0 takes no new connections and keeps the established ones (drain);
-                # 1 is Octavia's default. An update in place, never a replacement.
-                weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
-                opts=child,
+        # The tier's pool keeps its historical resource names (`-healthz`): renaming would replace it.
+        self._pool(name, prefix, listeners[args.spec.traffic.name], args.spec.pool, args, child, "healthz")
+        # Listeners with a pool of their own (chat's xmpp, the bridges' XMPP logins).
+        for spec, own in args.spec.own_pools:
+            self._pool(
+                f"{name}-{spec.name}",
+                f"{prefix}-{spec.name}",
+                listeners[spec.name],
+                own,
+                args,
+                child,
+                "monitor",
             )
         floating_ip = openstack.networking.FloatingIp(
             f"{name}-public-ip",
@@ -190,6 +165,63 @@ class LoadBalancer(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _pool(
+        name: str,
+        prefix: str,
+        listener: openstack.loadbalancer.Listener,
+        pool_spec: Pool,
+        args: LoadBalancerArgs,
+        opts: pulumi.ResourceOptions,
+        monitor_suffix: str,
+    ) -> None:
+        """A listener's pool, its health monitor, and one member per instance, named by index so
+        that scaling keeps the existing members. A retiring instance gets weight 0 in every pool:
+        Octavia sends it no new connections and keeps the established ones (the drain: no new
+        requests or logins, the sessions and bridges logged in keep theirs). Own pools' names carry
+        their listener's name, so they never collide with the tier's pool."""
+        pool = openstack.loadbalancer.Pool(
+            f"{name}-pool",
+            name=prefix,
+            listener_id=listener.id,
+            protocol=pool_spec.protocol,
+            lb_method=pool_spec.lb_method,
+            persistence=(
+                openstack.loadbalancer.PoolPersistenceArgs(type=pool_spec.persistence)
+                if pool_spec.persistence
+                else None
+            ),
+            opts=opts,
+        )
+        monitor = pool_spec.monitor
+        openstack.loadbalancer.Monitor(
+            f"{name}-{monitor_suffix}",
+            name=f"{prefix}-{monitor_suffix}",
+            pool_id=pool.id,
+            type=monitor.type,
+            # None on a TCP monitor (HealthMonitor refuses them there, as Octavia does).
+            http_method=monitor.http_method,
+            url_path=monitor.url_path,
+            expected_codes=monitor.expected_codes,
+            delay=monitor.delay_s,
+            timeout=monitor.timeout_s,
+            max_retries=monitor.max_retries,
+            max_retries_down=monitor.max_retries_down,
+            opts=opts,
+        )
+        for index, address, retiring in args.members:
+            openstack.loadbalancer.Member(
+                f"{name}-member-{index}",
+                pool_id=pool.id,
+                address=address,
+                protocol_port=pool_spec.member_port,
+                monitor_port=pool_spec.monitor_port,
+                subnet_id=args.subnet_id,
+                # 1 is Octavia's default; a change of weight is an update in place, never a replacement.
+                weight=MEMBER_DRAINING_WEIGHT if retiring else MEMBER_WEIGHT,
+                opts=opts,
+            )
+
+    @staticmethod
     def _listener(
         name: str,
         prefix: str,
@@ -210,6 +242,20 @@ class LoadBalancer(pulumi.ComponentResource):
             timeout_member_connect=spec.timeout_member_connect_ms,
             timeout_member_data=spec.timeout_member_data_ms,
             default_tls_container_ref=args.tls_container_ref if spec.terminates_tls else None,
-            allowed_cidrs=list(args.monitoring_cidrs) if spec.monitoring_only else None,
+            allowed_cidrs=_allowed_cidrs(spec, args),
             opts=opts,
         )
+
+
+def _allowed_cidrs(spec: Listener, args: LoadBalancerArgs) -> list[str] | None:
+    """Octavia's `allowed_cidrs`: the monitoring networks for PROMETHEUS, the private network for
+    private-only listeners, everyone (None) for the rest."""
+    if spec.monitoring_only:
+        return list(args.monitoring_cidrs)
+    if spec.private_only:
+        if not args.private_cidrs:
+            raise ValueError(
+                f"{args.tier}: listener {spec.name!r} is private-only but no private network was given"
+            )
+        return list(args.private_cidrs)
+    return None

@@ -23,6 +23,7 @@ from rich.table import Table
 from stacks import catalog, config
 from stacks.policy import checks
 
+# The checkout this code runs from; in a wheel or pipx install it holds no Pulumi.yaml.
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DISCLAIMER = (
     "Offline: the stack program ran under Pulumi's mocks; no cloud call was made and no state was read, "
@@ -34,18 +35,31 @@ class PreviewError(ValueError):
     """A stack file or --set override that cannot be previewed; the message says what to fix."""
 
 
-def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"
+def find_project_dir(start: Path | None = None) -> Path:
+    """The Pulumi project whose stacks to preview: the nearest directory holding Pulumi.yaml from the
+    working directory up, as the Pulumi CLI finds it; else the checkout this code runs from. An
+    installed swell (wheel, pipx) previews the project it is run in."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    return PROJECT_DIR if (PROJECT_DIR / "Pulumi.yaml").is_file() else here
 
 
-def load_stack_values(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+def stack_file(stack: str, project_dir: Path | None = None) -> Path:
+    return (project_dir or find_project_dir()) / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_values(stack: str, project_dir: Path | None = None) -> dict[str, Any]:
+    project_dir = project_dir or find_project_dir()
     path = stack_file(stack, project_dir)
     if not path.is_file():
         known = sorted(
             p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml")
         )
         raise PreviewError(
-            f"no stack file {path.name} in {project_dir}; known stacks: {', '.join(known) or 'none'}"
+            f"no stack file {path.name} in {project_dir}; known stacks: {', '.join(known) or 'none'} "
+            "(run swell preview in the Pulumi project, the directory holding Pulumi.yaml)"
         )
     raw = yaml.safe_load(path.read_text()) or {}
     values = raw.get("config") or {}
@@ -252,7 +266,7 @@ def render(summary: Summary, console: Console) -> None:
     )
 
 
-def main(stack: str, sets: Sequence[str], as_json: bool, project_dir: Path = PROJECT_DIR) -> int:
+def main(stack: str, sets: Sequence[str], as_json: bool, project_dir: Path | None = None) -> int:
     """Entry point of `swell preview`; returns the exit code."""
     from stacks import engine
 

@@ -6,15 +6,19 @@ run under Pulumi's mocks; the outputs follow ARCHITECTURE.md, "Stack outputs".
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 import pulumi_openstack as openstack
 
-from stacks import config
-from stacks.bootstrap import Bootstrap, render_user_data, secret_vars
+from stacks import bootstrap, config
+from stacks.bootstrap import Bootstrap, Endpoints, render_user_data, secret_vars
+from stacks.listeners import XMPP_PORT
 from stacks.loadbalancer import TlsCertificate, TlsCertificateArgs
 from stacks.network import PrivateNetwork, PrivateNetworkArgs
+from stacks.rules import TURN_TLS_PORT
 from stacks.tier import BalancerSettings, Tier, TierArgs
 
 
@@ -59,18 +63,32 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
             "secret or XMPP certificate, so video bridges cannot join (Pulumi.yaml lists the keys)"
         )
     tiers: dict[str, Any] = {}
+    # Chat's load balancer VIP, known once chat is declared (tiers come in the order web, chat,
+    # video): video's user_data names it as the bridges' XMPP address.
+    chat_vip: pulumi.Output[str] | None = None
+    tier_vars: dict[str, Any] = {}
     for name, tier in cfg.tiers.items():
-        user_data = render_user_data(
-            Bootstrap(
-                tier=name,
-                stack=cfg.stack,
-                private_network_cidr=cfg.private_network.cidr,
-                admin_cidrs=cfg.admin_cidrs,
-                playbooks_repo=cfg.playbooks.repo,
-                playbooks_ref=cfg.playbooks.ref,
-                secrets=secret_vars(name, cfg.secrets),
-            )
+        base = Bootstrap(
+            tier=name,
+            stack=cfg.stack,
+            private_network_cidr=cfg.private_network.cidr,
+            admin_cidrs=cfg.admin_cidrs,
+            playbooks_repo=cfg.playbooks.repo,
+            playbooks_ref=cfg.playbooks.ref,
+            secrets=secret_vars(name, cfg.secrets),
         )
+        found: pulumi.Input[dict[str, object]]
+        user_data: pulumi.Input[str]
+        if "swell_xmpp_address" in bootstrap.TIER_VARS[name]:
+            if chat_vip is None:
+                raise RuntimeError(f"{name}'s user_data needs the chat load balancer, declared before it")
+            found_later = chat_vip.apply(functools.partial(_tier_vars, cfg, name))
+            found, user_data = found_later, found_later.apply(functools.partial(_user_data, base))
+        else:
+            found = _tier_vars(cfg, name, None)
+            user_data = _user_data(base, found)
+        # The same variables as a stack output, so `swell configure` gives the roles what ansible-pull does.
+        tier_vars[name] = found
         component = Tier(
             name,
             TierArgs(
@@ -100,6 +118,8 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
             ),
         )
         tiers[name] = {"instances": component.instances, "load_balancer": component.load_balancer}
+        if name == "chat":
+            chat_vip = component.vip_address
     return {
         "stack": cfg.stack,
         "region": cfg.region,
@@ -107,7 +127,25 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
         # `swell configure` opens the hosts' firewalls to the same admin networks as the security groups.
         "admin_cidrs": list(cfg.admin_cidrs),
         "tiers": tiers,
+        "tier_vars": tier_vars,
     }
+
+
+def _tier_vars(cfg: config.StackConfig, tier: str, xmpp_address: str | None) -> dict[str, object]:
+    """Where `tier` finds the others (stacks/bootstrap.py, TIER_VARS), from swell:xmpp and the VIP."""
+    endpoints = Endpoints(
+        xmpp_domain=cfg.xmpp.domain,
+        xmpp_address=xmpp_address,
+        xmpp_port=XMPP_PORT,
+        turn_host=cfg.xmpp.turn_host,
+        turn_port=TURN_TLS_PORT,
+    )
+    return bootstrap.tier_vars(tier, endpoints)
+
+
+def _user_data(base: Bootstrap, tier_vars: dict[str, object]) -> str:
+    """The tier's cloud-init document, with where it finds the other tiers."""
+    return render_user_data(replace(base, tier_vars=tier_vars))
 
 
 def main() -> dict[str, Any]:

@@ -10,9 +10,12 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stacks.listeners import MEMBER_PORT
+from stacks.listeners import MEMBER_PORT, XMPP_PORT
 
 WORLD = ("0.0.0.0/0", "::/0")
+# coturn's TURN over TLS on the video bridges: the port Prosody advertises to clients with the TURN
+# host (stacks/bootstrap.py delivers both to chat and video), and the one the security group opens.
+TURN_TLS_PORT = 443
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,14 @@ def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> l
         rules.append(
             Rule("tcp", MEMBER_PORT, private_cidr, "nginx: the app in plain HTTP and /healthz, from the LB")
         )
+    if tier == "chat":
+        # The bridges' XMPP logins, passed through by the load balancer's private TCP listener (whose
+        # amphora connects from the private subnet), and its health check.
+        rules.append(Rule("tcp", XMPP_PORT, private_cidr, "Prosody c2s for the video bridges, from the LB"))
     if tier == "video":
         # Jitsi Videobridge media must be reachable by every participant, over IPv4 and IPv6.
         for world in WORLD:
             rules.append(Rule("udp", 10000, world, "Jitsi Videobridge media"))
-            rules.append(Rule("tcp", 443, world, "Jitsi Videobridge TCP fallback"))
+            rules.append(Rule("tcp", TURN_TLS_PORT, world, "TURN over TLS (coturn), the TCP fallback"))
         rules.append(Rule("tcp", 8080, private_cidr, "Jitsi Videobridge private HTTP interface (/metrics)"))
     return rules

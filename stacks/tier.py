@@ -43,8 +43,8 @@ class TierArgs:
     external_network: str
     key_pair: pulumi.Input[str]
     # The cloud-init document (stacks/bootstrap.py); it may carry secrets, so it is always sent as a
-    # Pulumi secret.
-    user_data: str
+    # Pulumi secret. An Output for video: it names the chat load balancer's VIP.
+    user_data: pulumi.Input[str]
     # Web and chat sit behind Octavia (None for video: bridges take public addresses on Ext-Net).
     balancer: BalancerSettings | None
     public: bool
@@ -93,6 +93,8 @@ def _entry(
 class Tier(pulumi.ComponentResource):
     instances: pulumi.Output[list[dict[str, str | None]]]
     load_balancer: pulumi.Output[dict[str, str | int]] | None
+    # The load balancer's private VIP (None without one): where the bridges reach chat's XMPP listener.
+    vip_address: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: TierArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("swell:openstack:Tier", name, None, opts)
@@ -168,6 +170,7 @@ class Tier(pulumi.ComponentResource):
         ]
         self.instances = pulumi.Output.all(*entries).apply(list) if entries else pulumi.Output.from_input([])
         self.load_balancer = None
+        self.vip_address = None
         if args.balancer is not None:
             lb = LoadBalancer(
                 f"{name}-lb",
@@ -184,9 +187,11 @@ class Tier(pulumi.ComponentResource):
                     tls_container_ref=args.balancer.tls_container_ref,
                     public_host=args.balancer.public_host,
                     monitoring_cidrs=args.balancer.monitoring_cidrs,
+                    private_cidrs=(args.private_cidr,),
                 ),
                 opts=child,
             )
+            self.vip_address = lb.vip_address
             port = lb.prometheus_port
             self.load_balancer = pulumi.Output.all(lb.vip_address, lb.public_ip).apply(
                 lambda v: {"vip_address": v[0], "public_ip": v[1], "prometheus_port": port}

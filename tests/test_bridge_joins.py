@@ -1,41 +1,49 @@
-"""A new video bridge joins: from the stack's user_data to a real XMPP login on the chat tier's Prosody.
+"""A new video bridge joins: from the stack's user_data, over the network path as shipped, to a real
+XMPP login on the chat tier's Prosody, and chat hands clients the configured TURN host.
 
 What is real here:
 
-- the user_data: rendered by the stack program (stacks/program.py) under Pulumi's mocks, with
-  `swell:secrets` set (a random bridge password and TURN secret, and a certificate for the auth
-  domain made with openssl for this run), in a child process (tests/render_user_data.py);
+- the user_data: rendered by the stack program (stacks/program.py) under Pulumi's mocks from
+  Pulumi.prod-gra11.yaml, with `swell:secrets` set (a random bridge password and TURN secret, and a
+  certificate for the bridges' domain made with openssl for this run), in a child process
+  (tests/render_user_data.py). The XMPP domain and the TURN host are the stack's `swell:xmpp`; the
+  XMPP address is the chat load balancer's VIP as the mocks answer it;
 - the apply: playbooks/pull.yml, ansible-pull's entry point, with exactly the variables of the
   files the user_data writes (/etc/swell/ansible-vars.json + /etc/swell/secrets.json, as extra
   vars like ansible-pull's two `--extra-vars @file`), on fresh Debian 12 roots through the chroot
   connection: one chat instance and two video instances made from the same user_data;
-- Prosody: the chat root's own, installed from Debian by the chat role, started by this test as the
-  root's prosody user with the configuration the role wrote, on 127.0.0.1;
-- the login: slixmpp, a real XMPP client, with the account, domain and password read from the
-  bridge's applied jvb.conf (HOCON), over STARTTLS verified against the trust store the video role
-  built in the bridge's root (what the bridge's JVM trusts), then both bridges join the brewery room
-  with their own nicknames.
+- the network path: two network namespaces this test creates, joined by a veth pair (the private
+  network). In the chat one: the chat root's own nftables ruleset, loaded there, and the root's own
+  Prosody (Debian's), started as its prosody user with the configuration the role wrote, listening on
+  the chat instance's private address. In the bridge one: the chat load balancer's VIP, where a real
+  HAProxy in TCP mode (what Octavia's amphora runs) renders the spec's `xmpp` listener
+  (stacks/listeners.py) and passes connections to Prosody's private address;
+- the login: slixmpp, a real XMPP client, run in the bridge namespace with the video root's applied
+  /etc/hosts mounted over /etc/hosts (its own mount namespace), dialling exactly the hostname and
+  port of the bridge's applied jvb.conf (HOCON) with its account, domain and password, over STARTTLS
+  verified against the trust store the video role built; both bridges join the brewery room.
 
 What is not: Jitsi Videobridge itself (download.jitsi.org is out of reach: `video_jitsi_install`
-is off, the role still writes jvb.conf); the network path from a bridge to Prosody (the test dials
-127.0.0.1 on a free port instead of the chat instance's address and 5222); the chroot cannot find its
-private address (`swell_private_ip` is given) and has no cloud-init (one video root gets an
-instance-id file as cloud-init would write it). Those test-only variables are inventory variables;
-everything the user_data carries is used as is.
+is off, the role still writes jvb.conf); Octavia (HAProxy stands in for its TCP listener; its
+`allowed_cidrs` is checked on the stack, tests/stacks/test_stack_load_balancers.py); the instances'
+own addresses (a chroot finds none: `swell_private_ip` is given as an inventory variable); cloud-init
+(one video root gets an instance-id file and the hosts template, as cloud-init would leave them); the
+DNS records of the TURN host. Everything the user_data carries is used as is.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import concurrent.futures
 import contextlib
+import hmac
+import ipaddress
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +56,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stacks import listeners
 from swell.configure.progress import RunTally
 from swell.configure.runner import PLAYBOOKS_DIR, AnsibleRunner, PlaybookRun
 
@@ -57,10 +66,17 @@ import debian_root
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-# The user_data sets no XMPP domain: chat and video both use the roles' default.
-AUTH_DOMAIN = "auth.chat.example.org"
-BREWERY = "jvbbrewery@internal.auth.chat.example.org"
+STACK = "prod-gra11"
+VALUES: dict[str, Any] = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())["config"]
+# The stack's names, not the roles' former placeholder (chat.example.org).
+DOMAIN: str = VALUES["swell:xmpp"]["domain"]
+TURN_HOST: str = VALUES["swell:xmpp"]["turnHost"]
+AUTH_DOMAIN = f"auth.{DOMAIN}"
+BREWERY = f"jvbbrewery@internal.{AUTH_DOMAIN}"
+PRIVATE_CIDR: str = VALUES["swell:privateNetwork"]["cidr"]
 PRIVATE_IPS = {"chat": "10.42.0.21", "video-a": "10.42.0.31", "video-b": "10.42.0.32"}
+# In the admin network (swell:adminCidrs: SSH may come from it) but outside the private network.
+OUTSIDE = "198.51.100.66"
 # What Jitsi's postinst writes into sip-communicator.properties; read before jvb.conf by the bridge.
 PACKAGE_PROPERTIES = (
     "org.ice4j.ice.harvest.DISABLE_AWS_HARVESTER=true\n"
@@ -68,23 +84,17 @@ PACKAGE_PROPERTIES = (
     "org.jitsi.videobridge.xmpp.user.shard.PASSWORD=packagepassword\n"
     "org.jitsi.videobridge.xmpp.user.shard.MUC_NICKNAME=00000000-0000-0000-0000-000000000000\n"
 )
+# cloud-init's Debian template for /etc/hosts (manage_etc_hosts: true renders it at every boot).
+CLOUD_HOSTS_TEMPLATE = "## template:jinja\n127.0.1.1 {{fqdn}} {{hostname}}\n127.0.0.1 localhost\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def make_certificate(workdir: Path) -> tuple[str, str]:
-    """A certificate for the auth domain and its key, as an operator would put in swell:secrets."""
-    key, crt = workdir / "xmpp.key", workdir / "xmpp.crt"
+def make_certificate(workdir: Path, name: str) -> tuple[str, str]:
+    """A certificate for `name` and its key, as an operator would put in swell:secrets."""
+    key, crt = workdir / f"{name}.key", workdir / f"{name}.crt"
     subprocess.run(
         [
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", f"/CN={AUTH_DOMAIN}",
-            "-addext", f"subjectAltName=DNS:{AUTH_DOMAIN}",
+            "-nodes", "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
             "-keyout", str(key), "-out", str(crt),
         ],
         check=True, capture_output=True, timeout=60,
@@ -95,7 +105,7 @@ def make_certificate(workdir: Path) -> tuple[str, str]:
 def render_user_data(values: dict[str, Any]) -> dict[str, str]:
     done = subprocess.run(
         [sys.executable, "-m", "tests.render_user_data"],
-        input=json.dumps({"stack": "prod-gra11", "values": values}),
+        input=json.dumps({"stack": STACK, "values": values}),
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -157,9 +167,13 @@ class Joined:
     secrets: dict[str, str]
     files: dict[str, dict[str, Any]]
     applied: dict[str, Applied]
-    c2s_port: int
     instance_id: str
     seconds: float
+
+    @property
+    def xmpp_address(self) -> str:
+        """The chat load balancer's VIP, as video's user_data names it."""
+        return str(self.files["video"]["/etc/swell/ansible-vars.json"]["swell_xmpp_address"])
 
 
 @pytest.fixture(scope="module")
@@ -169,46 +183,47 @@ def joined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joined]:
         pytest.skip(reason)
     started = time.monotonic()
     base = tmp_path_factory.mktemp("join")
-    certificate, key = make_certificate(base)
+    certificate, key = make_certificate(base, AUTH_DOMAIN)
     stack_secrets = {
         "xmppBridgePassword": f"CANARYpass{secrets.token_hex(16)}",
         "turnSecret": f"CANARYturn{secrets.token_hex(16)}",
         "xmppTlsCertificate": certificate,
         "xmppTlsKey": key,
     }
-    values = yaml.safe_load((ROOT / "Pulumi.prod-gra11.yaml").read_text())["config"]
+    values = json.loads(json.dumps(VALUES))
     values["swell:secrets"] = stack_secrets
     rendered = render_user_data(values)
     files = {tier: written_files(rendered[tier]) for tier in ("chat", "video")}
 
     roots = {name: debian_root.fresh_root(base / name) for name in PRIVATE_IPS}
-    # video-b boots like a real instance: cloud-init recorded its Nova instance id.
+    # video-b boots like a real instance: cloud-init recorded its Nova instance id, and its image
+    # lets cloud-init manage /etc/hosts from a template.
     instance_id = str(uuid.uuid4())
     cloud_data = roots["video-b"] / "var/lib/cloud/data"
     cloud_data.mkdir(parents=True)
     (cloud_data / "instance-id").write_text(instance_id + "\n")
+    templates = roots["video-b"] / "etc/cloud/templates"
+    templates.mkdir(parents=True)
+    (templates / "hosts.debian.tmpl").write_text(CLOUD_HOSTS_TEMPLATE)
     # video-a already has the package's legacy login, as Jitsi's postinst leaves it.
     jitsi_dir = roots["video-a"] / "etc/jitsi/videobridge"
     jitsi_dir.mkdir(parents=True)
     (jitsi_dir / "sip-communicator.properties").write_text(PACKAGE_PROPERTIES)
 
-    c2s_port = free_port()
     jobs = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         for name, root in roots.items():
             tier = "chat" if name == "chat" else "video"
             extravars = files[tier]["/etc/swell/ansible-vars.json"] | files[tier]["/etc/swell/secrets.json"]
             host_vars: dict[str, Any] = {"swell_private_ip": PRIVATE_IPS[name]}
-            if tier == "chat":
-                # Free ports on this shared machine instead of 5222 and 5280.
-                host_vars |= {"chat_c2s_port": c2s_port, "chat_http_port": free_port()}
-            else:
+            if tier == "video":
                 host_vars |= {"video_jitsi_install": False}
             jobs[name] = pool.submit(apply_pull, root, extravars, host_vars)
         applied = {name: job.result() for name, job in jobs.items()}
     for root in roots.values():
         debian_root.keep_archives(root)
-    yield Joined(roots, stack_secrets, files, applied, c2s_port, instance_id, time.monotonic() - started)
+
+    yield Joined(roots, stack_secrets, files, applied, instance_id, time.monotonic() - started)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -231,46 +246,44 @@ def root_ids(root: Path, user: str) -> tuple[int, int]:
     raise AssertionError(f"no {user} user in {root}")
 
 
-@pytest.fixture(scope="module")
-def prosody(joined: Joined) -> Iterator[int]:
-    """The chat root's Prosody on 127.0.0.1, as its prosody user; stopped (its whole process group)
-    at the end, whatever happened."""
-    failed = {n: failures(a) for n, a in joined.applied.items() if a.rc != 0}
-    assert not failed, failed
-    root = joined.roots["chat"]
-    uid, gid = root_ids(root, "prosody")
-    run_dir = root / "run/prosody"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.chown(run_dir, uid, gid)
-    proc = subprocess.Popen(
-        ["chroot", f"--userspec={uid}:{gid}", str(root), "/usr/bin/prosody"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/var/lib/prosody"},
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                logs = "".join(
-                    p.read_text() for p in (root / "var/log/prosody").glob("prosody.*") if p.is_file()
-                )
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"Prosody exited with {proc.returncode}: {out[-2000:]}\n{logs[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", joined.c2s_port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("Prosody did not listen on its c2s port within 30 s")
-                time.sleep(0.3)
-        yield joined.c2s_port
-    finally:
-        stop(proc)
+# --- The network path -------------------------------------------------------------------------
+
+
+@dataclass
+class Network:
+    """The two namespaces: `chat` (the chat instance) and `bridge` (the private network as a bridge
+    sees it, with the chat load balancer's VIP in it)."""
+
+    chat: str
+    bridge: str
+    vip: str
+    hosts: Path  # the video root's applied /etc/hosts, which the probe resolves with
+
+
+def ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, f"ip {' '.join(args)}: {done.stderr}"
+
+
+def in_ns(ns: str, *argv: str, timeout_s: int = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def start_in_ns(ns: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A long-running child in namespace `ns`, in a process group of its own (stopped as a whole)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/var/lib/prosody"},
+            start_new_session=True,
+        )  # fmt: skip
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to Prosody's process group, SIGKILL to whatever is left of it after 10 s."""
+    """SIGTERM to the child's process group, SIGKILL to whatever is left of it after 10 s."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -280,45 +293,127 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-class Bridge:
-    """An XMPP client logging in like the bridge would, from its jvb.conf."""
+def load_balancer_config(vip: str, member: str) -> str:
+    """The chat load balancer's `xmpp` listener as the amphora renders a TCP listener and its pool
+    (macros.j2: `mode tcp`, `balance`, the listener's and members' timeouts, a TCP check), on the
+    VIP, with one member: this chat instance."""
+    spec = listeners.XMPP
+    assert spec.pool is not None and spec.protocol == listeners.TCP
+    monitor = spec.pool.monitor
+    return "\n".join(
+        [
+            "global",
+            "  maxconn 100",
+            "defaults",
+            f"  timeout connect {spec.timeout_member_connect_ms}ms",
+            f"frontend chat-{spec.name}",
+            f"  bind {vip}:{spec.port}",
+            "  mode tcp",
+            f"  timeout client {spec.timeout_client_data_ms}ms",
+            f"  default_backend chat-{spec.name}-pool",
+            f"backend chat-{spec.name}-pool",
+            "  mode tcp",
+            f"  balance {listeners.HAPROXY_BALANCE[spec.pool.lb_method]}",
+            f"  timeout server {spec.timeout_member_data_ms}ms",
+            f"  timeout check {monitor.timeout_s}s",
+            f"  server chat-0 {member}:{spec.pool.member_port} check inter 1s"
+            f" fall {monitor.max_retries_down} rise 1",
+            "",
+        ]
+    )
 
-    def __init__(self, shard: Any, port: int, cafile: Path, password: str | None = None) -> None:
-        import slixmpp
 
-        self.shard = shard
-        self.xmpp = slixmpp.ClientXMPP(
-            f"{shard['username']}@{shard['domain']}", password or shard["password"]
+def probe(net: Network, request: dict[str, Any], timeout_s: int = 120) -> Any:
+    """tests/xmpp_probe.py in the bridge namespace, resolving names with the video root's /etc/hosts
+    (bind-mounted over /etc/hosts in a private mount namespace: nothing changes on this machine)."""
+    done = subprocess.run(
+        [
+            "ip", "netns", "exec", net.bridge, "unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(net.hosts),
+            sys.executable, "-m", "tests.xmpp_probe",
+        ],
+        input=json.dumps(request), cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def network(joined: Joined, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """Namespaces, veth, the chat root's firewall and Prosody, the load balancer's stand-in; all of
+    it removed at the end whatever happened."""
+    failed = {n: failures(a) for n, a in joined.applied.items() if a.rc != 0}
+    assert not failed, failed
+    if shutil.which("ip") is None or shutil.which("haproxy") is None:
+        pytest.skip("needs iproute2 and haproxy")
+    logs = tmp_path_factory.mktemp("path")
+    tag = f"{os.getpid() % 100000}"
+    net = Network(
+        f"swell-chat-{tag}", f"swell-bridge-{tag}", joined.xmpp_address, joined.roots["video-a"] / "etc/hosts"
+    )
+    veth_chat, veth_bridge = f"swc{tag}", f"swb{tag}"
+    chat_ip, bridge_ip = PRIVATE_IPS["chat"], PRIVATE_IPS["video-a"]
+    prefix = ipaddress.ip_network(PRIVATE_CIDR).prefixlen
+    procs: list[subprocess.Popen[bytes]] = []
+    made: list[str] = []
+    try:
+        for ns in (net.chat, net.bridge):
+            ip("netns", "add", ns)
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        ip("link", "add", veth_chat, "type", "veth", "peer", "name", veth_bridge)
+        ip("link", "set", veth_chat, "netns", net.chat)
+        ip("link", "set", veth_bridge, "netns", net.bridge)
+        # The chat instance: its private address; the admin network is reachable over the same link.
+        ip("-n", net.chat, "addr", "add", f"{chat_ip}/{prefix}", "dev", veth_chat)
+        ip("-n", net.chat, "link", "set", veth_chat, "up")
+        ip("-n", net.chat, "route", "add", f"{OUTSIDE}/32", "dev", veth_chat)
+        # The bridge's side: a bridge's private address, an outside address, the load balancer's VIP.
+        ip("-n", net.bridge, "addr", "add", f"{bridge_ip}/{prefix}", "dev", veth_bridge)
+        ip("-n", net.bridge, "addr", "add", f"{OUTSIDE}/32", "dev", veth_bridge)
+        ip("-n", net.bridge, "addr", "add", f"{net.vip}/32", "dev", "lo")
+        ip("-n", net.bridge, "link", "set", veth_bridge, "up")
+
+        # The chat root's own ruleset, loaded into the chat namespace only (it starts with `flush
+        # ruleset`): refuse to load it anywhere that has other interfaces than these two.
+        links = in_ns(net.chat, "ip", "-o", "link").stdout
+        assert sorted(re.findall(r"^\d+: ([^:@]+)", links, re.MULTILINE)) == sorted(["lo", veth_chat]), links
+        loaded = in_ns(
+            net.chat, "chroot", str(joined.roots["chat"]), "/usr/sbin/nft", "-f", "/etc/nftables.conf"
         )
-        self.xmpp.ca_certs = cafile
-        self.xmpp.register_plugin("xep_0045")
-        self.port = port
-        self.outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.xmpp.add_event_handler("session_start", lambda _: self._settle("logged in"))
-        self.xmpp.add_event_handler("failed_all_auth", lambda _: self._settle("authentication failed"))
-        self.xmpp.add_event_handler("ssl_invalid_chain", lambda e: self._settle(f"TLS refused: {e}"))
-        self.xmpp.add_event_handler("tls_success", lambda _: setattr(self, "tls", True))
-        self.tls = False
+        assert loaded.returncode == 0, loaded.stderr
 
-    def _settle(self, outcome: str) -> None:
-        if not self.outcome.done():
-            self.outcome.set_result(outcome)
-
-    async def login(self) -> str:
-        self.xmpp.connect("127.0.0.1", self.port)
-        return await asyncio.wait_for(self.outcome, 30)
-
-    async def join_brewery(self) -> set[str]:
-        from slixmpp import JID
-
-        own, _, occupants, _ = await self.xmpp.plugin["xep_0045"].join_muc_wait(
-            JID(self.shard["muc_jids"]), self.shard["muc_nickname"], maxstanzas=0, timeout=20
+        root = joined.roots["chat"]
+        uid, gid = root_ids(root, "prosody")
+        run_dir = root / "run/prosody"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(run_dir, uid, gid)
+        prosody = start_in_ns(
+            net.chat,
+            ["chroot", f"--userspec={uid}:{gid}", str(root), "/usr/bin/prosody"],
+            logs / "prosody.out",
         )
-        return {own["from"].resource} | {p["from"].resource for p in occupants}
+        procs.append(prosody)
+        ready = probe(net, {"action": "wait", "source": bridge_ip, "host": chat_ip, "port": 5222})
+        if ready != "connected":
+            prosody_logs = "".join(p.read_text() for p in (root / "var/log/prosody").glob("prosody.*"))
+            pytest.fail(f"Prosody not reachable on {chat_ip}:5222 ({ready}): {prosody_logs[-3000:]}")
 
-    async def close(self) -> None:
-        self.xmpp.disconnect(wait=1)
-        await asyncio.sleep(0.2)
+        config = logs / "haproxy.cfg"
+        config.write_text(load_balancer_config(net.vip, chat_ip))
+        procs.append(start_in_ns(net.bridge, ["haproxy", "-db", "-f", str(config)], logs / "haproxy.out"))
+        ready = probe(net, {"action": "wait", "source": bridge_ip, "host": net.vip, "port": 5222})
+        assert ready == "connected", (logs / "haproxy.out").read_text()[-2000:]
+        yield net
+    finally:
+        for proc in procs:
+            stop(proc)
+        for ns in made:
+            # Deleting a namespace deletes its end of the veth pair, and so the pair.
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+
+
+# --- What the applies wrote -------------------------------------------------------------------
 
 
 def test_new_instances_converge_from_their_rendered_user_data(joined: Joined) -> None:
@@ -332,6 +427,14 @@ def test_new_instances_converge_from_their_rendered_user_data(joined: Joined) ->
         "video_turn_secret",
         "video_xmpp_ca_certificate",
     }
+    # Where the tiers find each other came from the stack: its names, and a private VIP.
+    chat_vars = joined.files["chat"]["/etc/swell/ansible-vars.json"]
+    assert (chat_vars["swell_xmpp_domain"], chat_vars["swell_turn_host"], chat_vars["swell_turn_port"]) == (
+        DOMAIN,
+        TURN_HOST,
+        443,
+    )
+    assert ipaddress.ip_address(joined.xmpp_address) in ipaddress.ip_network(PRIVATE_CIDR)
     print(f"\njoin test: render + three applies took {joined.seconds:.1f} s")
 
 
@@ -358,54 +461,125 @@ def test_bridges_verify_prosody_and_trust_its_certificate(joined: Joined) -> Non
     assert body in re.sub(r"\s", "", bundle)
 
 
-def test_the_bridge_logs_in_to_the_chat_roles_prosody_and_both_bridges_join_the_brewery(
-    joined: Joined, prosody: int
+def test_the_bridge_dials_the_certificates_name_which_its_hosts_file_maps_to_chats_xmpp_listener(
+    joined: Joined,
 ) -> None:
-    cafile = joined.roots["video-a"] / "etc/ssl/certs/ca-certificates.crt"
+    line = f"{joined.xmpp_address} {AUTH_DOMAIN}"
+    for name in ("video-a", "video-b"):
+        shard = jvb_shard(joined, name)
+        # The dialled name is the verified name (the certificate's), on the listener's port.
+        assert (shard["hostname"], shard["domain"], shard["port"]) == (AUTH_DOMAIN, AUTH_DOMAIN, 5222)
+        hosts = (joined.roots[name] / "etc/hosts").read_text().splitlines()
+        assert hosts.count(line) == 1, hosts
+        # The root's own resolver (glibc, its nsswitch.conf) gives the VIP for that name.
+        resolved = debian_root.in_root(joined.roots[name], "getent", "ahostsv4", AUTH_DOMAIN).stdout
+        assert resolved.split()[0] == joined.xmpp_address, resolved
+    # Where cloud-init rewrites /etc/hosts at boot, its template keeps the line too.
+    template = (joined.roots["video-b"] / "etc/cloud/templates/hosts.debian.tmpl").read_text()
+    assert template.startswith("## template:jinja\n") and line in template.splitlines()
 
-    async def scenario() -> tuple[str, str, bool, set[str]]:
-        a = Bridge(jvb_shard(joined, "video-a"), prosody, cafile)
-        b = Bridge(jvb_shard(joined, "video-b"), prosody, cafile)
-        try:
-            first, second = await a.login(), await b.login()
-            occupants = set()
-            if first == second == "logged in":
-                await a.join_brewery()
-                occupants = await b.join_brewery()
-            return first, second, a.tls and b.tls, occupants
-        finally:
-            await a.close()
-            await b.close()
 
-    first, second, tls, occupants = asyncio.run(scenario())
-    assert (first, second) == ("logged in", "logged in")
-    assert tls, "the login did not go through STARTTLS"
+def test_prosody_listens_on_the_private_address_too(joined: Joined) -> None:
+    lua = (joined.roots["chat"] / "etc/prosody/prosody.cfg.lua").read_text()
+    (interfaces,) = re.findall(r"^c2s_interfaces = \{(.*)\}$", lua, re.MULTILINE)
+    assert re.findall(r'"([^"]+)"', interfaces) == ["127.0.0.1", "::1", PRIVATE_IPS["chat"]]
+
+
+# --- Over the network path --------------------------------------------------------------------
+
+
+def test_the_bridges_log_in_through_chats_xmpp_listener_and_both_join_the_brewery(
+    joined: Joined, network: Network
+) -> None:
+    shards = [dict(jvb_shard(joined, name)) for name in ("video-a", "video-b")]
+    # Name resolution as the bridge does it: the name in jvb.conf, through the applied /etc/hosts.
+    assert probe(network, {"action": "resolve", "name": shards[0]["hostname"]}) == [joined.xmpp_address]
+    cafile = str(joined.roots["video-a"] / "etc/ssl/certs/ca-certificates.crt")
+    results = probe(network, {"action": "join", "bridges": shards, "cafile": cafile})
+    assert [r["outcome"] for r in results] == ["logged in", "logged in"], results
+    assert all(r["tls"] for r in results), "the login did not go through STARTTLS"
+    # Each reached the chat load balancer's VIP (which passed it on to Prosody's private address).
+    assert [r["peer"] for r in results] == [joined.xmpp_address] * 2
     # Jicofo would see two bridges: the room holds both nicknames.
-    assert occupants == {
-        jvb_shard(joined, "video-a")["muc_nickname"],
-        jvb_shard(joined, "video-b")["muc_nickname"],
-    }
+    assert results[1]["occupants"] == sorted(s["muc_nickname"] for s in shards)
 
 
-def test_a_wrong_password_is_refused(joined: Joined, prosody: int) -> None:
-    cafile = joined.roots["video-a"] / "etc/ssl/certs/ca-certificates.crt"
+def test_the_chat_firewall_opens_5222_to_the_private_network_only(joined: Joined, network: Network) -> None:
+    chat = PRIVATE_IPS["chat"]
+    tries = [
+        {"source": PRIVATE_IPS["video-a"], "host": chat, "port": 5222},
+        # The outside address reaches the chat instance (SSH is open to the admin network, where
+        # nothing listens here: refused) ...
+        {"source": OUTSIDE, "host": chat, "port": 22},
+        # ... but its XMPP connection is dropped by the firewall.
+        {"source": OUTSIDE, "host": chat, "port": 5222},
+    ]
+    outcomes = probe(network, {"action": "connect", "tries": tries})
+    assert outcomes == ["connected", "ConnectionRefusedError", "TimeoutError"]
+    ruleset = in_ns(network.chat, "chroot", str(joined.roots["chat"]), "/usr/sbin/nft", "list", "ruleset")
+    assert f"ip saddr {PRIVATE_CIDR} tcp dport 5222 accept" in ruleset.stdout
 
-    async def scenario() -> str:
-        bridge = Bridge(jvb_shard(joined, "video-a"), prosody, cafile, password="not-the-bridge-password")
-        try:
-            return await bridge.login()
-        finally:
-            await bridge.close()
 
-    assert asyncio.run(scenario()) == "authentication failed"
+def test_a_wrong_password_is_refused(joined: Joined, network: Network) -> None:
+    shard = dict(jvb_shard(joined, "video-a")) | {"password": "not-the-bridge-password"}
+    cafile = str(joined.roots["video-a"] / "etc/ssl/certs/ca-certificates.crt")
+    (result,) = probe(network, {"action": "join", "bridges": [shard], "cafile": cafile, "join": False})
+    assert result["outcome"] == "authentication failed"
+
+
+def test_a_bridge_that_does_not_trust_prosodys_certificate_does_not_log_in(
+    joined: Joined, network: Network
+) -> None:
+    # With Debian's public CAs only (the chat root's own bundle, which lacks the stack's certificate),
+    # verification refuses Prosody before the password is sent.
+    public_only = joined.roots["chat"] / "etc/ssl/certs/ca-certificates.crt"
+    assert public_only.is_file()
+    shard = dict(jvb_shard(joined, "video-a"))
+    (result,) = probe(
+        network, {"action": "join", "bridges": [shard], "cafile": str(public_only), "join": False}
+    )
+    assert result["outcome"].startswith("TLS refused")
+
+
+def test_chat_hands_clients_exactly_coturns_service_at_the_configured_turn_host(
+    joined: Joined, network: Network
+) -> None:
+    # Asked over XMPP (XEP-0215) of the user domain, where the service is configured: Prosody answers
+    # any logged-in session (its default access), here the bridge's, over the shipped path. The
+    # answer is the stack's swell:xmpp.turnHost, and only the service coturn serves there.
+    shard = dict(jvb_shard(joined, "video-a"))
+    cafile = str(joined.roots["video-a"] / "etc/ssl/certs/ca-certificates.crt")
+    answer = probe(network, {"action": "services", "bridge": shard, "cafile": cafile, "domain": DOMAIN})
+    assert answer["outcome"] == "logged in"
+    coturn = (joined.roots["video-a"] / "etc/turnserver.conf").read_text().splitlines()
+    (tls_port,) = [int(line.split("=", 1)[1]) for line in coturn if line.startswith("tls-listening-port=")]
+    assert {"no-udp", "no-tcp"} <= set(coturn)  # TLS is all coturn serves
+    assert answer["services"] == [
+        {"type": "turns", "host": TURN_HOST, "port": tls_port, "transport": "tcp", "restricted": "1"}
+    ]
+    # Its credentials are the TURN REST API's: username "<expiry>", password base64(HMAC-SHA1(secret,
+    # username)), which is what coturn checks with use-auth-secret. (Compared, never printed.)
+    (credentials,) = answer["credentials"]
+    expected = base64.b64encode(
+        hmac.new(joined.secrets["turnSecret"].encode(), credentials["username"].encode(), "sha1").digest()
+    ).decode()
+    assert int(credentials["username"]) > time.time()
+    signed = hmac.compare_digest(expected, credentials["password"] or "")
+    assert signed, "the TURN password is not signed with the stack's turnSecret"
 
 
 def test_coturn_and_prosody_share_the_turn_secret(joined: Joined) -> None:
     coturn = (joined.roots["video-a"] / "etc/turnserver.conf").read_text()
     (turn,) = re.findall(r"^static-auth-secret=(.+)$", coturn, re.MULTILINE)
     lua = (joined.roots["chat"] / "etc/prosody/prosody.cfg.lua").read_text()
-    (external,) = re.findall(r'^turn_external_secret = "(.+)"$', lua, re.MULTILINE)
+    (external,) = re.findall(r'^external_service_secret = "(.+)"$', lua, re.MULTILINE)
     assert turn == external == joined.secrets["turnSecret"]
+    # coturn's realm is the stack's domain, and its certificate names the TURN host.
+    assert f"realm={DOMAIN}" in coturn.splitlines()
+    subject = debian_root.in_root(
+        joined.roots["video-a"], "openssl", "x509", "-noout", "-subject", "-in", "/etc/ssl/swell/turn.crt"
+    ).stdout
+    assert subject.strip() == f"subject=CN = {TURN_HOST}"
 
 
 def test_no_secret_in_the_applies_output(joined: Joined) -> None:
@@ -418,25 +592,7 @@ def test_no_secret_in_the_applies_output(joined: Joined) -> None:
             assert secret not in text, name
     # The files holding them are root's (and the service group's) only.
     for path, mode in (
-        ("chat", "etc/prosody/certs/auth.chat.example.org.key"),
+        ("chat", f"etc/prosody/certs/{AUTH_DOMAIN}.key"),
         ("video-a", "etc/turnserver.conf"),
     ):
         assert (joined.roots[path] / mode).stat().st_mode & 0o007 == 0
-
-
-def test_a_bridge_that_does_not_trust_prosodys_certificate_does_not_log_in(
-    joined: Joined, prosody: int
-) -> None:
-    # The check above can fail: with Debian's public CAs only (the chat root's own bundle, which
-    # lacks the stack's certificate), verification refuses Prosody before the password is sent.
-    public_only = joined.roots["chat"] / "etc/ssl/certs/ca-certificates.crt"
-    assert public_only.is_file()
-
-    async def scenario() -> str:
-        bridge = Bridge(jvb_shard(joined, "video-a"), prosody, public_only)
-        try:
-            return await bridge.login()
-        finally:
-            await bridge.close()
-
-    assert asyncio.run(scenario()).startswith("TLS refused")

@@ -84,6 +84,27 @@ def test_admin_networks_from_outputs_and_flags_are_merged_once() -> None:
     ]
 
 
+def test_each_tier_gets_the_stacks_variables_as_group_vars() -> None:
+    # What a new instance finds in /etc/swell/ansible-vars.json, so `swell configure` needs no -e for
+    # the XMPP names: chat and video serve and dial the stack's domain, video the chat VIP.
+    inventory = build_inventory(load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN))
+    groups = {tier: group["vars"] for tier, group in inventory["all"]["children"].items()}
+    assert groups["web"] == {"swell_tier": "web"}
+    assert groups["chat"] == {
+        "swell_tier": "chat",
+        "swell_xmpp_domain": "meet.example.org",
+        "swell_turn_host": "turn.example.org",
+        "swell_turn_port": 443,
+    }
+    assert groups["video"]["swell_xmpp_address"] == sample()["tiers"]["chat"]["load_balancer"]["vip_address"]
+    assert groups["video"]["swell_xmpp_port"] == 5222
+    # An older stack without them still gives an inventory (the roles then ask for -e).
+    data = sample()
+    data.pop("tier_vars")
+    older = build_inventory(parse_stack_outputs(json.dumps(data)), InventorySettings(admin_cidrs=ADMIN))
+    assert older["all"]["children"]["video"]["vars"] == {"swell_tier": "video"}
+
+
 def broken(change: Any) -> str:
     data = sample()
     change(data)
@@ -111,6 +132,14 @@ BAD_OUTPUTS = [
         broken(lambda d: d["tiers"]["video"]["instances"][0].pop("name")),
         "tiers.video.instances[0].name: Field required",
     ),
+    (
+        broken(lambda d: d["tier_vars"]["video"].update(swell_tier="web")),
+        "tier_vars: Value error, video: 'swell_tier' is not a stack variable",
+    ),
+    (
+        broken(lambda d: d["tier_vars"]["video"].update(video_xmpp_password="x")),
+        "video: 'video_xmpp_password' is not a stack variable",
+    ),
 ]
 
 
@@ -126,6 +155,8 @@ BAD_OUTPUTS = [
         "duplicate-name",
         "bad-cidr",
         "no-name",
+        "tier-var-redefines-the-tier",
+        "tier-var-is-a-role-variable",
     ],
 )
 def test_bad_outputs_are_refused_naming_the_key(text: str, expected: str) -> None:

@@ -43,16 +43,22 @@ CLOUD_INIT_SSHD = "# cloud-init\nPasswordAuthentication yes\nKbdInteractiveAuthe
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2d3Y1K1pL0mX0a alice@laptop"
 EXTRAVARS: dict[str, Any] = {
     "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
-    "chat_xmpp_domain": "chat.swell.test",
     "chat_jvb_password": "CANARYbridge0password0for0tests",
     "video_xmpp_password": "CANARYbridge0password0for0tests",
     "chat_turn_secret": "CANARYturn0secret0not0for0production",
-    "chat_turn_host": "turn.swell.test",
     # download.jitsi.org is out of reach here: the rest of the video role still applies.
     "video_jitsi_install": False,
     "video_turn_secret": "CANARYturn0secret0not0for0production",
 }
 SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0production")
+# Where the tiers find each other: the stack outputs' `tier_vars` (what the user_data delivers,
+# stacks/bootstrap.py TIER_VARS), which swell configure turns into group vars; no -e needed.
+NAMES = {"swell_xmpp_domain": "chat.swell.test", "swell_turn_host": "turn.swell.test", "swell_turn_port": 443}
+TIER_VARS: dict[str, dict[str, Any]] = {
+    "web": {},
+    "chat": NAMES,
+    "video": NAMES | {"swell_xmpp_address": "10.42.0.5", "swell_xmpp_port": 5222},
+}
 
 
 def outputs_json(tiers: list[str]) -> str:
@@ -69,6 +75,7 @@ def outputs_json(tiers: list[str]) -> str:
                 }
                 for tier in tiers
             },
+            "tier_vars": {tier: TIER_VARS[tier] for tier in tiers},
         }
     )
 
@@ -262,9 +269,19 @@ def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
             ["ip saddr { 10.42.0.0/16 } tcp dport 80 accept", "tcp dport 9100"],
             ["udp dport 10000", "8080", "dport 443"],
         ),
-        ("video", ["udp dport 10000 accept", "tcp dport 8080 accept"], ["tcp dport 80 "]),
+        # The bridges' XMPP login comes through the load balancer, from the private network only.
+        (
+            "chat",
+            [
+                "ip saddr { 10.42.0.0/16 } tcp dport 5222 accept",
+                "ip saddr { 10.42.0.0/16 } tcp dport 80 accept",
+            ],
+            # ... and from nowhere else (a rule without a source would open it to the world).
+            ["udp dport 10000", "dport 443", "\n        tcp dport 5222"],
+        ),
+        ("video", ["udp dport 10000 accept", "tcp dport 8080 accept"], ["tcp dport 80 ", "5222"]),
     ],
-    ids=["web", "video"],
+    ids=["web", "chat", "video"],
 )
 def test_firewall_follows_the_tier(
     converged: Converged, tier: str, present: list[str], absent: list[str]
@@ -315,6 +332,9 @@ def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Conve
     jvb = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
     shard = jvb.get("videobridge.apis.xmpp-client.configs.swell")
     assert (shard["domain"], shard["username"]) == ("auth.chat.swell.test", "jvb")
+    # The bridge dials the certificate's name, which /etc/hosts maps to chat's XMPP listener.
+    assert (shard["hostname"], shard["port"]) == ("auth.chat.swell.test", 5222)
+    assert "10.42.0.5 auth.chat.swell.test" in read(converged, "video", "/etc/hosts").splitlines()
     assert shard["muc_jids"] == "jvbbrewery@internal.auth.chat.swell.test"
     # Verification is on unless a stack turns it off; the nickname is this root's own id.
     assert shard["disable_certificate_verification"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -99,6 +100,71 @@ def test_playbooks_pass_syntax_check() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+STACK_NAMES = {"swell_xmpp_domain": "meet.example.org", "swell_turn_host": "turn.example.org"}
+
+
+@pytest.mark.parametrize(
+    ("role", "given", "refusal"),
+    [
+        ("chat", STACK_NAMES | {"chat_turn_secret": "s" * 32}, None),
+        ("chat", {}, "chat_xmpp_domain is '', not a DNS name"),
+        ("chat", STACK_NAMES | {"swell_xmpp_domain": "chat.example.org."}, "not a DNS name"),
+        (
+            "chat",
+            {"swell_xmpp_domain": "meet.example.org", "chat_turn_secret": "s" * 32},
+            "chat_turn_host is empty",
+        ),
+        ("video", STACK_NAMES | {"swell_xmpp_address": "10.42.32.3"}, None),
+        ("video", STACK_NAMES, None),
+        ("video", {"swell_xmpp_address": "10.42.32.3"}, "video_xmpp_chat_domain is '', not a DNS name"),
+        ("video", STACK_NAMES | {"swell_xmpp_address": "chat-lb"}, "'chat-lb', not an IP address"),
+    ],
+    ids=[
+        "chat-from-the-stack",
+        "chat-without-a-domain",
+        "chat-trailing-dot",
+        "chat-turn-without-a-host",
+        "video-from-the-stack",
+        "video-without-an-address",
+        "video-without-a-domain",
+        "video-address-is-a-name",
+    ],
+)
+def test_chat_and_video_refuse_to_run_without_the_stacks_xmpp_names(
+    tmp_path: Path, role: str, given: dict[str, Any], refusal: str | None
+) -> None:
+    # The roles' first tasks (tasks/validate.yml), run alone: no placeholder domain is left to fall
+    # back on, so a host without the stack's names stops before anything is installed or written.
+    (tmp_path / "ansible.cfg").write_text(
+        f"[defaults]\nroles_path = {PLAYBOOKS / 'roles'}\nfilter_plugins = {PLAYBOOKS / 'filter_plugins'}\n"
+    )
+    play = [
+        {
+            "name": "Check a role's variables",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [{"ansible.builtin.include_role": {"name": role, "tasks_from": "validate"}}],
+        }
+    ]
+    (tmp_path / "check.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "vars.json").write_text(json.dumps(given))
+    result = subprocess.run(
+        [BIN / "ansible-playbook", "-i", "localhost,", "-e", "@vars.json", "check.yml"],
+        cwd=tmp_path,
+        env={**ENV, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    if refusal is None:
+        assert result.returncode == 0, output
+    else:
+        assert result.returncode != 0 and refusal in output, output
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 The inventory is plain data (the YAML/JSON inventory format as a dict), which ansible-runner
 writes out as is. Group variables carry the bootstrap contract's variables (swell_tier,
-swell_stack, swell_private_network_cidr, swell_admin_cidrs), so `swell configure` and
+swell_stack, swell_private_network_cidr, swell_admin_cidrs, and each tier's `tier_vars` from the
+stack outputs: the XMPP domain, the chat VIP, the TURN host), so `swell configure` and
 ansible-pull give the roles the same inputs.
 """
 
@@ -87,7 +88,8 @@ def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[
                 "swell_private_ip": str(instance.private_ip),
                 **settings.extra_host_vars,
             }
-        children[tier] = {"hosts": hosts, "vars": {"swell_tier": tier}}
+        # The tier's stack variables as group vars: `-e` still overrides them (extra vars win).
+        children[tier] = {"hosts": hosts, "vars": {"swell_tier": tier, **outputs.variables(tier)}}
     if not any(group["hosts"] for group in children.values()):
         raise StackOutputsError(
             f"stack {outputs.stack}: no instances in tier(s) {', '.join(tiers)}; nothing to configure"

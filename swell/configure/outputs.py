@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from swell.configure.admin_networks import admin_network
 
 TIERS: tuple[str, ...] = ("web", "chat", "video")
+# The variables the inventory sets itself (swell/configure/inventory.py), from the other outputs.
+INVENTORY_VARS = frozenset(
+    {
+        "swell_tier",
+        "swell_stack",
+        "swell_region",
+        "swell_private_network_cidr",
+        "swell_admin_cidrs",
+        "swell_private_ip",
+    }
+)
 Tier = Literal["web", "chat", "video"]
 
 
@@ -77,6 +89,26 @@ class StackOutputs(BaseModel):
     # Optional: where SSH may come from. Not part of the stack outputs contract today, so
     # `swell configure --admin-cidr` can give it instead.
     admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+    # Where each tier finds the others (the XMPP domain, the chat load balancer's VIP, the TURN
+    # host): the very variables the stack writes into the tier's user_data (stacks/bootstrap.py,
+    # TIER_VARS), given to the tier's group. Absent from older stacks: `-e` gives them instead.
+    tier_vars: dict[Tier, dict[str, str | int]] = Field(default_factory=dict)
+
+    @field_validator("tier_vars")
+    @classmethod
+    def _stack_variables_only(
+        cls, tier_vars: dict[str, dict[str, str | int]]
+    ) -> dict[str, dict[str, str | int]]:
+        # Only the stack's own variables, never one the inventory sets itself (swell_tier, ...) nor a
+        # role's variable: a hand-edited file must not reach past the contract.
+        for tier, found in tier_vars.items():
+            for name in found:
+                if not re.fullmatch(r"swell_[a-z0-9_]+", name) or name in INVENTORY_VARS:
+                    raise ValueError(
+                        f"{tier}: {name!r} is not a stack variable (swell_<name>, none of "
+                        f"{', '.join(sorted(INVENTORY_VARS))})"
+                    )
+        return tier_vars
 
     @field_validator("admin_cidrs", mode="before")
     @classmethod
@@ -99,6 +131,10 @@ class StackOutputs(BaseModel):
                     )
                 seen[instance.name] = tier
         return tiers
+
+    def variables(self, tier: str) -> dict[str, str | int]:
+        """The stack variables of one tier (none when the stack gives none)."""
+        return dict(self.tier_vars.get(tier, {}))  # type: ignore[call-overload]
 
     def instances(self, tier: str) -> list[Instance]:
         """The instances of one tier (none when the stack has no such tier)."""

@@ -224,7 +224,7 @@ def test_frontier_prints_every_point_and_a_verdict_that_follows_from_them(
         (["--min", "10", "--max", "5"], "need 0 <= min <= max"),
         (["--capacity-per-instance", "nan"], "capacity"),
         (["--price", "-1"], "price must be"),
-        (["--swell-retirement", "oldest"], "retirement of swell"),
+        (["--swell-retirement", "oldest"], "'hour-end', 'paid-hour', 'newest'"),
         (["--warm-pool", "--shelved-price", "2"], "shelved price fraction"),
     ],
     ids=[

@@ -76,6 +76,9 @@ def test_overrides_added_by_another_process_survive_the_loops_saves(tmp_path: Pa
     while laptop.poll() is None and time.monotonic() < deadline:
         store.save_loop_state(LoopState(last_desired={"web": saves}))  # the leader, meanwhile
         saves += 1
+        # The loop saves once per pass; back to back, on a loaded machine, it held the write lock
+        # so often that the other writer waited past SQLite's 10 s busy timeout (a flaky failure).
+        time.sleep(0.005)
     assert laptop.wait(timeout=5) == 0
     assert saves > 5, "the two writers did not overlap"
     assert len(store.overrides()) == 50

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autoscaler.adapters.local import haproxy_command
 from dashboards.mixin import DEMAND_RECORD
+from loadtests.local_actuator import haproxy_command
 from loadtests.plumbing import (
     RULES,
     HAProxyPorts,

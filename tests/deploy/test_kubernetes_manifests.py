@@ -309,7 +309,7 @@ def test_on_call_can_surge_list_cancel_and_read_status_and_nothing_more() -> Non
 
 def test_the_image_runs_as_the_non_root_user_the_pod_expects() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", dockerfile, re.MULTILINE)
     user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
     assert user is not None, "USER must be numeric for runAsNonRoot"
     pod_security = one("Deployment", "swell-autoscaler")["spec"]["template"]["spec"]["securityContext"]

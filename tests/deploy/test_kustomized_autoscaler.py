@@ -89,7 +89,12 @@ class Exporters:
                 total = DEMAND["web"] * (time.time() - started)
                 return f'octavia_pool_http_requests_total{{pool="web"}} {total:.0f}\n'
             if kind == "chat":
-                return f'octavia_pool_current_sessions{{pool="chat"}} {DEMAND["chat"]}\n'
+                # Chat demand is the sessions of pools that serve HTTP (HAProxy exports the request
+                # counter for those only): dashboards/mixin.py, http_pools.
+                return (
+                    f'octavia_pool_current_sessions{{pool="chat"}} {DEMAND["chat"]}\n'
+                    'octavia_pool_http_requests_total{pool="chat"} 0\n'
+                )
             return f"jitsi_jvb_endpoints {DEMAND['video']}\n"
 
         self.servers = []

@@ -1,9 +1,11 @@
 """The drill end to end, heavily compressed, through the `swell drill` command in its own process:
-it scales web up, writes a sane report, and leaves no process or port behind, also on Ctrl-C.
-Bad options exit 2 naming the option."""
+it scales web up, writes a sane report, and leaves no process or port behind: after a run, within
+10 s of a Ctrl-C on a busy machine, and when the drill itself is killed with SIGKILL. Bad options
+exit 2 naming the option."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -11,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from autoscaler.adapters.procguard import die_with_parent
 from tests.realparts import wait_until
 
 SWELL = str(Path(sys.executable).with_name("swell"))
@@ -134,24 +138,94 @@ def test_without_the_autoscaler_the_same_surge_breaks_the_slo(tmp_path: Path) ->
     assert_nothing_left(out)
 
 
-@needs_parts
-@pytest.mark.slow
-def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    out = tmp_path / "drill"
+def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (a zombie has exited: it only waits for its new parent to reap it)."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@contextlib.contextmanager
+def busy_machine(cores: int = 2) -> Iterator[None]:
+    """Busy loops on every core while the drill stops: the failure seen was on a loaded machine.
+    Each dies with this test's process should the test itself be killed."""
+    hogs = [
+        subprocess.Popen(die_with_parent([sys.executable, "-c", "while True: pass"])) for _ in range(cores)
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@contextlib.contextmanager
+def running_drill(out: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[psutil.Process]]]:
+    """A real drill, once the load rises and the loop scales (the drill's busiest time), with the
+    processes it started by then. Whatever happens, nothing is left running afterwards."""
     proc = subprocess.Popen(
-        [SWELL, "drill", "--speed", "90", "--out", str(out)],
+        die_with_parent([SWELL, "drill", "--speed", "90", "--out", str(out)]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    children: list[psutil.Process] = []
     try:
-        wait_until(lambda: "locust" in json.loads((out / "parts.json").read_text())["pids"], "locust", 60)
-        time.sleep(3)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        wait_until(
+            lambda: "prometheus" in json.loads((out / "parts.json").read_text())["pids"], "Prometheus", 90
+        )
+        time.sleep(8)  # the loop runs and the rise has begun (load seconds 7-33 at speed 90)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        pids = json.loads((out / "parts.json").read_text())["pids"]
+        assert set(pids.values()) <= {c.pid for c in children}, "HAProxy, Prometheus and Locust are children"
+        assert len(children) >= 3 + 4, "and at least the minimum instances (web 2, chat 1, video 1)"
+        yield proc, children
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.wait()
+        for p in alive(children):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            shutil.rmtree(json.loads((out / "parts.json").read_text())["work"], ignore_errors=True)
+
+
+@needs_parts
+@pytest.mark.slow
+def test_ctrl_c_stops_everything_within_10_s_on_a_busy_machine(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    with running_drill(out) as (proc, children), busy_machine():
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+        exited = time.monotonic() - started
+        wait_until(lambda: not alive(children), "every child stopped", max(0.1, 10 - exited))
+        took = time.monotonic() - started
+    assert code == 130
+    assert took <= 10
+    print(
+        f"Ctrl-C: the drill exited after {exited:.1f} s, its {len(children)} children gone after {took:.1f} s"
+    )
+    assert_nothing_left(out)
+
+
+@needs_parts
+@pytest.mark.slow
+def test_a_sigkilled_drill_leaves_no_child_behind(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    with running_drill(out) as (proc, children):
+        proc.kill()  # no cleanup of its own runs: the kernel's PR_SET_PDEATHSIG must do it
+        proc.wait()
+        started = time.monotonic()
+        wait_until(lambda: not alive(children), "every child killed with the drill", 10)
+        took = time.monotonic() - started
+    print(f"SIGKILL: the drill's {len(children)} children gone after {took:.1f} s")
     assert_nothing_left(out)
 
 

@@ -6,6 +6,7 @@ listed as openstack_sd would list them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -19,8 +20,9 @@ import yaml
 from autoscaler.config import parse_config
 from autoscaler.core.policies.swell import SERVICE_TIMING, SwellParams
 from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
-from loadtests.drill import DEFAULT_SPEED, DrillOptions, autoscaler_config
+from loadtests.options import DEFAULT_SPEED, DrillOptions
 from loadtests.plumbing import (
+    DRILL_OMITTED,
     RULES,
     HAProxyPorts,
     OpenStackDiscoveryStandIn,
@@ -31,6 +33,7 @@ from loadtests.plumbing import (
     prometheus_config,
     write_yaml,
 )
+from loadtests.wiring import autoscaler_config
 from stacks import listeners
 from tests.realparts import wait_until
 
@@ -124,7 +127,7 @@ def _expected_sections(
         backend |= {"cookie SRV insert indirect nocache dynamic", "dynamic-cookie-key swell-drill"}
     out = {f"backend {tier}-pool": backend}
     for listener in spec.listeners:
-        if listener.monitoring_only:
+        if listener.monitoring_only or (tier, listener.name) in DRILL_OMITTED:
             continue
         port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
         lines = {f"bind 127.0.0.1:{port}", "mode http", f"timeout client {listener.timeout_client_data_ms}ms"}
@@ -146,12 +149,35 @@ def test_the_drills_haproxy_is_the_stacks_listener_spec_field_by_field(tier: str
     rendered = _sections(haproxy_config(ports, Path("/run/haproxy.sock"), slots=4, speed=speed))
     expected = _expected_sections(tier, listeners.spec(tier), speed, ports)
     assert {head: rendered[head] for head in expected} == expected
+    # Nothing else of this tier runs: the omitted listeners are absent, not half rendered.
+    assert {head for head in rendered if re.match(rf"(frontend|backend) {tier}-", head)} == set(expected)
     # One PROMETHEUS listener for the whole process, as the drill's scrape configuration expects.
     assert rendered["frontend prometheus"] == {
         "bind 127.0.0.1:1004",
         "mode http",
         "http-request use-service prometheus-exporter if { path /metrics }",
     }
+
+
+def test_the_drill_leaves_out_only_the_listeners_it_names_and_says_why() -> None:
+    # Every omission is a listener of the spec (not a stale name), with a reason a reader can act on.
+    declared = {(tier, x.name) for tier, spec in listeners.SPECS.items() for x in spec.listeners}
+    assert set(DRILL_OMITTED) <= declared
+    assert set(DRILL_OMITTED) == {("chat", "xmpp")}
+    assert all(len(reason) > 40 for reason in DRILL_OMITTED.values())
+    rendered = haproxy_config(HAProxyPorts(1, 2, 3, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2)
+    assert "frontend chat-xmpp" not in rendered and ":5222" not in rendered
+
+
+def test_a_listener_the_drill_cannot_render_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A new listener of another kind must be rendered or named in DRILL_OMITTED, never dropped quietly.
+    chat = listeners.SPECS["chat"]
+    sneaky = dataclasses.replace(listeners.XMPP, name="xmpp-federation")
+    monkeypatch.setitem(
+        listeners.SPECS, "chat", dataclasses.replace(chat, listeners=(*chat.listeners, sneaky))
+    )
+    with pytest.raises(ValueError, match=r"chat-xmpp-federation: .* DRILL_OMITTED"):
+        haproxy_config(HAProxyPorts(1, 2, 3, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2)
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="needs haproxy (Debian package)")

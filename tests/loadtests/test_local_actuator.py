@@ -15,9 +15,10 @@ import psutil
 import pytest
 import websocket
 
-from autoscaler.adapters.local import LocalActuator, LocalActuatorSettings, LocalTierSettings, haproxy_command
 from autoscaler.ports import ActuationError, Capacity
-from loadtests.plumbing import HAProxyPorts, haproxy_config, http_ok, start_process, stop_process, wait_for
+from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings, haproxy_command
+from loadtests.plumbing import HAProxyPorts, haproxy_config, http_ok, wait_for
+from loadtests.processes import start_process, stop_process
 from tests.realparts import needs_haproxy, wait_until
 
 pytestmark = [needs_haproxy, pytest.mark.slow]

@@ -25,7 +25,9 @@ from typer.testing import CliRunner
 
 from stacks import bootstrap, config, engine
 from swell.cli import app
-from tests.stacks.stack_fixtures import ROOT, stack_values
+from swell.configure.inventory import InventorySettings, build_inventory
+from swell.configure.outputs import parse_stack_outputs
+from tests.stacks.stack_fixtures import ROOT, stack_values, with_tiers
 
 CLOUD_INIT = "/usr/bin/cloud-init"
 # Pulumi's marker for a secret value on the wire (pulumi.runtime.rpc._special_secret_sig).
@@ -111,6 +113,103 @@ def expected_pull(tier: str) -> list[str]:
     return [*argv, "playbooks/pull.yml"]
 
 
+# Where each tier finds the others, from swell:xmpp (Pulumi.prod-gra11.yaml) and the chat load
+# balancer: nothing secret, and nothing a role would otherwise leave at a placeholder.
+CHAT_VIP = "10.42.32.3"  # what the offline engine answers for chat-lb's VIP in 10.42.0.0/16
+TIER_VARS: dict[str, dict[str, Any]] = {
+    "web": {},
+    "chat": {
+        "swell_xmpp_domain": "meet.example.org",
+        "swell_turn_host": "turn.example.org",
+        "swell_turn_port": 443,
+    },
+    "video": {
+        "swell_xmpp_domain": "meet.example.org",
+        "swell_xmpp_address": CHAT_VIP,
+        "swell_xmpp_port": 5222,
+        "swell_turn_host": "turn.example.org",
+        "swell_turn_port": 443,
+    },
+}
+
+
+def vars_file(rec: engine.Recording, tier: str, index: int = 0) -> dict[str, Any]:
+    text = unwrap(rec.named(engine.INSTANCE)[f"{tier}-{index}"].inputs["userData"])
+    (f,) = [f for f in yaml.safe_load(text)["write_files"] if f["path"] == "/etc/swell/ansible-vars.json"]
+    content: dict[str, Any] = json.loads(f["content"])
+    return content
+
+
+def test_the_bridges_are_told_the_chat_load_balancers_vip_and_depend_on_it() -> None:
+    # The XMPP address in every bridge's user_data is the VIP Octavia gave chat's load balancer (the
+    # mocks answer one from the private network), and Pulumi records the dependency: the load
+    # balancer exists before a bridge is created, so a new bridge never boots without its address.
+    rec = engine.run(with_tiers(stack_values("prod-gra11"), video=3, chat=2), "prod-gra11")
+    (chat_lb,) = [r for r in rec.of_type(engine.LOAD_BALANCER) if r.name == "chat-lb"]
+    vip = chat_lb.state["vipAddress"]
+    assert vip == rec.outputs["tiers"]["chat"]["load_balancer"]["vip_address"] == CHAT_VIP
+    for i in range(3):
+        assert vars_file(rec, "video", i)["swell_xmpp_address"] == vip
+        bridge = rec.named(engine.INSTANCE)[f"video-{i}"]
+        assert chat_lb.urn in bridge.property_dependencies["userData"]
+    # Chat and web are not tied to it: their user_data is known before any load balancer exists.
+    for tier in ("chat", "web"):
+        assert "swell_xmpp_address" not in vars_file(rec, tier)
+        assert chat_lb.urn not in rec.named(engine.INSTANCE)[f"{tier}-0"].property_dependencies.get(
+            "userData", ()
+        )
+
+
+@pytest.mark.parametrize(
+    ("domain", "turn_host"),
+    [("meet.example.org", "turn.example.org"), ("visio.example.net", "relay.example.net")],
+    ids=["shipped", "another-deployment"],
+)
+def test_the_xmpp_names_come_from_swell_xmpp(domain: str, turn_host: str) -> None:
+    values = stack_values("prod-gra11")
+    values["swell:xmpp"] = {"domain": domain, "turnHost": turn_host}
+    rec = engine.run(values, "prod-gra11")
+    for tier in ("chat", "video"):
+        got = vars_file(rec, tier)
+        assert (got["swell_xmpp_domain"], got["swell_turn_host"], got["swell_turn_port"]) == (
+            domain,
+            turn_host,
+            443,
+        )
+
+
+def test_swell_configure_gives_each_tier_the_variables_its_user_data_gives() -> None:
+    # The stack's outputs, read as `swell configure` reads them: every tier's group gets exactly
+    # the variables of its instances' ansible-vars.json (the configure run and ansible-pull agree).
+    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
+    outputs = parse_stack_outputs(json.dumps(rec.outputs))
+    inventory = build_inventory(outputs, InventorySettings())
+    for tier in ("web", "chat", "video"):
+        group = inventory["all"]["vars"] | inventory["all"]["children"][tier]["vars"]
+        wanted = vars_file(rec, tier)
+        assert {k: group[k] for k in wanted} == wanted, tier
+        assert {k: v for k, v in group.items() if k.startswith("swell_") and k != "swell_region"} == wanted
+    assert rec.outputs["tier_vars"]["video"]["swell_xmpp_address"] == CHAT_VIP
+
+
+def test_tier_vars_refuse_a_missing_address_and_a_clash_with_the_base_variables() -> None:
+    endpoints = bootstrap.Endpoints("meet.example.org", None, 5222, "turn.example.org", 443)
+    with pytest.raises(ValueError, match="video: no value for swell_xmpp_address"):
+        bootstrap.tier_vars("video", endpoints)
+    assert bootstrap.tier_vars("chat", endpoints)["swell_xmpp_domain"] == "meet.example.org"
+    b = bootstrap.Bootstrap(
+        tier="chat",
+        stack="s",
+        private_network_cidr="10.42.0.0/16",
+        admin_cidrs=["203.0.113.0/24"],
+        playbooks_repo="https://git.example.org/swell/swell.git",
+        playbooks_ref=PINNED,
+        tier_vars={"swell_tier": "video"},
+    )
+    with pytest.raises(ValueError, match="may not redefine swell_tier"):
+        bootstrap.ansible_vars(b)
+
+
 SECRET_FILES = {
     "web": None,
     "chat": {
@@ -150,6 +249,7 @@ def test_user_data_passes_cloud_init_schema_and_follows_the_bootstrap_contract(
         "swell_stack": "prod-gra11",
         "swell_private_network_cidr": "10.42.0.0/16",
         "swell_admin_cidrs": ["198.51.100.0/24", "2001:db8:100::/48"],
+        **TIER_VARS[tier],
     }
     wanted = SECRET_FILES[tier]
     if wanted is None:

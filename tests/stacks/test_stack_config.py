@@ -215,6 +215,40 @@ BAD = [
         "swell:monitoringCidr",
         "monitoringCidrs",
     ),
+    # The XMPP names reach the instances (stacks/bootstrap.py): no placeholder may stand in for them.
+    ("xmpp-missing", _drop("swell:xmpp"), "swell:xmpp", "domain, turnHost"),
+    ("xmpp-domain-missing", _drop("swell:xmpp.domain"), "swell:xmpp.domain", "required"),
+    ("xmpp-turn-host-missing", _drop("swell:xmpp.turnHost"), "swell:xmpp.turnHost", "required"),
+    (
+        "xmpp-domain-with-port",
+        _set("swell:xmpp.domain", "meet.example.org:5222"),
+        "swell:xmpp.domain",
+        "DNS name",
+    ),
+    (
+        "xmpp-domain-upper-case",
+        _set("swell:xmpp.domain", "Meet.Example.org"),
+        "swell:xmpp.domain",
+        "lower case",
+    ),
+    (
+        "xmpp-turn-host-an-address",
+        _set("swell:xmpp.turnHost", "203.0.113.7"),
+        "swell:xmpp.turnHost",
+        "DNS name",
+    ),
+    (
+        "xmpp-turn-host-url",
+        _set("swell:xmpp.turnHost", "turns://turn.example.org"),
+        "swell:xmpp.turnHost",
+        "scheme",
+    ),
+    (
+        "xmpp-misspelled-key",
+        _set("swell:xmpp.turnhost", "turn.example.org"),
+        "swell:xmpp.turnhost",
+        "turnHost",
+    ),
     # r3-32 web + b3-8 chat + c3-8 video = 48 GB of RAM, above the 40 GB of the 10-vms tier.
     (
         "over-quota",

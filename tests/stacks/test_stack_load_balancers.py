@@ -59,7 +59,9 @@ def _mine(rec: engine.Recording, type_: str, tier: str) -> dict[str, engine.Reco
     return {n: r for n, r in rec.named(type_).items() if n.startswith(f"{tier}-lb-")}
 
 
-def _expected_listener(spec: listeners.Listener, tls_ref: str, monitoring: list[str]) -> dict[str, Any]:
+def _expected_listener(
+    spec: listeners.Listener, tls_ref: str, monitoring: list[str], private: list[str] | None = None
+) -> dict[str, Any]:
     """The inputs Octavia must get for `spec`, as pulumi-openstack names them."""
     expected: dict[str, Any] = {"protocol": spec.protocol, "protocolPort": spec.port}
     for key, value in (
@@ -75,6 +77,22 @@ def _expected_listener(spec: listeners.Listener, tls_ref: str, monitoring: list[
         expected["defaultTlsContainerRef"] = tls_ref
     if spec.monitoring_only:
         expected["allowedCidrs"] = monitoring
+    if spec.private_only:
+        expected["allowedCidrs"] = private
+    return expected
+
+
+def _expected_monitor(m: listeners.HealthMonitor) -> dict[str, Any]:
+    """A monitor's inputs: HTTP options only on HTTP checks (Octavia refuses them on TCP ones)."""
+    expected: dict[str, Any] = {
+        "type": m.type,
+        "delay": m.delay_s,
+        "timeout": m.timeout_s,
+        "maxRetries": m.max_retries,
+        "maxRetriesDown": m.max_retries_down,
+    }
+    if m.type == "HTTP":
+        expected |= {"httpMethod": m.http_method, "urlPath": m.url_path, "expectedCodes": m.expected_codes}
     return expected
 
 
@@ -89,31 +107,79 @@ def test_each_load_balancer_declares_exactly_the_listeners_pool_and_monitor_of_i
     for x in spec.listeners:
         inputs = {k: v for k, v in declared[f"swell-prod-gra11-{tier}-{x.name}"].items() if k != "name"}
         assert inputs.pop("loadbalancerId") == f"{tier}-lb-id"
-        assert inputs == _expected_listener(x, tls_ref, ["10.42.0.0/16"]), x.name
+        assert inputs == _expected_listener(x, tls_ref, ["10.42.0.0/16"], ["10.42.0.0/16"]), x.name
 
-    (pool,) = _mine(rec, POOL, tier).values()
-    assert pool.inputs["listenerId"] == f"{tier}-lb-{spec.traffic.name}-id"
-    assert (pool.inputs["protocol"], pool.inputs["lbMethod"]) == (spec.pool.protocol, spec.pool.lb_method)
-    assert pool.inputs.get("persistence") == (
-        {"type": spec.pool.persistence} if spec.pool.persistence else None
-    )
-    (monitor,) = _mine(rec, MONITOR, tier).values()
-    m = spec.pool.monitor
-    assert {k: monitor.inputs[k] for k in ("type", "httpMethod", "urlPath", "expectedCodes")} == {
-        "type": m.type,
-        "httpMethod": m.http_method,
-        "urlPath": m.url_path,
-        "expectedCodes": m.expected_codes,
+    # The tier's pool behind its traffic listener, then one pool per listener that has its own.
+    pools = {r.name: r for r in _mine(rec, POOL, tier).values()}
+    monitors = {r.name: r for r in _mine(rec, MONITOR, tier).values()}
+    members = _mine(rec, engine.MEMBER, tier)
+    expected_pools = [
+        (f"{tier}-lb-pool", f"{tier}-lb-healthz", f"{tier}-lb-member-", spec.traffic, spec.pool)
+    ]
+    expected_pools += [
+        (f"{tier}-lb-{x.name}-pool", f"{tier}-lb-{x.name}-monitor", f"{tier}-lb-{x.name}-member-", x, own)
+        for x, own in spec.own_pools
+    ]
+    assert set(pools) == {p[0] for p in expected_pools}
+    assert set(monitors) == {p[1] for p in expected_pools}
+    count = len(rec.outputs["tiers"][tier]["instances"])
+    for pool_name, monitor_name, member_prefix, listener, pool_spec in expected_pools:
+        pool = pools[pool_name]
+        assert pool.inputs["listenerId"] == f"{tier}-lb-{listener.name}-id"
+        assert (pool.inputs["protocol"], pool.inputs["lbMethod"]) == (pool_spec.protocol, pool_spec.lb_method)
+        assert pool.inputs.get("persistence") == (
+            {"type": pool_spec.persistence} if pool_spec.persistence else None
+        )
+        monitor = monitors[monitor_name]
+        assert monitor.inputs["poolId"] == pool.id
+        assert {k: v for k, v in monitor.inputs.items() if k not in ("name", "poolId")} == _expected_monitor(
+            pool_spec.monitor
+        )
+        mine = [
+            m for n, m in members.items() if n.startswith(member_prefix) and n[len(member_prefix) :].isdigit()
+        ]
+        assert len(mine) == count > 0
+        assert {(m.inputs["poolId"], m.inputs["protocolPort"], m.inputs["monitorPort"]) for m in mine} == {
+            (pool.id, pool_spec.member_port, pool_spec.monitor_port)
+        }
+
+
+def test_the_bridges_reach_chats_prosody_through_a_private_tcp_listener() -> None:
+    # The XMPP endpoint of ARCHITECTURE.md ("Where a bridge logs in"): TCP 5222 on chat's load
+    # balancer, private network only, passed through to Prosody's 5222 on every chat instance.
+    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
+    xmpp = _mine(rec, LISTENER, "chat")["chat-lb-xmpp"].inputs
+    assert (xmpp["protocol"], xmpp["protocolPort"], xmpp["allowedCidrs"]) == ("TCP", 5222, ["10.42.0.0/16"])
+    assert "defaultTlsContainerRef" not in xmpp  # Prosody does STARTTLS with its own certificate
+    (pool,) = [r for r in _mine(rec, POOL, "chat").values() if r.inputs["protocol"] == "TCP"]
+    assert pool.inputs["listenerId"] == "chat-lb-xmpp-id"
+    monitor = _mine(rec, MONITOR, "chat")["chat-lb-xmpp-monitor"].inputs
+    assert monitor["type"] == "TCP" and not {"httpMethod", "urlPath", "expectedCodes"} & set(monitor)
+    addresses = {i["private_ip"] for i in rec.outputs["tiers"]["chat"]["instances"]}
+    xmpp_members = [
+        m for n, m in _mine(rec, engine.MEMBER, "chat").items() if n.startswith("chat-lb-xmpp-member-")
+    ]
+    assert {m.inputs["address"] for m in xmpp_members} == addresses and len(addresses) == 5
+    assert {m.inputs["protocolPort"] for m in xmpp_members} == {5222}
+    # Web has no such listener: nothing but the bridges needs XMPP over TCP.
+    assert {r.inputs["protocol"] for r in _mine(rec, LISTENER, "web").values()} == {
+        "TERMINATED_HTTPS",
+        "HTTP",
+        "PROMETHEUS",
     }
-    assert (monitor.inputs["delay"], monitor.inputs["timeout"]) == (m.delay_s, m.timeout_s)
-    assert (monitor.inputs["maxRetries"], monitor.inputs["maxRetriesDown"]) == (
-        m.max_retries,
-        m.max_retries_down,
-    )
-    members = _mine(rec, engine.MEMBER, tier).values()
-    assert {(x.inputs["protocolPort"], x.inputs["monitorPort"]) for x in members} == {
-        (spec.pool.member_port, spec.pool.monitor_port)
-    }
+
+
+def test_a_retiring_chat_instance_drains_from_the_xmpp_pool_as_from_the_tiers() -> None:
+    # A scale-down's first phase (docs/stacks.md, "Scaling"): the retiring instance takes no new
+    # HTTP connections and no new bridge logins; the bridges logged in keep their session.
+    values = with_tiers(stack_values("prod-gra11"), chat=2)
+    values["swell:tiers"]["chat"].update(instances=[0, 2], retiring=[1])
+    rec = engine.run(values, "prod-gra11")
+    members = _mine(rec, engine.MEMBER, "chat")
+    for prefix in ("chat-lb-member-", "chat-lb-xmpp-member-"):
+        mine = {n.removeprefix(prefix): m for n, m in members.items() if n.startswith(prefix)}
+        weights = {int(i): m.inputs["weight"] for i, m in mine.items()}
+        assert weights == {0: 1, 1: 0, 2: 1}, prefix
 
 
 @pytest.mark.parametrize("tier", sorted(listeners.SPECS))
@@ -160,10 +226,19 @@ def test_the_prometheus_listeners_answer_only_the_monitoring_networks(
             r.inputs["protocolPort"]
             == rec.outputs["tiers"][r.name.split("-")[0]]["load_balancer"]["prometheus_port"]
         )
-    # Traffic listeners stay open to everyone (they are the service).
-    assert all(
-        "allowedCidrs" not in r.inputs for r in rec.of_type(LISTENER) if r.inputs["protocol"] != "PROMETHEUS"
-    )
+    # Traffic listeners stay open to everyone (they are the service); the bridges' XMPP listener
+    # answers the private network only, whatever the monitoring networks are.
+    assert {
+        r.name: r.inputs.get("allowedCidrs")
+        for r in rec.of_type(LISTENER)
+        if r.inputs["protocol"] != "PROMETHEUS"
+    } == {
+        "web-lb-https": None,
+        "web-lb-http": None,
+        "chat-lb-https": None,
+        "chat-lb-http": None,
+        "chat-lb-xmpp": ["10.42.0.0/16"],
+    }
 
 
 @pytest.mark.usefixtures("key_manager_refs")

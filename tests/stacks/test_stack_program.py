@@ -146,7 +146,8 @@ def test_security_groups_open_exactly_the_contract_ports() -> None:
     private = "10.42.0.0/16"
     balanced = admins | {("tcp", 9100, private), ("tcp", 80, private)}  # TLS ends at the load balancer
     assert _rules(rec, "web") == balanced
-    assert _rules(rec, "chat") == balanced
+    # Chat also takes the bridges' XMPP logins from its load balancer's private listener.
+    assert _rules(rec, "chat") == balanced | {("tcp", 5222, private)}
     assert _rules(rec, "video") == admins | {
         ("tcp", 9100, private),
         ("tcp", 8080, private),
@@ -173,8 +174,14 @@ def test_web_and_chat_have_a_load_balancer_with_one_member_per_instance_and_vide
             # TLS ends at the load balancer: members serve plain HTTP on 80, checked there too.
             assert (member.inputs["protocolPort"], member.inputs["monitorPort"]) == (80, 80)
     monitors = rec.of_type("openstack:loadbalancer/monitor:Monitor")
-    assert {(m.inputs["type"], m.inputs["httpMethod"], m.inputs["urlPath"]) for m in monitors} == {
-        ("HTTP", "GET", "/healthz")
+    assert {(m.inputs["type"], m.inputs.get("httpMethod"), m.inputs.get("urlPath")) for m in monitors} == {
+        ("HTTP", "GET", "/healthz"),
+        ("TCP", None, None),  # chat's XMPP pool: Prosody's 5222 accepts connections
+    }
+    # The bridges' XMPP pool has a member per chat instance too, on Prosody's c2s port.
+    xmpp = {n: m for n, m in members.items() if n.startswith("chat-lb-xmpp-member-")}
+    assert {(m.inputs["address"], m.inputs["protocolPort"]) for m in xmpp.values()} == {
+        (private_ip[f"swell-dev-chat-{i}"], 5222) for i in range(2)
     }
     assert sorted(r.name for r in rec.of_type(engine.LOAD_BALANCER)) == ["chat-lb", "web-lb"]
     assert {r.inputs["pool"] for r in rec.of_type(engine.FLOATING_IP)} == {"Ext-Net"}

@@ -1,5 +1,6 @@
-"""The drill's actuator: tier instances as local processes of the reference tier service
-(`loadtests/tier_service.py`), on free 127.0.0.1 ports, behind a real HAProxy.
+"""The drill's actuator (not production's: `autoscaler/` never imports it): tier instances as local
+processes of the reference tier service (`loadtests/tier_service.py`), on free 127.0.0.1 ports,
+behind a real HAProxy.
 
 It stands in for the Pulumi actuator and OpenStack: starting a process is "creating a VM", and a
 new instance becomes ready only `boot_delay_s` after it was asked for (standing in for VM boot and
@@ -24,6 +25,10 @@ neither is stopped. `sessions()` reads each retiring instance's open sessions fr
 `dropped_sessions()` counts those a scale-down cut. `capacity()` reports the serving instances
 asked for (booting and ready) and the ready ones; an instance that died is dropped from both, so
 the next pass of the loop replaces it. `scale` is idempotent. Failures raise `ActuationError`.
+
+Instances start through `loadtests.processes` (each in its own process group, SIGKILLed if the
+drill dies), into the drill's `Children` when given one, so that the drill stops them together with
+its other parts.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.ports import ActuationError, Capacity, Member
+from loadtests.processes import Children, stop_all
 
 BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
 HAPROXY_ERRORS = ("No such", "Require", "Unknown", "invalid", "not found", "can't", "cannot")
@@ -168,9 +174,15 @@ class LocalActuator:
 
     name = "local"
 
-    def __init__(self, settings: LocalActuatorSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: LocalActuatorSettings,
+        clock: Callable[[], float] = time.time,
+        children: Children | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.children = children or Children()
         self._lock = threading.RLock()
         self._book = _Book()
         self._stop = threading.Event()
@@ -307,8 +319,10 @@ class LocalActuator:
         with self._lock:
             return [e.to_dict() for e in self._book.events]
 
-    def close(self) -> None:
-        """Stop the reconciler and every process started, whatever their state."""
+    def halt(self) -> list[subprocess.Popen[bytes]]:
+        """Stop the reconciler and forget every instance, leaving their processes to the caller
+        (the drill stops them together with its other children); return those processes. Halted
+        first, the reconciler does not record the instances the stop kills as `died`."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
@@ -316,17 +330,11 @@ class LocalActuator:
             procs = [i.proc for i in self._book.instances if i.state != GONE]
             for inst in self._book.instances:
                 inst.state = GONE
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        return procs
+
+    def close(self) -> None:
+        """Stop the reconciler and every process started, whatever their state."""
+        stop_all(self.halt())  # together, with one grace: see loadtests.processes
 
     # --- internals ---------------------------------------------------------------------------
     def _tier(self, tier: str) -> LocalTierSettings:
@@ -349,30 +357,17 @@ class LocalActuator:
         if not free:
             raise ActuationError(f"{tier}: HAProxy slot {slot or 'any'} of {spec.backend} is in use")
         port = free_port()
-        report = None
+        cmd = [self.settings.python, "-m", "loadtests.tier_service", "--kind", spec.kind, "--port", str(port)]
+        report = log = None
         if self.settings.log_dir is not None:
             self.settings.log_dir.mkdir(parents=True, exist_ok=True)
             report = self.settings.log_dir / f"{tier}-{port}.exit.json"
-        cmd = [self.settings.python, "-m", "loadtests.tier_service", "--kind", spec.kind, "--port", str(port)]
-        if report is not None:
+            log = self.settings.log_dir / f"{tier}-{port}.log"
             cmd += ["--exit-report", str(report)]
-        log: Any = subprocess.DEVNULL
-        if self.settings.log_dir is not None:
-            self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.settings.log_dir / f"{tier}-{port}.log", "wb")  # noqa: SIM115 (child owns it)
         try:
-            proc = subprocess.Popen(
-                [*cmd, *spec.service_args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: Ctrl-C reaches the drill, which stops it
-            )
+            proc = self.children.start([*cmd, *spec.service_args], log)
         except OSError as exc:
             raise ActuationError(f"{tier}: cannot start an instance: {exc}") from None
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
         now = self.clock()
         inst = Instance(tier, free[0], port, proc, asked_at=now, ready_at=now + boot_delay_s, report=report)
         self._book.instances.append(inst)
