@@ -74,6 +74,22 @@ class TierSpec:
         """Requests per second one web instance serves at most (mean service time x1)."""
         return self.capacity / self.service_time_s
 
+    def designed_capacity(self, p95_limit_s: float) -> float:
+        """What one instance serves by design within a p95 latency limit, in the autoscaler's unit.
+
+        web: the requests/s its slots complete at the mean service time of `WEB_MIX`: past that
+        rate the queue grows without bound and p95 with it. Evenly paced arrivals (the calibration's)
+        queue little below it: the knee lies just under it. chat and video: the sessions
+        (participants) it accepts, `hard_cap` x capacity, or fewer when the delay per message,
+        base_delay x (sessions / capacity)^3, passes the limit first. `swell calibrate` measures the
+        knee against it."""
+        if self.kind == "web":
+            mean_cost = sum(n * WEB_COST[k] for k, n in WEB_MIX.items()) / sum(WEB_MIX.values())
+            return self.capacity / (self.service_time_s * mean_cost)
+        if p95_limit_s < self.base_delay_s:
+            return 0.0  # even an idle instance answers slower than the limit
+        return self.capacity * min(self.hard_cap, (p95_limit_s / self.base_delay_s) ** (1 / 3))
+
 
 # The defaults the drill uses per kind (small, so the CPU is never the bottleneck).
 DEFAULT_SPECS = {
@@ -84,6 +100,8 @@ DEFAULT_SPECS = {
 
 # Service time multipliers per web endpoint: an API call is light, an upload heavy.
 WEB_COST = {"page": 1.0, "api": 0.5, "upload": 2.0}
+# The request mix a WebUser sends (loadtests/users.py, tasks 3:6:1; a test checks they agree).
+WEB_MIX = {"page": 3, "api": 6, "upload": 1}
 
 
 @dataclass

@@ -249,6 +249,196 @@ def _drill(
 
 
 @app.command(
+    "calibrate",
+    epilog=examples(
+        "swell calibrate --tier web   # the local reference service, real Locust: about 90 s",
+        "swell calibrate --tier chat --out build/calibrate",
+        "swell calibrate --tier web --target http://10.0.0.5:80 --flavor b3-16 --workers 2",
+        "swell calibrate --tier web --from-log master.log   # the steps a Kubernetes run logged",
+    ),
+)
+def _calibrate(
+    tier: Annotated[
+        str, typer.Option("--tier", help="web (requests/s), chat (sessions) or video (participants).")
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", help="URL of ONE real instance (staging); default: the local reference service."
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Locust workers on this machine (distributed mode); 0: one process."),
+    ] = 0,
+    flavor: Annotated[
+        str | None,
+        typer.Option("--flavor", help="The target's flavor, recorded with the result (e.g. b3-16)."),
+    ] = None,
+    step_s: Annotated[
+        float | None, typer.Option("--step-s", help="Seconds per step (default: 6 local, 60 with --target).")
+    ] = None,
+    settle_s: Annotated[
+        float | None,
+        typer.Option(
+            "--settle-s", help="Seconds left out at each step's start (default: 1.5 local, a quarter step)."
+        ),
+    ] = None,
+    start: Annotated[
+        int | None, typer.Option("--start", help="Users at the first step (default 4; 10 with --target).")
+    ] = None,
+    increment: Annotated[
+        int | None, typer.Option("--increment", help="Users added per step (default 4; 10 with --target).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Steps of the coarse pass (default 12; 10).")
+    ] = None,
+    refine: Annotated[
+        bool,
+        typer.Option("--refine/--no-refine", help="A finer pass between the last good and first bad step."),
+    ] = True,
+    slo: Annotated[
+        Path | None,
+        typer.Option("--slo", help="YAML {tier: {p95_ms, error_rate}}; default: the drill's SLO."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for <tier>.json, <tier>.png and logs/.")
+    ] = Path("build/calibrate"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print <tier>.json to stdout.")] = False,
+    from_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-log",
+            help="Judge the swell-step lines of a Locust master's log (Kubernetes); run no load.",
+        ),
+    ] = None,
+) -> None:
+    """Find the knee of one instance: the highest offered load at which the tier's SLO holds.
+
+    Writes <tier>.json (capacity_per_instance, the curve, the conditions) and <tier>.png, knee marked.
+
+    Exit 0 knee found, 1 no knee between the steps, 2 bad option, 3 the run failed.
+    """
+    from loadtests.calibrate_cli import calibrate_command
+
+    calibrate_command(
+        tier,
+        target,
+        workers,
+        flavor,
+        step_s,
+        settle_s,
+        start,
+        increment,
+        steps,
+        refine,
+        slo,
+        out,
+        as_json,
+        from_log,
+    )
+
+
+@app.command(
+    "plan",
+    epilog=examples(
+        "swell plan --stack prod-gra11 --calibration build/calibrate --peak web=420 --peak chat=90",
+        "swell plan --stack prod-gra11 --calibration build/calibrate --peak web=web.csv --factor 2,4",
+        "swell plan --stack prod-gra11 --calibration build/calibrate --prometheus http://127.0.0.1:9090 "
+        "--range 7d --peak 'web=query:tier:swell_offered_demand:avg5m{tier=\"web\"}'",
+        "swell plan --stack prod-gra11 --calibration build/calibrate --peak web=420 "
+        "--autoscaler-config autoscaler.yaml --write",
+    ),
+)
+def _plan(
+    stack: Annotated[str, typer.Option("--stack", help="Reads Pulumi.<stack>.yaml: flavors, counts, quota.")],
+    calibration: Annotated[
+        list[Path],
+        typer.Option("--calibration", help="A `swell calibrate` JSON, or a directory of them (repeatable)."),
+    ],
+    peak: Annotated[
+        list[str],
+        typer.Option(
+            "--peak",
+            help="TIER=NUMBER (today's peak, in the tier's unit), TIER=TRACE.csv or TIER=query:PROMQL "
+            "(with --prometheus, over --range). Repeatable.",
+        ),
+    ],
+    factor: Annotated[
+        str, typer.Option("--factor", help="Growth factors, comma-separated (x1 is always shown).")
+    ] = "2,4",
+    lead_time: Annotated[
+        float | None,
+        typer.Option(
+            "--lead-time", help="Seconds from order to ready (default: the autoscaler's, else 180)."
+        ),
+    ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy", help="swell, keda or target-tracking (default: the autoscaler's, else swell)."
+        ),
+    ] = None,
+    autoscaler_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--autoscaler-config", help="The autoscaler's YAML: its capacity_per_instance and max change too."
+        ),
+    ] = None,
+    prometheus: Annotated[
+        str | None, typer.Option("--prometheus", help="Prometheus URL for query: peaks.")
+    ] = None,
+    range_: Annotated[
+        str, typer.Option("--range", help="How far back a query: peak looks (e.g. 7d).")
+    ] = "7d",
+    step: Annotated[str, typer.Option("--step", help="Resolution of a query: peak (e.g. 60s).")] = "60s",
+    regions: Annotated[
+        str | None,
+        typer.Option(
+            "--regions", help="Regions a split may use, in order (default: stacks/data/ovhcloud.yaml)."
+        ),
+    ] = None,
+    project_dir: Annotated[
+        Path, typer.Option("--project-dir", help="The directory with Pulumi.yaml and the stack files.")
+    ] = Path("."),
+    write: Annotated[
+        bool, typer.Option("--write", help="Apply the changes to the stack and autoscaler files.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Directory for plan.md, plan.png and plan.json.")] = Path(
+        "build/plan"
+    ),
+) -> None:
+    """Plan x2, x4: instances per tier, quota, EUR/month, and the stack and autoscaler changes.
+
+    Prints the table, the quota verdicts (a region split when one region cannot hold a factor), the diff.
+
+    Writes plan.md, plan.png and plan.json to --out. Exit 0 planned, 1 --write refused, 2 bad input.
+    """
+    from swell.planning.command import PlanOptions, plan_command
+
+    plan_command(
+        PlanOptions(
+            stack=stack,
+            calibrations=calibration,
+            peaks=peak,
+            factors=factor,
+            lead_time_s=lead_time,
+            policy=policy,
+            autoscaler_config=autoscaler_config,
+            prometheus=prometheus,
+            range=range_,
+            step=step,
+            regions=regions,
+            write=write,
+            as_json=as_json,
+            out=out,
+            project_dir=project_dir,
+        )
+    )
+
+
+@app.command(
     epilog=examples(
         "swell preview --stack prod-gra11",
         "swell preview --stack dev --set tiers.web.count=8 --json",
