@@ -18,7 +18,8 @@ import typer
 import yaml
 from rich.console import Console
 
-from autoscaler.config import SERVICE_POLICIES, ConfigError, load_config, parse_config
+from autoscaler.config import ConfigError, load_config, parse_config
+from autoscaler.core.registry import service_policies
 from stacks import catalog
 from stacks import config as stack_config
 from swell.planning import report
@@ -82,9 +83,9 @@ def load_stack(
 
 
 def tier_settings(o: PlanOptions, tiers: list[str], autoscaler: Any | None) -> dict[str, TierSettings]:
-    if o.policy is not None and o.policy not in SERVICE_POLICIES:
+    if o.policy is not None and o.policy not in service_policies():
         raise PlanInputError(
-            f"--policy {o.policy!r}: expected one of {', '.join(SERVICE_POLICIES)} (the service's)"
+            f"--policy {o.policy!r}: expected one of {', '.join(service_policies())} (the service's)"
         )
     if o.lead_time_s is not None and not (math.isfinite(o.lead_time_s) and 0 <= o.lead_time_s <= 86400):
         raise PlanInputError(f"--lead-time {o.lead_time_s}: expected seconds between 0 and 86400")
