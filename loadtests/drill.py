@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
-import yaml
 
 from autoscaler.service import Autoscaler
 from autoscaler.telemetry import TelemetryServer
@@ -44,7 +43,6 @@ from loadtests.faults import FaultActions, FaultSchedule, kill_target
 from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings, free_port
 from loadtests.options import DrillOptions
 from loadtests.plumbing import (
-    RULES,
     HAProxyPorts,
     OpenStackDiscoveryStandIn,
     by_tier,
@@ -52,6 +50,7 @@ from loadtests.plumbing import (
     drill_rate_window_lag_s,
     haproxy_config,
     http_ok,
+    production_rules,
     prometheus_config,
     wait_for,
     write_yaml,
@@ -150,7 +149,7 @@ class Drill:
         prom_port = free_port()
         self.autoscaler_metrics_port = free_port()
         rules = self.work / "swell.rules.yml"
-        write_yaml(rules, compress_rules(yaml.safe_load(RULES.read_text()), o.effective_speed))
+        write_yaml(rules, compress_rules(production_rules(), o.effective_speed))
         write_yaml(
             self.work / "prometheus.yml",
             prometheus_config(self.ports.stats, node_sd, jvb_sd, rules, self.autoscaler_metrics_port),

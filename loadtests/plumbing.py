@@ -8,9 +8,12 @@ local addresses, a compressed health check cadence (see its docstring). Each bac
 holds `server-template` slots in maintenance until the local actuator registers an instance through
 the runtime API (stats socket, level admin).
 
-Prometheus runs production's scrape configuration (dashboards/prometheus/prometheus.yml) through
-`dashboards.prometheus.drill_scrape_config` and production's rules through `compress_rules` (time is
-the one difference). `OpenStackDiscoveryStandIn` lists the drill's instances as openstack_sd would,
+Prometheus runs production's scrape configuration through `dashboards.prometheus.drill_scrape_config`
+and production's rules through `compress_rules` (time is the one difference). Both are rendered by
+the functions that write the committed dashboards/prometheus/prometheus.yml and
+dashboards/rules/swell.rules.yml (the suite keeps them equal), so a tier catalog given through
+`SWELL_TIERS` reaches the drill's Prometheus without regenerating the committed files.
+`OpenStackDiscoveryStandIn` lists the drill's instances as openstack_sd would,
 so production's relabel rules select and label them unchanged.
 """
 
@@ -31,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from dashboards.mixin import OFFERED_REQUESTS_METRIC
-from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
+from dashboards.mixin import OFFERED_REQUESTS_METRIC, render_rules, rules_document
+from dashboards.prometheus import Site, drill_scrape_config, openstack_sd_targets, production_config
 from stacks import listeners
 from stacks.listeners import BalancedTier, HealthMonitor, Listener, Pool
 from swell import tiers
@@ -79,7 +82,7 @@ def compress_rules(rules: dict[str, Any], speed: float) -> dict[str, Any]:
 
 def drill_rate_window_lag_s(speed: float) -> float:
     """How far the web demand signal lags: half its rate window, as compressed for the drill."""
-    window = re.search(rf"rate\({OFFERED_REQUESTS_METRIC}[^\[]*\[({DURATION})\]", RULES.read_text())
+    window = re.search(rf"rate\({OFFERED_REQUESTS_METRIC}[^\[]*\[({DURATION})\]", render_rules())
     nominal = duration_s(window[1]) if window else 60.0
     return max(nominal / speed, MIN_RANGE_S) / 2
 
@@ -284,8 +287,15 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
 
 
 def production_scrape_config() -> dict[str, Any]:
-    """The committed production configuration (dashboards/prometheus/prometheus.yml)."""
-    return dict(yaml.safe_load(PRODUCTION.read_text()))
+    """Production's scrape configuration for the tier catalog in use (what
+    dashboards/prometheus/prometheus.yml holds for the packaged one)."""
+    return production_config()
+
+
+def production_rules() -> dict[str, Any]:
+    """Production's rules for the tier catalog in use (what dashboards/rules/swell.rules.yml holds
+    for the packaged one)."""
+    return rules_document()
 
 
 def prometheus_config(
