@@ -24,7 +24,7 @@ by kind of traffic, and the dashboard's tier variable lists the tiers that have 
 The load balancer metrics use the names of Octavia's PROMETHEUS listener, whose proxy renames
 HAProxy's `haproxy_frontend_*` to `octavia_listener_*` (label `listener`) and `haproxy_backend_*` to
 `octavia_pool_*` (label `pool`) (octavia/cmd/prometheus_proxy.py). A drill scraping a bare HAProxy
-renames them the same way with metric_relabel_configs (`LB_METRIC_RELABEL`, in production's scrape
+renames them the same way with metric_relabel_configs (`lb_metric_relabel()`, in production's scrape
 configuration too, where it changes nothing), so one rule set serves both.
 Every series carries a `tier` label, set by the scrape configuration (dashboards/prometheus.py: Nova
 metadata `tier` through openstack_sd, the stack outputs' tier for load balancers).

@@ -43,10 +43,11 @@ def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> l
     then the tier's own ports. A balanced tier's ports come from the private network only: the
     Octavia VIP and its amphorae sit on the private subnet and source-NAT clients to the amphora's
     address, so backends never face the internet. A `world` port is opened over IPv4 and IPv6."""
-    entry = tiers.load().get(tier)
+    catalog = tiers.load()
+    entry = catalog.get(tier)
     rules = [Rule("tcp", 22, cidr, "SSH from the admin networks only") for cidr in admin_cidrs]
     for name in entry.exporters:
-        exporter = tiers.EXPORTERS[name]
+        exporter = catalog.exporters[name]
         rules.append(Rule("tcp", exporter.port, private_cidr, exporter.description))
     private = [p for p in entry.ports if p.source == "private"]
     world = [p for p in entry.ports if p.source == "world"]

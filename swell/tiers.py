@@ -29,7 +29,6 @@ DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "tiers.yaml"
 # balancer's pool, sessions the pool holds, participants a media server reports.
 Traffic = Literal["requests", "sessions", "participants"]
 TRAFFIC_KINDS: tuple[Traffic, ...] = ("requests", "sessions", "participants")
-Exporter = Literal["node", "jvb"]
 # The stack-wide variables a tier's role may be handed (stacks/bootstrap.py, Endpoints).
 EndpointVar = Literal[
     "swell_xmpp_domain", "swell_xmpp_address", "swell_xmpp_port", "swell_turn_host", "swell_turn_port"
@@ -40,26 +39,15 @@ SecretField = Literal["xmpp_bridge_password", "turn_secret", "xmpp_tls_certifica
 ExtraListener = Literal["xmpp"]
 
 
-class Exported(BaseModel):
-    """An exporter every instance of a tier runs: its port and who may reach it."""
-
-    model_config = ConfigDict(frozen=True)
-    job: str
-    port: int
-    description: str
-
-
-# Both scraped by Prometheus on the private network (dashboards/prometheus.py names the jobs).
-EXPORTERS: dict[str, Exported] = {
-    "node": Exported(
-        job="node", port=9100, description="node exporter, scraped by Prometheus on the private network"
-    ),
-    "jvb": Exported(job="jvb", port=8080, description="Jitsi Videobridge private HTTP interface (/metrics)"),
-}
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Exporter(_Model):
+    """A metrics endpoint a tier's instances serve, scraped from the private network."""
+
+    port: int = Field(ge=1, le=65535)
+    description: str = Field(min_length=1)
 
 
 class Port(_Model):
@@ -127,7 +115,8 @@ class Tier(_Model):
     public: bool = False
     balancer: Balancer | None = None
     ports: tuple[Port, ...] = ()
-    exporters: tuple[Exporter, ...] = ("node",)
+    # Names from the catalog's `exporters`: `node` everywhere, `jvb` on Jitsi Videobridges.
+    exporters: tuple[str, ...] = ("node",)
     bootstrap: Bootstrap = Bootstrap()
     drill: Drill
 
@@ -162,6 +151,7 @@ class Tier(_Model):
 
 
 class Catalog(_Model):
+    exporters: dict[str, Exporter]
     tiers: tuple[Tier, ...] = Field(min_length=1)
 
     @field_validator("tiers", mode="before")
@@ -177,6 +167,11 @@ class Catalog(_Model):
         names = self.names
         if len(set(names)) != len(names):
             raise ValueError(f"a tier appears twice in {list(names)}")
+        for tier in self.tiers:
+            unknown = [e for e in tier.exporters if e not in self.exporters]
+            if unknown:
+                known = ", ".join(self.exporters)
+                raise ValueError(f"{tier.name}: unknown exporter(s) {', '.join(unknown)}; known: {known}")
         # `swell_xmpp_address` is the VIP of the tier whose balancer carries the xmpp listener: it
         # must be declared before the tiers that need it (the program resolves the VIP first).
         providers = [t.name for t in self.tiers if t.balancer and "xmpp" in t.balancer.extra_listeners]

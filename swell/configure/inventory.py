@@ -107,6 +107,9 @@ def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[
                 "swell_region": outputs.region,
                 "swell_private_network_cidr": str(outputs.private_network.cidr),
                 "swell_admin_cidrs": cidrs,
+                # The catalog the tiers were read from: the base role derives the host firewall
+                # from it, as the stack derived the security groups.
+                "swell_tier_catalog": str(tier_catalog.path().resolve()),
             },
             "children": children,
         }

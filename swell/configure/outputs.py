@@ -27,6 +27,7 @@ INVENTORY_VARS = frozenset(
         "swell_private_network_cidr",
         "swell_admin_cidrs",
         "swell_private_ip",
+        "swell_tier_catalog",
     }
 )
 
@@ -101,8 +102,9 @@ class StackOutputs(BaseModel):
     # `swell configure --admin-cidr` can give it instead.
     admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
     # Where each tier finds the others (the XMPP domain, the chat load balancer's VIP, the TURN
-    # host): the very variables the stack writes into the tier's user_data (stacks/bootstrap.py,
-    # TIER_VARS), given to the tier's group. Absent from older stacks: `-e` gives them instead.
+    # host): the very variables the stack writes into the tier's user_data (the tier catalog's
+    # `bootstrap.vars`, stacks/bootstrap.py), given to the tier's group. Absent from older stacks:
+    # `-e` gives them instead.
     tier_vars: dict[Tier, dict[str, str | int]] = Field(default_factory=dict)
 
     @field_validator("tier_vars")
