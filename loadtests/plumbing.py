@@ -162,10 +162,11 @@ MIN_CHECK_INTERVAL_S = 0.1
 AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "option splice-response")
 
 
-# Listeners of the stack's spec that the drill does not run, each with why; every other listener is
+# Listeners of the stack's spec that the drill does not run, by listener name (whichever tier's
+# balancer carries it: the catalog's `extra_listeners`), each with why; every other listener is
 # rendered (tests/loadtests/test_drill_config.py checks both ways).
-DRILL_OMITTED: Mapping[tuple[str, str], str] = {
-    ("chat", "xmpp"): (
+DRILL_OMITTED: Mapping[str, str] = {
+    listeners.XMPP.name: (
         "the video bridges' XMPP login to Prosody (TCP 5222): no bridge runs in the drill (its video "
         "tier is the tier_service stand-in, which speaks no XMPP), so nothing would connect to it, and "
         "its sessions are no chat demand anyway (dashboards/mixin.py counts only pools that serve HTTP)"
@@ -269,7 +270,7 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
         for listener in spec.listeners:
             if listener.monitoring_only:
                 continue  # the one `prometheus` frontend above
-            if (tier, listener.name) in DRILL_OMITTED:
+            if listener.name in DRILL_OMITTED:
                 continue
             if listener.pool is not None or listener.protocol not in (
                 listeners.HTTP,

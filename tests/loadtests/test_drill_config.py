@@ -127,7 +127,7 @@ def _expected_sections(
         backend |= {"cookie SRV insert indirect nocache dynamic", "dynamic-cookie-key swell-drill"}
     out = {f"backend {tier}-pool": backend}
     for listener in spec.listeners:
-        if listener.monitoring_only or (tier, listener.name) in DRILL_OMITTED:
+        if listener.monitoring_only or listener.name in DRILL_OMITTED:
             continue
         port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
         lines = {f"bind 127.0.0.1:{port}", "mode http", f"timeout client {listener.timeout_client_data_ms}ms"}
@@ -163,9 +163,9 @@ def test_the_drills_haproxy_is_the_stacks_listener_spec_field_by_field(tier: str
 
 def test_the_drill_leaves_out_only_the_listeners_it_names_and_says_why() -> None:
     # Every omission is a listener of the spec (not a stale name), with a reason a reader can act on.
-    declared = {(tier, x.name) for tier, spec in listeners.specs().items() for x in spec.listeners}
+    declared = {x.name for spec in listeners.specs().values() for x in spec.listeners}
     assert set(DRILL_OMITTED) <= declared
-    assert set(DRILL_OMITTED) == {("chat", "xmpp")}
+    assert set(DRILL_OMITTED) == {"xmpp"}
     assert all(len(reason) > 40 for reason in DRILL_OMITTED.values())
     rendered = haproxy_config(
         HAProxyPorts({"web": 1, "chat": 2, "video": 3}, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2
