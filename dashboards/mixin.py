@@ -7,22 +7,24 @@ committed files equal what this module generates, so they cannot drift apart.
 
 Demand is measured as *offered* load, never as served throughput or CPU (ARCHITECTURE.md, "The
 demand signal"): a saturated tier cannot report more than 100% busy, so only offered load can ask
-for x4 in one step.
+for x4 in one step. Which tiers there are, and how each one's demand is counted (its kind of
+traffic), comes from the tier catalog (swell/data/tiers.yaml); the rules list the catalog's tiers
+by kind of traffic, and the dashboard's tier variable lists the tiers that have a demand series.
 
-- web: HTTP requests the load balancer sends to the tier's pool, per second, refused ones (503, no
+- requests (web): HTTP requests the load balancer sends to the tier's pool, per second, refused ones (503, no
   member able to take them) included. Counted at the pool, not at the listeners: the load balancer
   answers the plain-HTTP redirect (:80) and its own PROMETHEUS listener itself, and neither is work
   for the tier. It can count requests because TLS ends at the load balancer (TERMINATED_HTTPS).
-- chat: concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included. Only pools that
+- sessions (chat): concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included. Only pools that
   serve HTTP count (`http_pools`): chat's load balancer also passes the video bridges' XMPP logins
   through a TCP pool of its own, and a bridge is not a chat user.
-- video: participants (endpoints) on the bridges. Jitsi Videobridge never refuses a participant:
-  Jicofo keeps placing them and `stress_level` climbs past 1, so endpoints is the offered demand.
+- participants (video): participants (endpoints) on the bridges. Jitsi Videobridge never refuses a
+  participant: Jicofo keeps placing them and `stress_level` climbs past 1, so endpoints is the offered demand.
 
 The load balancer metrics use the names of Octavia's PROMETHEUS listener, whose proxy renames
 HAProxy's `haproxy_frontend_*` to `octavia_listener_*` (label `listener`) and `haproxy_backend_*` to
 `octavia_pool_*` (label `pool`) (octavia/cmd/prometheus_proxy.py). A drill scraping a bare HAProxy
-renames them the same way with metric_relabel_configs (`LB_METRIC_RELABEL`, in production's scrape
+renames them the same way with metric_relabel_configs (`lb_metric_relabel()`, in production's scrape
 configuration too, where it changes nothing), so one rule set serves both.
 Every series carries a `tier` label, set by the scrape configuration (dashboards/prometheus.py: Nova
 metadata `tier` through openstack_sd, the stack outputs' tier for load balancers).
@@ -36,13 +38,14 @@ the files for another place.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-TIERS = ("web", "chat", "video")
+from swell import tiers
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,17 @@ class MixinConfig:
         runbook_base_url(self.runbook_base_url)
 
 
-# The drill runs one HAProxy for every tier: `tier` from its proxy names (`web-https`, `web-pool`),
-# set before the renames. Octavia's series have no `proxy` label, so in production this does nothing.
-TIER_FROM_PROXY: dict[str, Any] = {
-    "source_labels": ["proxy"],
-    "regex": f"({'|'.join(TIERS)})-.+",
-    "target_label": "tier",
-    "replacement": "$1",
-}
+def tier_from_proxy() -> dict[str, Any]:
+    """The drill runs one HAProxy for every tier: `tier` from its proxy names (`web-https`,
+    `web-pool`), set before the renames. Octavia's series have no `proxy` label, so in production
+    this does nothing."""
+    return {
+        "source_labels": ["proxy"],
+        "regex": f"({'|'.join(tiers.names())})-.+",
+        "target_label": "tier",
+        "replacement": "$1",
+    }
+
 
 # Metric renames done by Octavia's amphora prometheus-proxy, for a drill that scrapes bare HAProxy.
 HAPROXY_AS_OCTAVIA_RELABEL: list[dict[str, Any]] = [
@@ -129,8 +135,12 @@ HAPROXY_AS_OCTAVIA_RELABEL: list[dict[str, Any]] = [
     {"regex": "proxy", "action": "labeldrop"},
 ]
 
-# The load balancer job's metric relabels, production's and the drill's alike (dashboards/prometheus.py).
-LB_METRIC_RELABEL: list[dict[str, Any]] = [TIER_FROM_PROXY, *HAPROXY_AS_OCTAVIA_RELABEL]
+
+def lb_metric_relabel() -> list[dict[str, Any]]:
+    """The load balancer job's metric relabels, production's and the drill's alike
+    (dashboards/prometheus.py)."""
+    return [tier_from_proxy(), *HAPROXY_AS_OCTAVIA_RELABEL]
+
 
 # The one query the autoscaler asks every interval: offered demand of every tier at once.
 DEMAND_RECORD = "tier:swell_offered_demand:current"
@@ -154,6 +164,29 @@ def http_pools(metric: str, selector: str) -> str:
 
 READY_RECORD = "tier:swell_ready_instances:count"
 UTILIZATION_RECORD = "tier:swell_utilization:ratio"
+# Each kind of traffic's demand record, in the unit its tiers' capacity is sized in.
+TRAFFIC_RECORDS = {
+    "requests": "tier:swell_offered_requests:rate1m",
+    "sessions": "tier:swell_offered_sessions:sum",
+    "participants": "tier:swell_offered_participants:sum",
+}
+
+
+def tier_matcher(names: Sequence[str]) -> str:
+    """`tier="a"` for one tier, `tier=~"a|b"` for several."""
+    return f'tier="{names[0]}"' if len(names) == 1 else f'tier=~"{"|".join(names)}"'
+
+
+def _demand_expr() -> str:
+    """Each tier's demand from its kind of traffic's record, in catalog order."""
+    return " or ".join(
+        f"{TRAFFIC_RECORDS[t.traffic]}{{{tier_matcher([t.name])}}}" for t in tiers.load().tiers
+    )
+
+
+def _bridge_tiers() -> list[str]:
+    """Tiers whose instances report Jitsi Videobridge metrics (participants, stress level)."""
+    return [t.name for t in tiers.load().tiers if t.bridge_metrics]
 
 
 def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
@@ -191,11 +224,7 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
         {
             # One series per tier, in the unit that tier's capacity is sized in.
             "record": DEMAND_RECORD,
-            "expr": (
-                'tier:swell_offered_requests:rate1m{tier="web"}'
-                ' or tier:swell_offered_sessions:sum{tier="chat"}'
-                ' or tier:swell_offered_participants:sum{tier="video"}'
-            ),
+            "expr": _demand_expr(),
         },
         {
             "record": "tier:swell_offered_demand:avg5m",
@@ -226,9 +255,10 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
 # --- Scrape targets behind each tier's demand sum (issue 11: the autoscaler's partial-scrape check) ---
 # Kept in one block: the autoscaler's `demand_targets` reads these two records and holds a tier whose
 # demand sum lacks some of its targets (a sum over bridges drops when exporters time out, while its
-# timestamp stays fresh). Same jobs as DEMAND_RECORD: web and chat at the load balancer, video on
-# the bridges. `up` is 1 or 0 per target: its sum counts the targets whose last scrape succeeded (0
-# when all failed, where `count(up == 1)` would give no series), its count those Prometheus knows.
+# timestamp stays fresh). Same jobs as DEMAND_RECORD: requests and sessions at the load balancer,
+# participants on the bridges. `up` is 1 or 0 per target: its sum counts the targets whose last
+# scrape succeeded (0 when all failed, where `count(up == 1)` would give no series), its count those
+# Prometheus knows.
 DEMAND_TARGETS_UP_RECORD = "tier:swell_demand_targets:up"
 DEMAND_TARGETS_COUNT_RECORD = "tier:swell_demand_targets:count"
 
@@ -236,8 +266,16 @@ DEMAND_TARGETS_COUNT_RECORD = "tier:swell_demand_targets:count"
 def _demand_target_rules(cfg: MixinConfig) -> list[dict[str, str]]:
     lb, jvb = cfg.selectors.load_balancer, cfg.selectors.video_bridge
 
+    at_lb = [t.name for t in tiers.load().tiers if t.traffic != "participants"]
+    on_bridges = [t.name for t in tiers.load().tiers if t.traffic == "participants"]
+
     def per_tier(op: str) -> str:
-        return f'{op} by (tier) (up{{{lb},tier=~"web|chat"}}) or {op} by (tier) (up{{{jvb},tier="video"}})'
+        parts = [
+            f"{op} by (tier) (up{{{job},{tier_matcher(names)}}})"
+            for job, names in ((lb, at_lb), (jvb, on_bridges))
+            if names
+        ]
+        return " or ".join(parts)
 
     return [
         {"record": DEMAND_TARGETS_UP_RECORD, "expr": per_tier("sum")},
@@ -282,7 +320,7 @@ def _alerts(cfg: MixinConfig) -> list[dict[str, Any]]:
             cfg,
             "SwellCapacityExhausted",
             f"tier:swell_refused_requests:ratio_rate1m > {t.refused_ratio}"
-            f' or tier:swell_utilization:ratio{{tier="video"}} > {t.video_stress}',
+            f" or tier:swell_utilization:ratio{{{tier_matcher(_bridge_tiers())}}} > {t.video_stress}",
             t.exhausted_for,
             "critical",
             "{{ $labels.tier }} is refusing work",
@@ -423,9 +461,16 @@ def dashboard_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
             "list": [
                 {"name": "datasource", "type": "datasource", "query": "prometheus"},
                 {
+                    # The tiers that have a demand series: a tier added to the catalog shows up here
+                    # once Prometheus records its demand, with no edit of the dashboard.
                     "name": "tier",
-                    "type": "custom",
-                    "query": ",".join(TIERS),
+                    "type": "query",
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "query": f"label_values({DEMAND_RECORD}, tier)",
+                    "definition": f"label_values({DEMAND_RECORD}, tier)",
+                    # Refreshed when the dashboard loads (Grafana's "On dashboard load").
+                    "refresh": 1,
+                    "sort": 0,
                     "multi": True,
                     "includeAll": True,
                     "current": {"text": "All", "value": "$__all"},

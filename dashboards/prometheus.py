@@ -14,7 +14,7 @@ recording rules select on (dashboards/mixin.py, `Selectors`):
   openstack_sd role for load balancers, so they come from a file_sd file written from the stack
   outputs (`lb_file_sd`, `python -m dashboards.prometheus --stack-outputs FILE --out FILE`), with `tier`
   as a target label. Octavia already names the series `octavia_*`; the metric relabels
-  (`LB_METRIC_RELABEL`) make a bare HAProxy's series look the same and leave Octavia's untouched.
+  (`lb_metric_relabel`) make a bare HAProxy's series look the same and leave Octavia's untouched.
 - `swell-autoscaler`: the autoscaler's /metrics on 9180, every replica (only the leader loops, and the
   alerts take the max over replicas), through DNS: in Kubernetes a headless Service returns one
   address per pod. (Debian's Prometheus is built without kubernetes_sd.)
@@ -50,7 +50,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from dashboards.mixin import LB_METRIC_RELABEL, TIERS
+from dashboards.mixin import lb_metric_relabel
+from swell import tiers
 
 HERE = Path(__file__).resolve().parent
 PRODUCTION = HERE / "prometheus" / "prometheus.yml"
@@ -114,17 +115,19 @@ def production_config(site: Site | None = None) -> dict[str, Any]:
             {
                 "job_name": "swell-lb",
                 "file_sd_configs": [{"files": [site.lb_file_sd], "refresh_interval": site.discovery_refresh}],
-                "metric_relabel_configs": LB_METRIC_RELABEL,
+                "metric_relabel_configs": lb_metric_relabel(),
             },
             {
                 "job_name": "node",
                 "openstack_sd_configs": _openstack_sd(site, NODE_EXPORTER_PORT),
-                "relabel_configs": _instance_relabel(site, TIERS),
+                "relabel_configs": _instance_relabel(site, tiers.names()),
             },
             {
                 "job_name": "jvb",
                 "openstack_sd_configs": _openstack_sd(site, JVB_METRICS_PORT),
-                "relabel_configs": _instance_relabel(site, ["video"]),
+                "relabel_configs": _instance_relabel(
+                    site, [t.name for t in tiers.load().tiers if t.bridge_metrics]
+                ),
             },
             {
                 "job_name": "swell-autoscaler",
@@ -162,7 +165,7 @@ def drill_scrape_config(
       listed in, shaped as openstack_sd returns them (`openstack_sd_targets`), so the production
       relabel rules run unchanged;
     - the load balancers' file_sd swapped for the drill's one HAProxy (every tier's proxies in one
-      process: `tier` comes from the proxy names, `LB_METRIC_RELABEL`), and the autoscaler's DNS
+      process: `tier` comes from the proxy names, `lb_metric_relabel`), and the autoscaler's DNS
       discovery for the drill's autoscaler on 127.0.0.1;
     - timing: scrape and evaluation every `DRILL_INTERVAL`, file_sd refreshed as often;
     - the rule file: the drill's copy, production's with its durations compressed (`compress_rules`).

@@ -507,9 +507,9 @@ class Calibration:
         return result
 
     def _designed(self) -> dict[str, Any]:
-        from loadtests.tier_service import DEFAULT_SPECS
+        from loadtests.tier_service import catalog_spec
 
-        spec = DEFAULT_SPECS[self.o.tier]
+        spec = catalog_spec(self.o.tier)
         return {
             "value": round(spec.designed_capacity(self.o.slo.p95_ms / 1000.0), 3),
             "unit": UNITS[self.o.tier],

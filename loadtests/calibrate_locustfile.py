@@ -32,7 +32,7 @@ import locust.runners
 from locust import events
 
 from loadtests import users
-from loadtests.knee import GOLDEN, OFFERED_PER_USER, TIERS, StepPlan
+from loadtests.knee import GOLDEN, OFFERED_PER_USER, PACED, TIERS, StepPlan
 from loadtests.steps import StepRecorder, configured
 
 _tier = os.environ.get("SWELL_CALIBRATE_TIER", "web")
@@ -73,9 +73,9 @@ def _next_in_slot(self: Any) -> float:
     return max(0.0, self._swell_slot - time.time())
 
 
-_base = {"web": users.WebUser, "chat": users.ChatUser, "video": users.VideoUser}[_tier]
-# Chat and video users hold sessions (their own waits between sessions); web users are paced.
-_paced = {"on_start": _first_slot, "wait_time": _next_in_slot} if _tier == "web" else {}
+_base = users.user_classes()[f"{_tier.capitalize()}User"]
+# Session and participant users hold sessions (their own waits between them); request users are paced.
+_paced = {"on_start": _first_slot, "wait_time": _next_in_slot} if _tier in PACED else {}
 # Locust runs the User classes and the one shape found in this module's namespace: the calibrated
 # tier's user only.
 CalibratedUser = type("CalibratedUser", (_base,), {**_paced, "__module__": __name__})

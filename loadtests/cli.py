@@ -26,9 +26,10 @@ def _view(snap: dict[str, Any]) -> Table:
         table.add_column("phase")
         table.add_row(str(snap.get("phase")))
         return table
-    for col in ("t", "users", "req/s", "p95 ms", "errors", "CPU", "web", "chat", "video"):
-        table.add_column(col, justify="right")
     tiers = snap["tiers"]
+    # One column per tier the drill runs (the catalog's, in its order).
+    for col in ("t", "users", "req/s", "p95 ms", "errors", "CPU", *tiers):
+        table.add_column(col, justify="right")
 
     def tier_cell(name: str) -> str:
         t = tiers[name]
@@ -43,9 +44,7 @@ def _view(snap: dict[str, Any]) -> Table:
         "-" if p95 is None else f"{p95:.0f}",
         f"{snap['errors']:.1%}",
         f"{snap['cpu']:.0f}%",
-        tier_cell("web"),
-        tier_cell("chat"),
-        tier_cell("video"),
+        *(tier_cell(name) for name in tiers),
     )
     table.caption = f"instances ready/requested, d = demand; last action: {snap['decision']}"[:200]
     return table

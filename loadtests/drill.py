@@ -36,16 +36,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
-import yaml
 
 from autoscaler.service import Autoscaler
 from autoscaler.telemetry import TelemetryServer
-from loadtests.faults import FaultActions, FaultSchedule
+from loadtests.faults import FaultActions, FaultSchedule, kill_target
 from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings, free_port
 from loadtests.options import DrillOptions
 from loadtests.plumbing import (
-    RULES,
-    TIERS,
     HAProxyPorts,
     OpenStackDiscoveryStandIn,
     by_tier,
@@ -53,6 +50,7 @@ from loadtests.plumbing import (
     drill_rate_window_lag_s,
     haproxy_config,
     http_ok,
+    production_rules,
     prometheus_config,
     wait_for,
     write_yaml,
@@ -61,6 +59,7 @@ from loadtests.processes import Children, interrupt_on_sigterm, signals_held
 from loadtests.record import DrillRecord, Timeline
 from loadtests.requestlog import RequestLog, percentile
 from loadtests.wiring import build_loop
+from swell import tiers
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEMAND = "tier:swell_offered_demand:current"
@@ -120,7 +119,10 @@ class Drill:
             LocalActuatorSettings(
                 tiers={
                     t: LocalTierSettings(
-                        kind=t, backend=f"{t}-pool", slots=slots, boot_delay_s=o.boot_delay_s
+                        backend=f"{t}-pool",
+                        slots=slots,
+                        boot_delay_s=o.boot_delay_s,
+                        bridge_metrics=tiers.load().get(t).bridge_metrics,
                     )
                     for t in o.plans
                 },
@@ -147,7 +149,7 @@ class Drill:
         prom_port = free_port()
         self.autoscaler_metrics_port = free_port()
         rules = self.work / "swell.rules.yml"
-        write_yaml(rules, compress_rules(yaml.safe_load(RULES.read_text()), o.effective_speed))
+        write_yaml(rules, compress_rules(production_rules(), o.effective_speed))
         write_yaml(
             self.work / "prometheus.yml",
             prometheus_config(self.ports.stats, node_sd, jvb_sd, rules, self.autoscaler_metrics_port),
@@ -186,7 +188,7 @@ class Drill:
             "pids": {name: p.pid for name, p in procs.items() if p is not None},
             "ports": {
                 **({"prometheus": int(self.prom_url.rsplit(":", 1)[1])} if self.prom_url else {}),
-                **{f"haproxy_{t}": self.ports.frontend(t) for t in TIERS},
+                **{f"haproxy_{t}": self.ports.frontend(t) for t in self.o.plans},
                 "haproxy_stats": self.ports.stats,
             },
             "instance_logs": str(self.logs / "instances"),
@@ -229,10 +231,12 @@ class Drill:
             SWELL_PROFILE=o.profile,
             SWELL_SPEED=str(o.effective_speed),
             SWELL_BASE_USERS=str(o.base_users),
-            SWELL_CHAT_HOST=f"ws://127.0.0.1:{self.ports.chat}",
-            SWELL_VIDEO_HOST=f"ws://127.0.0.1:{self.ports.video}",
             SWELL_REQUEST_LOG=str(self.requests.path),
         )
+        # Each tier's users reach its HAProxy frontend (loadtests/users.py).
+        for t in tiers.load().tiers:
+            scheme = "http" if t.traffic == "requests" else "ws"
+            env[t.users_host_env] = f"{scheme}://127.0.0.1:{self.ports.frontend(t.name)}"
         self.requests.path.unlink(missing_ok=True)
         self.locust = self.children.start(
             [
@@ -243,7 +247,7 @@ class Drill:
                 str(LOCUSTFILE),
                 "--headless",
                 "--host",
-                f"http://127.0.0.1:{self.ports.web}",
+                f"http://127.0.0.1:{self.ports.frontend(kill_target())}",
                 "--csv",
                 str(self.o.out / "locust"),
                 "--only-summary",
@@ -351,7 +355,7 @@ class Drill:
         tl.t.append(round(rel, 3))
         tl.cpu_busy.append(psutil.cpu_percent(interval=None))
         snapshot: dict[str, Any] = {"phase": "load", "t": rel, "load_s": self.o.load_s, "tiers": {}}
-        for tier in TIERS:
+        for tier in self.o.plans:
             cap = self.actuator.capacity(tier)
             tl.demand[tier].append(demand.get(tier))
             tl.ready[tier].append(cap.ready)

@@ -14,6 +14,14 @@ from typing import Any
 
 from autoscaler.ports import ActuationError, Capacity, Member
 from loadtests.local_actuator import LocalActuator
+from swell import tiers
+
+
+def kill_target() -> str:
+    """The tier `kill-instance` kills in: the first that serves requests, whose users see a killed
+    instance at once (refused requests), where a session tier would only reconnect."""
+    return tiers.load().with_traffic("requests")[0].name
+
 
 FAULT_RE = re.compile(
     r"^(?P<kind>prometheus-outage|kill-instance|actuator-error)@(?P<at>\d+(\.\d+)?)s?(:(?P<for>\d+(\.\d+)?)s?)?$"
@@ -118,7 +126,7 @@ class FaultSchedule:
         elif fault.kind == "actuator-error":
             self.actuator.failing = True
         else:
-            entry["killed_port"] = self.actions.kill_instance("web")
+            entry["killed_port"] = self.actions.kill_instance(kill_target())
         self.log.append(entry)
 
     def _off(self, fault: Fault, rel: float) -> None:

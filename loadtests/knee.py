@@ -26,19 +26,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-TIERS = ("web", "chat", "video")
+from swell import tiers as _catalog
+
+TIERS = _catalog.names()
 # The calibration file `swell calibrate` writes and `swell plan` reads.
 CALIBRATION_SCHEMA = "swell.calibration/1"
 # Each measured step is printed on Locust's stdout as this prefix and one JSON object (on Kubernetes,
 # `kubectl logs` of the master carries them to `swell calibrate --from-log`).
 STEP_PREFIX = "swell-step "
-# The unit of each tier's demand signal (dashboards/mixin.py: requests/s at the load balancer's
-# pool, sessions the chat pool holds, participants on the bridges).
-UNITS = {"web": "requests/s", "chat": "sessions", "video": "participants"}
-# Offered load one Locust user makes, in that unit (loadtests/users.py): a WebUser paces one
-# request a second (`constant_pacing(1.0)`); a ChatUser holds one session and a VideoUser is one
-# participant. A test checks the web figure against the users' real request rate.
-OFFERED_PER_USER = {"web": 1.0, "chat": 1.0, "video": 1.0}
+# The unit of each tier's demand signal, from the tier catalog (requests/s at the load balancer's
+# pool, sessions a pool holds, participants on the bridges).
+UNITS = {t.name: t.unit for t in _catalog.load().tiers}
+# Offered load one Locust user makes, in that unit (loadtests/users.py): a requests user paces one
+# request a second (`constant_pacing(1.0)`); a sessions user holds one session and a participants
+# user is one participant. A test checks the web figure against the users' real request rate.
+OFFERED_PER_USER = dict.fromkeys(TIERS, 1.0)
+# Users that send requests are paced by the calibration; session-holding ones pace themselves.
+PACED = frozenset(t.name for t in _catalog.load().tiers if t.traffic == "requests")
 # Evenly paced arrivals: the k-th paced user sends at frac(k x GOLDEN) of each period, so any number
 # of users is spread over the period with no cluster (the calibration locustfile paces so).
 GOLDEN = (math.sqrt(5) - 1) / 2

@@ -57,14 +57,15 @@ HAPROXY_ERRORS = ("No such", "Require", "Unknown", "invalid", "not found", "can'
 
 @dataclass(frozen=True)
 class LocalTierSettings:
-    """One tier: the service kind, its HAProxy backend (with `slots` server-template slots named
-    `s1..sN`), the boot delay, and extra arguments for `loadtests.tier_service`."""
+    """One tier: its HAProxy backend (with `slots` server-template slots named `s1..sN`), the boot
+    delay, whether its instances export bridge metrics (listed for the `jvb` job too), and extra
+    arguments for `loadtests.tier_service` (which reads the tier's service from the catalog)."""
 
-    kind: str
     backend: str
     slots: int
     boot_delay_s: float = 20.0
     service_args: tuple[str, ...] = ()
+    bridge_metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,7 +358,7 @@ class LocalActuator:
         if not free:
             raise ActuationError(f"{tier}: HAProxy slot {slot or 'any'} of {spec.backend} is in use")
         port = free_port()
-        cmd = [self.settings.python, "-m", "loadtests.tier_service", "--kind", spec.kind, "--port", str(port)]
+        cmd = [self.settings.python, "-m", "loadtests.tier_service", "--tier", tier, "--port", str(port)]
         report = log = None
         if self.settings.log_dir is not None:
             self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -432,9 +433,11 @@ class LocalActuator:
             {"targets": [f"127.0.0.1:{i.port}"], "labels": {"tier": i.tier, "instance_port": str(i.port)}}
             for i in ready
         ]
-        video = [g for g, i in zip(groups, ready, strict=True) if self.settings.tiers[i.tier].kind == "video"]
+        bridges = [
+            g for g, i in zip(groups, ready, strict=True) if self.settings.tiers[i.tier].bridge_metrics
+        ]
         _write_json_atomically(self.settings.node_file_sd, groups)
-        _write_json_atomically(self.settings.jvb_file_sd, video)
+        _write_json_atomically(self.settings.jvb_file_sd, bridges)
 
     def _reconcile(self) -> None:
         now = self.clock()

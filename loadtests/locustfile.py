@@ -4,9 +4,10 @@
     SWELL_PROFILE=spike SWELL_SPEED=10 SWELL_BASE_USERS=50 locust -f loadtests/locustfile.py --headless ...
 
 Environment: `SWELL_PROFILE` (surge400, daily, spike, flash, step, soak; default surge400), `SWELL_SPEED`
-(time compression, default 1), `SWELL_BASE_USERS` (users at x1, default 30), `SWELL_CHAT_HOST` and
-`SWELL_VIDEO_HOST` (ws://host:port; default: --host), `SWELL_REQUEST_LOG` (a CSV file: one line per
-request, and the user count every second, which `swell drill` reads for its live view and report).
+(time compression, default 1), `SWELL_BASE_USERS` (users at x1, default 30), each tier's
+`SWELL_<TIER>_HOST` (`SWELL_CHAT_HOST=ws://host:port`; default: --host), `SWELL_REQUEST_LOG` (a CSV
+file: one line per request, and the user count every second, which `swell drill` reads for its live
+view and report).
 With `SWELL_PROFILE=none` no shape is loaded and Locust's `--users`/`--spawn-rate` apply.
 The same file runs in Locust's distributed mode (`--master` / `--worker`): the shape runs on the
 master; set `SWELL_REQUEST_LOG` on each worker to a file of its own.
@@ -22,9 +23,13 @@ import gevent
 from locust import events
 
 from loadtests.shapes import SHAPES, configured
-from loadtests.users import ChatUser, VideoUser, WebUser
+from loadtests.users import user_classes
 
-__all__ = ["ChatUser", "VideoUser", "WebUser"]
+# One user class per tier of the catalog (`WebUser`, `ChatUser`, ...): Locust picks up the User
+# classes of this module's namespace.
+_users = user_classes()
+globals().update(_users)
+__all__ = sorted(_users)
 
 _profile = os.environ.get("SWELL_PROFILE", "surge400")
 if _profile != "none":

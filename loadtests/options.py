@@ -8,6 +8,7 @@ from pathlib import Path
 
 from loadtests.curves import nominal_length_s
 from loadtests.faults import Fault
+from swell import tiers
 
 # The profiles a drill runs, at their default speed (a few minutes of load each).
 DEFAULT_SPEED = {"surge400": 20.0, "daily": 360.0, "spike": 7.5, "flash": 5.0}
@@ -30,11 +31,17 @@ class TierPlan:
     unit: str
 
 
-PLANS = {
-    "web": TierPlan(min=2, max=16, capacity_per_instance=10.0, unit="requests/s"),
-    "chat": TierPlan(min=1, max=8, capacity_per_instance=8.0, unit="sessions"),
-    "video": TierPlan(min=1, max=8, capacity_per_instance=6.0, unit="participants"),
-}
+def catalog_plans() -> dict[str, TierPlan]:
+    """Each tier's plan, from the tier catalog's `drill.plan` (swell/data/tiers.yaml)."""
+    return {
+        t.name: TierPlan(
+            min=t.drill.plan.min,
+            max=t.drill.plan.max,
+            capacity_per_instance=t.drill.plan.capacity_per_instance,
+            unit=t.unit,
+        )
+        for t in tiers.load().tiers
+    }
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class DrillOptions:
     warmup_s: float = 15.0
     p95_limit_ms: float = 500.0
     error_rate_limit: float = 0.01
-    plans: dict[str, TierPlan] = field(default_factory=lambda: dict(PLANS))
+    plans: dict[str, TierPlan] = field(default_factory=catalog_plans)
 
     @property
     def effective_speed(self) -> float:

@@ -8,9 +8,12 @@ local addresses, a compressed health check cadence (see its docstring). Each bac
 holds `server-template` slots in maintenance until the local actuator registers an instance through
 the runtime API (stats socket, level admin).
 
-Prometheus runs production's scrape configuration (dashboards/prometheus/prometheus.yml) through
-`dashboards.prometheus.drill_scrape_config` and production's rules through `compress_rules` (time is
-the one difference). `OpenStackDiscoveryStandIn` lists the drill's instances as openstack_sd would,
+Prometheus runs production's scrape configuration through `dashboards.prometheus.drill_scrape_config`
+and production's rules through `compress_rules` (time is the one difference). Both are rendered by
+the functions that write the committed dashboards/prometheus/prometheus.yml and
+dashboards/rules/swell.rules.yml (the suite keeps them equal), so a tier catalog given through
+`SWELL_TIERS` reaches the drill's Prometheus without regenerating the committed files.
+`OpenStackDiscoveryStandIn` lists the drill's instances as openstack_sd would,
 so production's relabel rules select and label them unchanged.
 """
 
@@ -31,14 +34,14 @@ from typing import Any
 
 import yaml
 
-from dashboards.mixin import OFFERED_REQUESTS_METRIC
-from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
+from dashboards.mixin import OFFERED_REQUESTS_METRIC, render_rules, rules_document
+from dashboards.prometheus import Site, drill_scrape_config, openstack_sd_targets, production_config
 from stacks import listeners
 from stacks.listeners import BalancedTier, HealthMonitor, Listener, Pool
+from swell import tiers
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "dashboards" / "rules" / "swell.rules.yml"
-TIERS = ("web", "chat", "video")
 
 
 # Durations in PromQL and in `for:`: `1m`, `30s`, `1h30m`.
@@ -79,7 +82,7 @@ def compress_rules(rules: dict[str, Any], speed: float) -> dict[str, Any]:
 
 def drill_rate_window_lag_s(speed: float) -> float:
     """How far the web demand signal lags: half its rate window, as compressed for the drill."""
-    window = re.search(rf"rate\({OFFERED_REQUESTS_METRIC}[^\[]*\[({DURATION})\]", RULES.read_text())
+    window = re.search(rf"rate\({OFFERED_REQUESTS_METRIC}[^\[]*\[({DURATION})\]", render_rules())
     nominal = duration_s(window[1]) if window else 60.0
     return max(nominal / speed, MIN_RANGE_S) / 2
 
@@ -104,56 +107,66 @@ def free_ports(count: int) -> list[int]:
 
 @dataclass(frozen=True)
 class HAProxyPorts:
-    """Where the drill's HAProxy listens: each tier's traffic listener, and the PROMETHEUS listener
-    (`stats`: one for the whole process). `redirects`: the spec's plain-HTTP listeners, which only
-    redirect to HTTPS; no drill traffic goes there, they run so the drill runs every listener the
-    stack declares."""
+    """Where the drill's HAProxy listens: each tier's traffic listener (`frontends`, by tier), and
+    the PROMETHEUS listener (`stats`: one for the whole process). `redirects`: the spec's plain-HTTP
+    listeners (balanced tiers), which only redirect to HTTPS; no drill traffic goes there, they run
+    so the drill runs every listener the stack declares."""
 
-    web: int
-    chat: int
-    video: int
+    frontends: Mapping[str, int]
     stats: int
     redirects: Mapping[str, int] = field(
-        default_factory=lambda: {t: _free_port() for t in listeners.SPECS}, kw_only=True
+        default_factory=lambda: {t: _free_port() for t in listeners.specs()}, kw_only=True
     )
 
     @classmethod
     def allocate(cls) -> HAProxyPorts:
         """Every listener on its own free port."""
-        web, chat, video, stats, *rest = free_ports(4 + len(listeners.SPECS))
-        return cls(web, chat, video, stats, redirects=dict(zip(listeners.SPECS, rest, strict=True)))
+        names, balanced = tiers.names(), list(listeners.specs())
+        stats, *rest = free_ports(1 + len(names) + len(balanced))
+        return cls(
+            dict(zip(names, rest[: len(names)], strict=True)),
+            stats,
+            redirects=dict(zip(balanced, rest[len(names) :], strict=True)),
+        )
 
     def frontend(self, tier: str) -> int:
-        return int(getattr(self, tier))
+        return int(self.frontends[tier])
 
 
-# Production has no load balancer for video: participants reach their bridge directly, placed by Jicofo
-# on the least loaded one. The drill spreads its video users over the bridges with a pool shaped like
-# chat's (long WebSocket sessions, least connections), without persistence: one WebSocket each.
-DRILL_VIDEO = BalancedTier(
-    "video",
-    (
-        Listener(
-            "https",
-            listeners.TERMINATED_HTTPS,
-            listeners.HTTPS_PORT,
-            timeout_client_data_ms=listeners.LONG_SESSION_TIMEOUT_MS,
-            timeout_member_connect_ms=listeners.CONNECT_TIMEOUT_MS,
-            timeout_member_data_ms=listeners.LONG_SESSION_TIMEOUT_MS,
+def drill_stand_in(tier: str) -> BalancedTier:
+    """The drill's load balancer for a tier that has none in production (video: participants reach
+    their bridge directly, placed by Jicofo on the least loaded one). The drill spreads its users
+    over the instances with a pool shaped like chat's (long WebSocket sessions, least connections),
+    without persistence: one WebSocket each."""
+    return BalancedTier(
+        tier,
+        (
+            Listener(
+                "https",
+                listeners.TERMINATED_HTTPS,
+                listeners.HTTPS_PORT,
+                timeout_client_data_ms=listeners.LONG_SESSION_TIMEOUT_MS,
+                timeout_member_connect_ms=listeners.CONNECT_TIMEOUT_MS,
+                timeout_member_data_ms=listeners.LONG_SESSION_TIMEOUT_MS,
+            ),
         ),
-    ),
-    Pool(listeners.HTTP, "LEAST_CONNECTIONS", listeners.MEMBER_PORT, listeners.MEMBER_PORT, HealthMonitor()),
-)
+        Pool(
+            listeners.HTTP, "LEAST_CONNECTIONS", listeners.MEMBER_PORT, listeners.MEMBER_PORT, HealthMonitor()
+        ),
+    )
+
+
 # A health check no more often than this, whatever the speed.
 MIN_CHECK_INTERVAL_S = 0.1
 # Octavia's amphora defaults (octavia/common/jinja/haproxy/combined_listeners/templates/base.j2).
 AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "option splice-response")
 
 
-# Listeners of the stack's spec that the drill does not run, each with why; every other listener is
+# Listeners of the stack's spec that the drill does not run, by listener name (whichever tier's
+# balancer carries it: the catalog's `extra_listeners`), each with why; every other listener is
 # rendered (tests/loadtests/test_drill_config.py checks both ways).
-DRILL_OMITTED: Mapping[tuple[str, str], str] = {
-    ("chat", "xmpp"): (
+DRILL_OMITTED: Mapping[str, str] = {
+    listeners.XMPP.name: (
         "the video bridges' XMPP login to Prosody (TCP 5222): no bridge runs in the drill (its video "
         "tier is the tier_service stand-in, which speaks no XMPP), so nothing would connect to it, and "
         "its sessions are no chat demand anyway (dashboards/mixin.py counts only pools that serve HTTP)"
@@ -162,8 +175,10 @@ DRILL_OMITTED: Mapping[tuple[str, str], str] = {
 
 
 def drill_specs() -> dict[str, BalancedTier]:
-    """The load balancers the drill runs: the stack's (read at call time), and video's stand-in."""
-    return {**listeners.SPECS, "video": DRILL_VIDEO}
+    """The load balancers the drill runs, in catalog order: the stack's for balanced tiers (read at
+    call time), a stand-in (`drill_stand_in`) for the others."""
+    balanced = listeners.specs()
+    return {name: balanced.get(name) or drill_stand_in(name) for name in tiers.names()}
 
 
 def check_interval_ms(monitor: HealthMonitor, speed: float) -> int:
@@ -227,7 +242,7 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
       empties over the runtime API (the stats socket) as Octavia's member API would;
     - the health monitor checks every `delay / speed` (at least `MIN_CHECK_INTERVAL_S`), like every
       time constant of the drill; its timeout, rise and fall are the spec's;
-    - video has a load balancer only in the drill (`DRILL_VIDEO`);
+    - a tier without a load balancer (video) has one in the drill (`drill_stand_in`);
     - the listeners of `DRILL_OMITTED` are left out, each for the reason given there."""
     sections = [
         "\n".join(
@@ -255,7 +270,7 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
         for listener in spec.listeners:
             if listener.monitoring_only:
                 continue  # the one `prometheus` frontend above
-            if (tier, listener.name) in DRILL_OMITTED:
+            if listener.name in DRILL_OMITTED:
                 continue
             if listener.pool is not None or listener.protocol not in (
                 listeners.HTTP,
@@ -273,8 +288,15 @@ def haproxy_config(ports: HAProxyPorts, socket_path: Path, slots: int, speed: fl
 
 
 def production_scrape_config() -> dict[str, Any]:
-    """The committed production configuration (dashboards/prometheus/prometheus.yml)."""
-    return dict(yaml.safe_load(PRODUCTION.read_text()))
+    """Production's scrape configuration for the tier catalog in use (what
+    dashboards/prometheus/prometheus.yml holds for the packaged one)."""
+    return production_config()
+
+
+def production_rules() -> dict[str, Any]:
+    """Production's rules for the tier catalog in use (what dashboards/rules/swell.rules.yml holds
+    for the packaged one)."""
+    return rules_document()
 
 
 def prometheus_config(

@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtests.options import DrillOptions
-from loadtests.plumbing import TIERS
 from loadtests.requestlog import Request
+from swell import tiers
 
 
 @dataclass
 class Timeline:
     t: list[float] = field(default_factory=list)
-    demand: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    ready: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    requested: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in TIERS})
-    ready_seen: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in TIERS})
+    demand: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
+    ready: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
+    requested: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
+    ready_seen: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
     cpu_busy: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -33,7 +33,7 @@ class Timeline:
                     "requested": self.requested[tier],
                     "ready_in_prometheus": self.ready_seen[tier],
                 }
-                for tier in TIERS
+                for tier in self.demand
             },
         }
 

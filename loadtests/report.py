@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.sim.metrics import compute_metrics, rounded
-from loadtests.plumbing import TIERS
+from loadtests.faults import kill_target
 from loadtests.record import DrillRecord
 from loadtests.requestlog import Request, percentile
 
@@ -91,9 +91,10 @@ def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
         else:
             t0 = rec.load_started_at + start
             died = next((e for e in events if e["event"] == "died" and e["at"] >= t0), None)
-            started = [e for e in events if e["event"] == "started" and e["at"] > t0 and e["tier"] == "web"]
+            killed = kill_target()
+            started = [e for e in events if e["event"] == "started" and e["at"] > t0 and e["tier"] == killed]
             # Replaced: the instances asked for are back to the count before the kill.
-            t, asked = rec.timeline.t, rec.timeline.requested["web"]
+            t, asked = rec.timeline.t, rec.timeline.requested[killed]
             before = next((n for ts, n in zip(reversed(t), reversed(asked), strict=True) if ts < start), None)
             dead_s = None if died is None else died["at"] - rec.load_started_at
             back = next(
@@ -131,7 +132,7 @@ def build_report(rec: DrillRecord) -> dict[str, Any]:
     slo = slo_of(measured, o.p95_limit_ms, o.error_rate_limit)
     slo.update(p95_limit_ms=o.p95_limit_ms, error_rate_limit=o.error_rate_limit, warmup_s=o.warmup_s)
     tiers: dict[str, Any] = {}
-    for tier in TIERS:
+    for tier in o.plans:
         plan = o.plans[tier]
         ready = tl.ready[tier]
         requested = tl.requested[tier]
@@ -294,7 +295,9 @@ def plot_timeline(report: dict[str, Any], path: Path) -> Path:
     tl = report["timeline"]
     t = tl["t"]
     fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True)
-    colors = {"web": "tab:blue", "chat": "tab:green", "video": "tab:purple"}
+    # One colour per tier in catalog order (web, chat, video kept their colours of old).
+    palette = ("tab:blue", "tab:green", "tab:purple", "tab:olive", "tab:cyan", "tab:pink", "tab:gray")
+    colors = {tier: palette[i % len(palette)] for i, tier in enumerate(tl["tiers"])}
     ax = axes[0]
     for tier, data in tl["tiers"].items():
         cap = report["tiers"][tier]["capacity_per_instance"]

@@ -1,35 +1,39 @@
-"""The reference tier service of the drill: one small async server (aiohttp) per instance, of kind
-web, chat or video, with an explicit capacity so that a saturated instance behaves like one.
+"""The reference tier service of the drill: one small async server (aiohttp) per instance, serving its
+tier's kind of traffic (requests, sessions or participants: the tier catalog's `traffic`), with the
+capacity of the catalog's `drill.service` so that a saturated instance behaves like one.
 
 It is a stand-in for the real tiers (nginx + the web app, Prosody, Jitsi Videobridge), small on
 purpose: an instance serves tens of requests per second or a few dozen sessions, so a whole surge
 drill fits on 2 cores without the CPU ever being the bottleneck.
 
-- web: `concurrency` requests served at once, each taking `service_time_s` (x0.5 for the API,
-  x2 for uploads), so at most about concurrency / service_time requests per second. Past that,
+- requests (web): `concurrency` requests served at once, each taking `service_time_s` (x0.5 for the
+  API, x2 for uploads), so at most about concurrency / service_time requests per second. Past that,
   requests wait for a slot (latency grows) up to `queue_timeout_s`; more than `max_queue` waiting,
   or a wait that long, is refused with 503.
-- chat: WebSocket sessions (`/xmpp-websocket`) joined to rooms; each message is fanned out to the
-  room's sessions on this instance. Past `capacity` sessions the fan-out slows down in proportion to
-  the overload; past `hard_cap` x capacity new sessions are refused with 503.
-- video: conference participants over a WebSocket (`/colibri-ws`), `bitrate_kbps` each, answering
-  heartbeats. Like a Jitsi Videobridge it never refuses a participant for load alone: the stress
-  level (participants / capacity) may exceed 1, and heartbeats slow down with it, until a hard cap
-  (`hard_cap` x capacity) where joins get 503.
+- sessions (chat): WebSocket sessions (`/xmpp-websocket`) joined to rooms; each message is fanned
+  out to the room's sessions on this instance. Past `capacity` sessions the fan-out slows down in
+  proportion to the overload; past `hard_cap` x capacity new sessions are refused with 503.
+- participants (video): conference participants over a WebSocket (`/colibri-ws`), `bitrate_kbps`
+  each, answering heartbeats. Like a Jitsi Videobridge it never refuses a participant for load
+  alone: the stress level (participants / capacity) may exceed 1, and heartbeats slow down with it,
+  until a hard cap (`hard_cap` x capacity) where joins get 503.
 
 Drain (the autoscaler's two-phase scale-down), named like the Jitsi Videobridge's private REST API:
 `POST /colibri/drain/enable` and `/disable` (reversible, unlike JVB's graceful shutdown, so a
-scale-up can take the instance back), `GET /colibri/drain` -> `{"drain": bool, "sessions": N}`
-(sessions: open WebSockets for chat and video, requests in flight or waiting for web). While
-draining, chat and video refuse sessions that would open a new room or conference on this instance
-(503); the load balancer sends it nothing new anyway. With `--exit-report PATH`, the sessions still
-open when the instance is stopped are written there: the drill counts them as cut by a scale-down.
+scale-up can take the instance back), `GET /colibri/drain` -> `{"drain": bool, "sessions": N}` (sessions:
+open WebSockets for sessions and participants, requests in flight or waiting for requests). While
+draining, a session or participant tier refuses sessions that would open a new room or conference on
+this instance (503); the load balancer sends it nothing new anyway. With `--exit-report PATH`, the
+sessions still open when the instance is stopped are written there: the drill counts them as cut by
+a scale-down.
 
 `/healthz` answers 200 (the load balancer's health check). `/metrics` exposes the instance's
-counters, and for video `jitsi_jvb_endpoints`, `jitsi_jvb_conferences`, `jitsi_jvb_stress_level`
-and the bit rates, named like the Jitsi Videobridge exporter that the recording rules read.
+counters, and for participants `jitsi_jvb_endpoints`, `jitsi_jvb_conferences`,
+`jitsi_jvb_stress_level` and the bit rates, named like the Jitsi Videobridge exporter that the
+recording rules read.
 
-Run: `python -m loadtests.tier_service --kind web --port 8081 [--capacity ...]`.
+Run: `python -m loadtests.tier_service --tier web --port 8081 [--capacity ...]` (a tier of the
+catalog in use: `SWELL_TIERS`, else the packaged one).
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-KINDS = ("web", "chat", "video")
+from swell import tiers
+
+KINDS = tiers.TRAFFIC_KINDS
 
 
 @dataclass(frozen=True)
 class TierSpec:
-    """An instance's capacity. `capacity` is concurrent requests (web), sessions (chat) or
-    participants (video)."""
+    """An instance's capacity. `kind` is its kind of traffic; `capacity` is concurrent requests,
+    sessions or participants."""
 
     kind: str
     capacity: int
@@ -83,7 +89,7 @@ class TierSpec:
         (participants) it accepts, `hard_cap` x capacity, or fewer when the delay per message,
         base_delay x (sessions / capacity)^3, passes the limit first. `swell calibrate` measures the
         knee against it."""
-        if self.kind == "web":
+        if self.kind == "requests":
             mean_cost = sum(n * WEB_COST[k] for k, n in WEB_MIX.items()) / sum(WEB_MIX.values())
             return self.capacity / (self.service_time_s * mean_cost)
         if p95_limit_s < self.base_delay_s:
@@ -91,12 +97,12 @@ class TierSpec:
         return self.capacity * min(self.hard_cap, (p95_limit_s / self.base_delay_s) ** (1 / 3))
 
 
-# The defaults the drill uses per kind (small, so the CPU is never the bottleneck).
-DEFAULT_SPECS = {
-    "web": TierSpec("web", capacity=3, service_time_s=0.12, queue_timeout_s=1.0, max_queue=30),
-    "chat": TierSpec("chat", capacity=10, base_delay_s=0.02, hard_cap=2.0),
-    "video": TierSpec("video", capacity=8, base_delay_s=0.02, hard_cap=3.0),
-}
+def catalog_spec(tier: str) -> TierSpec:
+    """The reference service of `tier`, from the catalog's `drill.service` (small, so the CPU is
+    never the bottleneck)."""
+    entry = tiers.load().get(tier)
+    return TierSpec(entry.traffic, **entry.drill.service.model_dump())
+
 
 # Service time multipliers per web endpoint: an API call is light, an upload heavy.
 WEB_COST = {"page": 1.0, "api": 0.5, "upload": 2.0}
@@ -124,7 +130,7 @@ class TierService:
 
     def open_sessions(self) -> int:
         """What a stop would cut: sessions (chat, video) or requests in flight and waiting (web)."""
-        if self.spec.kind == "web":
+        if self.spec.kind == "requests":
             return self.counters.in_flight + self.counters.waiting
         return self.sessions
 
@@ -191,7 +197,7 @@ class TierService:
                     break
                 self.counters.requests["message"] += 1
                 await asyncio.sleep(self.delay())
-                if self.spec.kind == "chat":
+                if self.spec.kind == "sessions":
                     for peer in list(self.rooms[room]):  # fan-out to the room, sender included
                         if not peer.closed:
                             await peer.send_str(msg.data)
@@ -232,7 +238,7 @@ class TierService:
             f"swell_tier_sessions {self.sessions}",
             f"swell_tier_capacity {self.spec.capacity}",
         ]
-        if self.spec.kind == "video":
+        if self.spec.kind == "participants":
             rate = self.sessions * self.spec.bitrate_kbps * 1000
             lines += [
                 "# TYPE jitsi_jvb_endpoints gauge",
@@ -253,11 +259,11 @@ class TierService:
         app.router.add_post("/colibri/drain/enable", self.drain_enable)
         app.router.add_post("/colibri/drain/disable", self.drain_disable)
         app.router.add_get("/colibri/drain", self.drain_state)
-        if self.spec.kind == "web":
+        if self.spec.kind == "requests":
             app.router.add_get("/", self.page)
             app.router.add_get("/api/items", self.api)
             app.router.add_post("/upload", self.upload)
-        elif self.spec.kind == "chat":
+        elif self.spec.kind == "sessions":
             app.router.add_get("/xmpp-websocket", self.socket)
         else:
             app.router.add_get("/colibri-ws", self.socket)
@@ -283,7 +289,7 @@ async def serve(spec: TierSpec, host: str, port: int, exit_report: str | None = 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str | None]:
     p = argparse.ArgumentParser(description="The drill's reference tier service (one instance).")
-    p.add_argument("--kind", choices=KINDS, required=True)
+    p.add_argument("--tier", choices=tiers.names(), required=True, help="a tier of the catalog")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--capacity", type=int, help="concurrent requests (web), sessions, participants")
@@ -292,9 +298,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str |
     p.add_argument("--hard-cap", type=float, help="chat/video: refuse past this multiple of capacity")
     p.add_argument("--exit-report", help="write the sessions still open at stop to this file (JSON)")
     a = p.parse_args(argv)
-    base = DEFAULT_SPECS[a.kind]
+    base = catalog_spec(a.tier)
     spec = TierSpec(
-        kind=a.kind,
+        kind=base.kind,
         capacity=a.capacity if a.capacity is not None else base.capacity,
         service_time_s=a.service_time if a.service_time is not None else base.service_time_s,
         queue_timeout_s=a.queue_timeout if a.queue_timeout is not None else base.queue_timeout_s,

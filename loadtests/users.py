@@ -1,15 +1,18 @@
-"""Locust users, one class per tier, as the platform's clients behave.
+"""Locust users, one class per kind of traffic, and one subclass per tier of the catalog
+(`user_classes`: `WebUser`, `ChatUser`, `VideoUser` for the shipped catalog), as the clients behave.
 
-- `WebUser` (FastHttpUser): pages, API calls and uploads, about one request per second each.
-- `ChatUser`: a WebSocket session (`/xmpp-websocket`, as Prosody serves it) joined to a room; it
-  sends a message every second and times the fan-out until its own message comes back. Sessions
-  last 10-20 messages, then the user reconnects (people come and go; a new session may land on a
-  new instance).
-- `VideoUser`: joins a conference over a WebSocket (`/colibri-ws`, as a Jitsi Videobridge
-  participant), sends heartbeats and times their answers, leaves after 10-25 heartbeats.
+- `RequestsUser` (FastHttpUser; web): pages, API calls and uploads, about one request per second each.
+- `SessionUser` (chat): a WebSocket session (`/xmpp-websocket`, as Prosody serves it) joined to a
+  room; it sends a message every second and times the fan-out until its own message comes back.
+  Sessions last 10-20 messages, then the user reconnects (people come and go; a new session may
+  land on a new instance).
+- `ParticipantUser` (video): joins a conference over a WebSocket (`/colibri-ws`, as a Jitsi
+  Videobridge participant), sends heartbeats and times their answers, leaves after 10-25 heartbeats.
 
-Chat and video reach their own hosts: `SWELL_CHAT_HOST` / `SWELL_VIDEO_HOST` (ws://host:port),
-else the `--host` given to Locust with its scheme changed to ws(s).
+Each tier's users reach their own host, `SWELL_<TIER>_HOST` (`SWELL_CHAT_HOST=ws://host:port`,
+`SWELL_WEB_HOST=http://host:port`), else the `--host` given to Locust (its scheme changed to ws(s)
+for WebSockets). Their weight is the catalog's `drill.users_weight`; requests are named
+`<tier> <what>` (`web page`, `chat message`), which the request log reads the tier from.
 
 WebSocket messages and joins are reported to Locust as requests of type `WS`, so Locust's stats
 (and `--csv`) carry them with the HTTP requests.
@@ -25,6 +28,8 @@ import uuid
 import websocket
 from locust import FastHttpUser, User, between, constant_pacing, task
 
+from swell import tiers
+
 UPLOAD = "x" * 16 * 1024  # a 16 kB form post
 RECV_TIMEOUT_S = 5.0
 
@@ -38,21 +43,33 @@ def ws_base(host: str | None, env_var: str) -> str:
     return host.replace("https://", "wss://").replace("http://", "ws://").rstrip("/")
 
 
-class WebUser(FastHttpUser):
-    weight = 6
+class RequestsUser(FastHttpUser):
+    """A tier's HTTP users (abstract: `user_classes` names the tier)."""
+
+    abstract = True
     wait_time = constant_pacing(1.0)
+    tier = ""
+    env_var = ""
+
+    def __init__(self, environment: object) -> None:
+        # Locust's --host overrides every class's host: a tier's own host is taken per instance,
+        # before FastHttpUser builds its client on it.
+        explicit = os.environ.get(self.env_var) if self.env_var else None
+        if explicit:
+            self.host = explicit.rstrip("/")
+        super().__init__(environment)
 
     @task(3)
     def page(self) -> None:
-        self.client.get("/", name="web page")
+        self.client.get("/", name=f"{self.tier} page")
 
     @task(6)
     def api(self) -> None:
-        self.client.get("/api/items", name="web api")
+        self.client.get("/api/items", name=f"{self.tier} api")
 
     @task(1)
     def upload(self) -> None:
-        self.client.post("/upload", data=UPLOAD, name="web upload")
+        self.client.post("/upload", data=UPLOAD, name=f"{self.tier} upload")
 
 
 class _SocketUser(User):
@@ -111,27 +128,49 @@ class _SocketUser(User):
             ws.close()
 
 
-class ChatUser(_SocketUser):
-    weight = 2
+class SessionUser(_SocketUser):
+    abstract = True
     wait_time = between(0.0, 0.5)
-    env_var = "SWELL_CHAT_HOST"
     path = "/xmpp-websocket"
-    tier = "chat"
 
     @task
     def chat(self) -> None:
         self.session("message")
 
 
-class VideoUser(_SocketUser):
-    weight = 2
+class ParticipantUser(_SocketUser):
+    abstract = True
     wait_time = between(0.0, 0.5)
-    env_var = "SWELL_VIDEO_HOST"
     path = "/colibri-ws"
-    tier = "video"
     room_prefix = "conference"
     session_length = (10, 25)
 
     @task
     def video(self) -> None:
         self.session("heartbeat")
+
+
+BY_TRAFFIC: dict[str, type[User]] = {
+    "requests": RequestsUser,
+    "sessions": SessionUser,
+    "participants": ParticipantUser,
+}
+
+
+def user_classes() -> dict[str, type[User]]:
+    """One Locust user class per tier of the catalog, by class name (`WebUser`): its kind of
+    traffic's class, with the tier's name, weight and host variable."""
+    return {
+        f"{t.name.capitalize()}User": type(
+            f"{t.name.capitalize()}User",
+            (BY_TRAFFIC[t.traffic],),
+            {
+                "abstract": False,
+                "tier": t.name,
+                "weight": t.drill.users_weight,
+                "env_var": t.users_host_env,
+                "__module__": __name__,
+            },
+        )
+        for t in tiers.load().tiers
+    }

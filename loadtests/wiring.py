@@ -21,13 +21,16 @@ from loadtests.faults import FaultyActuator
 from loadtests.local_actuator import LocalActuator
 from loadtests.options import DRILL_DRAIN_TIMEOUT_S, DrillOptions
 from loadtests.plumbing import drill_rate_window_lag_s
+from swell import tiers
 
 
 def autoscaler_config(o: DrillOptions, prom_url: str, state_path: Path) -> dict[str, Any]:
     """The drill's autoscaler configuration: production's `swell` policy with every one of its time
-    constants compressed by the drill's speed (`compress_time`), the boot delay plus, for web, the
-    rules' (compressed) rate-window lag as lead time, and the local actuator."""
+    constants compressed by the drill's speed (`compress_time`), the boot delay plus, for a tier
+    whose demand is a rate (requests), the rules' (compressed) rate-window lag as lead time, and the
+    local actuator."""
     speed = o.effective_speed
+    rated = {t.name for t in tiers.load().with_traffic("requests")}
     return {
         "prometheus": {"url": prom_url, "timeout_s": 1.5},
         "interval_s": o.interval_s,
@@ -37,7 +40,7 @@ def autoscaler_config(o: DrillOptions, prom_url: str, state_path: Path) -> dict[
                 "capacity_per_instance": p.capacity_per_instance,
                 "min": p.min,
                 "max": p.max,
-                "lead_time_s": o.boot_delay_s + (drill_rate_window_lag_s(speed) if t == "web" else 0.0),
+                "lead_time_s": o.boot_delay_s + (drill_rate_window_lag_s(speed) if t in rated else 0.0),
                 "policy": "swell",
                 "policy_params": compress_time(speed),
                 "drain_timeout_s": DRILL_DRAIN_TIMEOUT_S,

@@ -25,45 +25,26 @@ from dataclasses import dataclass, field
 import yaml
 
 from stacks.config import SecretsConfig
+from swell import tiers
 
 VARS_FILE = "/etc/swell/ansible-vars.json"
 SECRETS_FILE = "/etc/swell/secrets.json"
 CHECKOUT_DIR = "/opt/swell"
 PLAYBOOK = "playbooks/pull.yml"
 
-# Which role variables each tier gets from `swell:secrets` (role variable -> SecretsConfig field).
-# Least privilege: web gets none, chat what Prosody needs, video what the bridge and coturn need
-# (the certificate only, as the trust anchor for Prosody: never the key).
-TIER_SECRETS: Mapping[str, Mapping[str, str]] = {
-    "web": {},
-    "chat": {
-        "chat_jvb_password": "xmpp_bridge_password",
-        "chat_turn_secret": "turn_secret",
-        "chat_xmpp_tls_certificate": "xmpp_tls_certificate",
-        "chat_xmpp_tls_key": "xmpp_tls_key",
-    },
-    "video": {
-        "video_xmpp_password": "xmpp_bridge_password",
-        "video_turn_secret": "turn_secret",
-        "video_xmpp_ca_certificate": "xmpp_tls_certificate",
-    },
-}
+
+def tier_secrets(tier: str) -> Mapping[str, str]:
+    """Which role variables `tier` gets from `swell:secrets` (role variable -> SecretsConfig field),
+    from the tier catalog: least privilege, only what its role uses (video gets the XMPP certificate
+    as its trust anchor for Prosody, never the key)."""
+    return dict(tiers.load().get(tier).bootstrap.secrets)
 
 
-# Which stack-wide, non-secret variables each tier gets in its vars file (ARCHITECTURE.md, "Instance
-# bootstrap"); the roles' defaults read them (chat_xmpp_domain from swell_xmpp_domain, ...). Web needs
-# none of them.
-TIER_VARS: Mapping[str, tuple[str, ...]] = {
-    "web": (),
-    "chat": ("swell_xmpp_domain", "swell_turn_host", "swell_turn_port"),
-    "video": (
-        "swell_xmpp_domain",
-        "swell_xmpp_address",
-        "swell_xmpp_port",
-        "swell_turn_host",
-        "swell_turn_port",
-    ),
-}
+def tier_var_names(tier: str) -> tuple[str, ...]:
+    """Which stack-wide, non-secret variables `tier` gets in its vars file (ARCHITECTURE.md, "Instance
+    bootstrap"), from the tier catalog; the roles' defaults read them (chat_xmpp_domain from
+    swell_xmpp_domain, ...)."""
+    return tuple(tiers.load().get(tier).bootstrap.vars)
 
 
 @dataclass(frozen=True)
@@ -80,7 +61,7 @@ class Endpoints:
 
 
 def tier_vars(tier: str, endpoints: Endpoints) -> dict[str, object]:
-    """The variables of `tier` from TIER_VARS, with their values."""
+    """The variables of `tier` (`tier_var_names`), with their values."""
     every: dict[str, object] = {
         "swell_xmpp_domain": endpoints.xmpp_domain,
         "swell_xmpp_address": endpoints.xmpp_address,
@@ -88,7 +69,7 @@ def tier_vars(tier: str, endpoints: Endpoints) -> dict[str, object]:
         "swell_turn_host": endpoints.turn_host,
         "swell_turn_port": endpoints.turn_port,
     }
-    wanted = {name: every[name] for name in TIER_VARS[tier]}
+    wanted = {name: every[name] for name in tier_var_names(tier)}
     missing = [name for name, value in wanted.items() if value is None]
     if missing:
         raise ValueError(f"{tier}: no value for {', '.join(missing)}")
@@ -99,7 +80,7 @@ def secret_vars(tier: str, secrets: SecretsConfig | None) -> dict[str, str]:
     """The role variables of `tier` that come from `swell:secrets` (empty without secrets)."""
     if secrets is None:
         return {}
-    return {var: getattr(secrets, name).get_secret_value() for var, name in TIER_SECRETS[tier].items()}
+    return {var: getattr(secrets, name).get_secret_value() for var, name in tier_secrets(tier).items()}
 
 
 @dataclass(frozen=True)

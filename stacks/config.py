@@ -3,7 +3,8 @@
 Keys (documented for operators in Pulumi.yaml):
 
 - `openstack:region`             the OpenStack region (GRA11, SBG5, ...): never hard-coded here
-- `swell:tiers`                  object keyed by tier (web, chat, video): flavor, count, min, max, image,
+- `swell:tiers`                  object keyed by tier (every tier of the catalog, swell/data/tiers.yaml):
+                                 flavor, count, min, max, image,
                                  and the autoscaler's `instances` (serving indices, default 0..count-1)
                                  and `retiring` (indices being drained: weight 0, removed once empty).
                                  The autoscaler writes count, instances and retiring (docs/stacks.md,
@@ -20,11 +21,11 @@ Keys (documented for operators in Pulumi.yaml):
                                  delivered to chat and video instances in their user_data. Optional:
                                  without it those tiers get none, and bridges cannot join.
 - `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
-- `swell:tls`                    the web and chat load balancers' certificate: {certificate, privateKey,
+- `swell:tls`                    the balanced tiers' load balancers' certificate: {certificate, privateKey,
                                  chain?} in PEM, which the stack stores in the Key Manager (Barbican), the
                                  private key set with `pulumi config set --secret`; or {containerRef} of a
-                                 certificate already there; and `hosts` {web, chat}, the public names
-                                 that plain-HTTP requests are redirected to
+                                 certificate already there; and `hosts` {<balanced tier>: name}, the
+                                 public names that plain-HTTP requests are redirected to
 - `swell:monitoringCidrs`        IPv4 CIDRs allowed to scrape the load balancers' PROMETHEUS listeners
                                  (default: the private network; never 0.0.0.0/0)
 - `swell:xmpp`                   {domain, turnHost}: the XMPP domain the chat tier serves (the bridges log
@@ -43,10 +44,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -57,13 +59,9 @@ from pydantic import (
 )
 
 from stacks import catalog
+from swell import tiers as tier_catalog
 from swell.configure.admin_networks import admin_network
 
-TierName = Literal["web", "chat", "video"]
-TIER_NAMES: tuple[TierName, ...] = ("web", "chat", "video")
-# Tiers reached through an Octavia load balancer; video bridges are reached directly on Ext-Net.
-BALANCED_TIERS: frozenset[str] = frozenset({"web", "chat"})
-PUBLIC_TIERS: frozenset[str] = frozenset({"video"})
 PROJECT = "swell"
 REGION_KEY = "openstack:region"
 
@@ -132,14 +130,34 @@ class TierConfig(_Model):
         return value
 
 
-class TiersConfig(_Model):
-    web: TierConfig
-    chat: TierConfig
-    video: TierConfig
+def _catalog_keys(kind: str, given: object, expected: tuple[str, ...], what: str) -> list[str]:
+    """Problems with the keys of an object keyed by tier (`swell:tiers`, `swell:tls.hosts`): the tiers
+    are the catalog's, so pydantic cannot know them; each problem names the key and the allowed ones."""
+    if not isinstance(given, Mapping):
+        return []
+    problems = [
+        f"{PROJECT}:{kind}.{name}: unknown key; allowed: {', '.join(expected)}"
+        for name in given
+        if name not in expected
+    ]
+    problems += [
+        f"{PROJECT}:{kind}.{name}: required key is missing ({what})" for name in expected if name not in given
+    ]
+    return problems
 
-    def items(self) -> Iterator[tuple[TierName, TierConfig]]:
-        for name in TIER_NAMES:
-            yield name, getattr(self, name)
+
+def _in_catalog_order(value: Mapping[str, Any], expected: tuple[str, ...]) -> dict[str, Any]:
+    # Catalog order is declaration order: a tier that needs another's address comes after it.
+    if set(value) != set(expected):
+        raise ValueError(f"expected exactly the catalog's tiers: {', '.join(expected)}")
+    return {name: value[name] for name in expected}
+
+
+def _tiers(value: dict[str, TierConfig]) -> dict[str, TierConfig]:
+    return _in_catalog_order(value, tier_catalog.names())
+
+
+TiersConfig = Annotated[dict[str, TierConfig], AfterValidator(_tiers)]
 
 
 class PrivateNetworkConfig(_Model):
@@ -238,18 +256,23 @@ _BARBICAN_REF = re.compile(r"^https://[^/\s]+(/[^\s]*)?/v1/(containers|secrets)/
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
-class TlsHosts(_Model):
-    """The public names of the balanced tiers; plain-HTTP requests are redirected to https://<name>."""
+def _public_host(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError("not a DNS name like meet.example.org (lower case, no scheme, no port)")
+    return value
 
-    web: str
-    chat: str
 
-    @field_validator("web", "chat")
-    @classmethod
-    def _hostname(cls, value: str) -> str:
-        if not _HOSTNAME.match(value):
-            raise ValueError("not a DNS name like meet.example.org (lower case, no scheme, no port)")
-        return value
+def balanced_tier_names() -> tuple[str, ...]:
+    return tuple(t.name for t in tier_catalog.load().balanced)
+
+
+def _tls_hosts(value: dict[str, str]) -> dict[str, str]:
+    return _in_catalog_order(value, balanced_tier_names())
+
+
+# The public names of the balanced tiers, keyed by tier; plain-HTTP requests are redirected to
+# https://<name>.
+TlsHosts = Annotated[dict[str, Annotated[str, AfterValidator(_public_host)]], AfterValidator(_tls_hosts)]
 
 
 class XmppConfig(_Model):
@@ -442,10 +465,17 @@ SWELL_KEYS = tuple(
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     """The keys allowed in the object at `loc` (to turn "extra input" into "allowed: ...")."""
     model: type[BaseModel] = StackConfig
+    keyed = False
     for part in loc:
+        if keyed:
+            keyed = False  # a tier's name in an object keyed by tier: the model stays the same
+            continue
         fields = {(f.alias or n): f for n, f in model.model_fields.items()}
         field = fields.get(str(part))
         annotation = getattr(field, "annotation", None)
+        keyed = getattr(annotation, "__origin__", None) is dict
+        if keyed:
+            annotation = get_args(annotation)[1]
         # An optional object (`SecretsConfig | None`) is looked into like a required one.
         found = [
             a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
@@ -530,6 +560,10 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
     return problems
 
 
+def _tier_keys() -> str:
+    return "an object with keys: " + ", ".join((f.alias or n) for n, f in TierConfig.model_fields.items())
+
+
 def parse(values: Mapping[str, Any], stack: str) -> StackConfig:
     """Validate config values keyed as in Pulumi.<stack>.yaml (`swell:tiers`, `openstack:region`, ...)."""
     problems: list[str] = []
@@ -547,6 +581,12 @@ def parse(values: Mapping[str, Any], stack: str) -> StackConfig:
     if "region" not in data:
         problems.append(f"{REGION_KEY}: required key is missing (the OpenStack region, e.g. GRA11)")
         data["region"] = "unset"
+    problems += _catalog_keys("tiers", data.get("tiers"), tier_catalog.names(), _tier_keys())
+    tls = data.get("tls")
+    if isinstance(tls, Mapping):
+        problems += _catalog_keys(
+            "tls.hosts", tls.get("hosts"), balanced_tier_names(), "the tier's public name"
+        )
     if problems:
         raise ConfigError(problems)
     try:

@@ -27,6 +27,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks import config
+from swell import tiers
 
 INSTANCE = "openstack:compute/instance:Instance"
 SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"
@@ -76,7 +77,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """(tier slot, index) from a logical name like `web-3` or `chat-lb`: addresses then depend on
         the name alone, so the same instance gets the same placeholder address in every run."""
         prefix, _, rest = name.partition("-")
-        slot = {"web": 1, "chat": 2, "video": 3}.get(prefix, 0)
+        # Catalog order: the first tier gets slot 1 (0 for shared resources such as `private`).
+        names = tiers.names()
+        slot = names.index(prefix) + 1 if prefix in names else 0
         index = int(rest) if rest.isdigit() else 0
         return slot, index
 

@@ -1,5 +1,9 @@
 """What each balanced tier's load balancer is, as data: its listeners, its pool, its health monitor.
 
+Built from the tier catalog's `balancer` entry (swell/data/tiers.yaml: lb_method, persistence, the
+traffic listeners' inactivity timeout, extra listeners such as chat's `xmpp`); the listener shapes,
+ports and health checks are here, the same for every balanced tier.
+
 One spec, two renderings, so production and the drill cannot drift apart:
 
 - `stacks/loadbalancer.py` turns it into Octavia resources (pulumi-openstack);
@@ -39,6 +43,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from swell import tiers
 
 # Octavia listener protocols used here.
 TERMINATED_HTTPS = "TERMINATED_HTTPS"
@@ -220,26 +226,31 @@ XMPP = Listener(
     private_only=True,
 )
 
-SPECS: Mapping[str, BalancedTier] = {
-    # Web requests are short: least connections is least outstanding requests.
-    "web": BalancedTier(
-        "web",
-        _listeners(DEFAULT_DATA_TIMEOUT_MS),
-        Pool(HTTP, "LEAST_CONNECTIONS", MEMBER_PORT, MEMBER_PORT, HealthMonitor()),
-    ),
-    # Chat sessions are long: least connections spreads them; BOSH's successive requests must reach
-    # the Prosody that holds the session, which a cookie the load balancer inserts guarantees. (It was
-    # SOURCE_IP while TLS passed through: every user behind one NAT, a whole company, on one Prosody.)
-    "chat": BalancedTier(
-        "chat",
-        (*_listeners(LONG_SESSION_TIMEOUT_MS), XMPP),
-        Pool(HTTP, "LEAST_CONNECTIONS", MEMBER_PORT, MEMBER_PORT, HealthMonitor(), persistence="HTTP_COOKIE"),
-    ),
-}
+# Listeners a catalog entry may add to its balancer, by the name it uses (`extra_listeners`).
+EXTRA_LISTENERS: Mapping[str, Listener] = {"xmpp": XMPP}
+
+
+def balanced_tier(entry: tiers.Tier) -> BalancedTier:
+    """The load balancer of a balanced catalog entry (why each tier chose its method, persistence and
+    timeouts is said beside its entry in swell/data/tiers.yaml)."""
+    if entry.balancer is None:
+        raise KeyError(f"{entry.name!r} has no load balancer")
+    b = entry.balancer
+    return BalancedTier(
+        entry.name,
+        (*_listeners(b.data_timeout_ms), *(EXTRA_LISTENERS[name] for name in b.extra_listeners)),
+        Pool(HTTP, b.lb_method, MEMBER_PORT, MEMBER_PORT, HealthMonitor(), persistence=b.persistence),
+    )
+
+
+def specs() -> dict[str, BalancedTier]:
+    """Every balanced tier's load balancer, in catalog order."""
+    return {entry.name: balanced_tier(entry) for entry in tiers.load().balanced}
 
 
 def spec(tier: str) -> BalancedTier:
+    found = specs()
     try:
-        return SPECS[tier]
+        return found[tier]
     except KeyError:
-        raise KeyError(f"{tier!r} has no load balancer; balanced tiers: {', '.join(SPECS)}") from None
+        raise KeyError(f"{tier!r} has no load balancer; balanced tiers: {', '.join(found)}") from None

@@ -140,7 +140,7 @@ def summarize(recording: Any) -> Summary:
     cat = catalog.load()
     cfg: config.StackConfig = recording.config
     custom = [r for r in recording.resources if not r.type.startswith("swell:")]
-    per_tier: dict[str, Counter[str]] = {name: Counter() for name in config.TIER_NAMES}
+    per_tier: dict[str, Counter[str]] = {name: Counter() for name in cfg.tiers}
     shared: Counter[str] = Counter()
     for r in custom:
         owner = r.name.split("-", 1)[0]

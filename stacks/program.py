@@ -13,13 +13,14 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
-from stacks import bootstrap, config
+from stacks import bootstrap, config, listeners
 from stacks.bootstrap import Bootstrap, Endpoints, render_user_data, secret_vars
 from stacks.listeners import XMPP_PORT
 from stacks.loadbalancer import TlsCertificate, TlsCertificateArgs
 from stacks.network import PrivateNetwork, PrivateNetworkArgs
 from stacks.rules import TURN_TLS_PORT
 from stacks.tier import BalancerSettings, Tier, TierArgs
+from swell import tiers as tier_catalog
 
 
 def tls_container_ref(cfg: config.StackConfig) -> pulumi.Input[str]:
@@ -63,11 +64,13 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
             "secret or XMPP certificate, so video bridges cannot join (Pulumi.yaml lists the keys)"
         )
     tiers: dict[str, Any] = {}
-    # Chat's load balancer VIP, known once chat is declared (tiers come in the order web, chat,
-    # video): video's user_data names it as the bridges' XMPP address.
-    chat_vip: pulumi.Output[str] | None = None
+    # The VIP of the load balancer with the `xmpp` listener (chat's), known once that tier is declared
+    # (the catalog declares it before the tiers that need it): their user_data names it as the
+    # bridges' XMPP address.
+    xmpp_vip: pulumi.Output[str] | None = None
     tier_vars: dict[str, Any] = {}
     for name, tier in cfg.tiers.items():
+        entry = tier_catalog.load().get(name)
         base = Bootstrap(
             tier=name,
             stack=cfg.stack,
@@ -79,10 +82,10 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
         )
         found: pulumi.Input[dict[str, object]]
         user_data: pulumi.Input[str]
-        if "swell_xmpp_address" in bootstrap.TIER_VARS[name]:
-            if chat_vip is None:
-                raise RuntimeError(f"{name}'s user_data needs the chat load balancer, declared before it")
-            found_later = chat_vip.apply(functools.partial(_tier_vars, cfg, name))
+        if "swell_xmpp_address" in bootstrap.tier_var_names(name):
+            if xmpp_vip is None:
+                raise RuntimeError(f"{name}'s user_data needs the XMPP load balancer, declared before it")
+            found_later = xmpp_vip.apply(functools.partial(_tier_vars, cfg, name))
             found, user_data = found_later, found_later.apply(functools.partial(_user_data, base))
         else:
             found = _tier_vars(cfg, name, None)
@@ -108,18 +111,18 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
                 balancer=(
                     BalancerSettings(
                         tls_container_ref=certificate_ref,
-                        public_host=getattr(cfg.tls.hosts, name),
+                        public_host=cfg.tls.hosts[name],
                         monitoring_cidrs=cfg.metrics_allowed_cidrs,
                     )
-                    if name in config.BALANCED_TIERS
+                    if entry.balanced
                     else None
                 ),
-                public=name in config.PUBLIC_TIERS,
+                public=entry.public,
             ),
         )
         tiers[name] = {"instances": component.instances, "load_balancer": component.load_balancer}
-        if name == "chat":
-            chat_vip = component.vip_address
+        if entry.balancer is not None and listeners.XMPP.name in entry.balancer.extra_listeners:
+            xmpp_vip = component.vip_address
     return {
         "stack": cfg.stack,
         "region": cfg.region,
@@ -132,7 +135,7 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
 
 
 def _tier_vars(cfg: config.StackConfig, tier: str, xmpp_address: str | None) -> dict[str, object]:
-    """Where `tier` finds the others (stacks/bootstrap.py, TIER_VARS), from swell:xmpp and the VIP."""
+    """Where `tier` finds the others (stacks/bootstrap.py, tier_var_names), from swell:xmpp and the VIP."""
     endpoints = Endpoints(
         xmpp_domain=cfg.xmpp.domain,
         xmpp_address=xmpp_address,

@@ -1,7 +1,7 @@
 """Which ports each tier opens, to whom: the security group rules as data (ARCHITECTURE.md, "Ports").
 
-A pure function, so the table is tested without Pulumi and the Tier component only turns it into
-SecGroupRule resources.
+A pure function of the tier's catalog entry (swell/data/tiers.yaml: its ports and exporters), so the
+table is tested without Pulumi and the Tier component only turns it into SecGroupRule resources.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stacks.listeners import MEMBER_PORT, XMPP_PORT
+from swell import tiers
 
 WORLD = ("0.0.0.0/0", "::/0")
 # coturn's TURN over TLS on the video bridges: the port Prosody advertises to clients with the TURN
@@ -39,25 +39,18 @@ class Rule:
 
 
 def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> list[Rule]:
+    """SSH from the admin networks, each exporter from the private network (where Prometheus runs),
+    then the tier's own ports. A balanced tier's ports come from the private network only: the
+    Octavia VIP and its amphorae sit on the private subnet and source-NAT clients to the amphora's
+    address, so backends never face the internet. A `world` port is opened over IPv4 and IPv6."""
+    catalog = tiers.load()
+    entry = catalog.get(tier)
     rules = [Rule("tcp", 22, cidr, "SSH from the admin networks only") for cidr in admin_cidrs]
-    rules.append(
-        Rule("tcp", 9100, private_cidr, "node exporter, scraped by Prometheus on the private network")
-    )
-    if tier in ("web", "chat"):
-        # The Octavia VIP and its amphorae sit on the private subnet: backends never face the internet.
-        # TLS ends at the load balancer, which source-NATs clients to the amphora's private address,
-        # so the members' HTTP port and the health monitor need the private network and nothing else.
-        rules.append(
-            Rule("tcp", MEMBER_PORT, private_cidr, "nginx: the app in plain HTTP and /healthz, from the LB")
-        )
-    if tier == "chat":
-        # The bridges' XMPP logins, passed through by the load balancer's private TCP listener (whose
-        # amphora connects from the private subnet), and its health check.
-        rules.append(Rule("tcp", XMPP_PORT, private_cidr, "Prosody c2s for the video bridges, from the LB"))
-    if tier == "video":
-        # Jitsi Videobridge media must be reachable by every participant, over IPv4 and IPv6.
-        for world in WORLD:
-            rules.append(Rule("udp", 10000, world, "Jitsi Videobridge media"))
-            rules.append(Rule("tcp", TURN_TLS_PORT, world, "TURN over TLS (coturn), the TCP fallback"))
-        rules.append(Rule("tcp", 8080, private_cidr, "Jitsi Videobridge private HTTP interface (/metrics)"))
+    for name in entry.exporters:
+        exporter = catalog.exporters[name]
+        rules.append(Rule("tcp", exporter.port, private_cidr, exporter.description))
+    private = [p for p in entry.ports if p.source == "private"]
+    world = [p for p in entry.ports if p.source == "world"]
+    rules += [Rule(p.protocol, p.port, private_cidr, p.description) for p in private]
+    rules += [Rule(p.protocol, p.port, remote, p.description) for remote in WORLD for p in world]
     return rules

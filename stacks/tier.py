@@ -1,5 +1,6 @@
 """The tier component: a security group, a soft-anti-affinity server group, one instance per index
-(serving and retiring) and, for web and chat, an Octavia load balancer with one member per instance.
+(serving and retiring) and, for a balanced tier (the catalog's `balancer`), an Octavia load balancer
+with one member per instance.
 
 Scaling is configuration alone: instance i is named `<tier>-<i>` and its inputs depend on the tier
 and on i only, never on the count or on the other indices, so the indices that appear or disappear
@@ -45,7 +46,7 @@ class TierArgs:
     # The cloud-init document (stacks/bootstrap.py); it may carry secrets, so it is always sent as a
     # Pulumi secret. An Output for video: it names the chat load balancer's VIP.
     user_data: pulumi.Input[str]
-    # Web and chat sit behind Octavia (None for video: bridges take public addresses on Ext-Net).
+    # Balanced tiers sit behind Octavia (None otherwise: video bridges take public addresses on Ext-Net).
     balancer: BalancerSettings | None
     public: bool
     retiring: tuple[int, ...] = ()
@@ -62,7 +63,7 @@ class BalancerSettings:
 
 
 def _private_ip(networks: Sequence[Mapping[str, Any]]) -> str:
-    # The private network is always the last one attached; video bridges have Ext-Net first.
+    # The private network is always the last one attached; public tiers have Ext-Net first.
     return str(networks[-1]["fixed_ip_v4"])
 
 

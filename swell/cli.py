@@ -475,7 +475,10 @@ def configure_command(
             "--stack-outputs", help="JSON from `pulumi stack output --json` (ARCHITECTURE.md contract)."
         ),
     ],
-    limit: Annotated[str | None, typer.Option("--limit", help="Only this tier: web, chat or video.")] = None,
+    limit: Annotated[
+        str | None,
+        typer.Option("--limit", help="Only this tier (a tier of swell/data/tiers.yaml: web, chat, video)."),
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Report what would change; change nothing.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show the changes made to files.")] = False,
     admin_cidr: Annotated[

@@ -121,7 +121,7 @@ BAD_OUTPUTS = [
     ),
     (
         broken(lambda d: d["tiers"].update(wbe=d["tiers"].pop("web"))),
-        "tiers.wbe.[key]: Input should be 'web', 'chat' or 'video'",
+        "tiers.wbe.[key]: Value error, unknown tier 'wbe'; tiers: web, chat, video",
     ),
     (
         broken(lambda d: d["tiers"]["chat"]["instances"][0].update(name="swell-prod-gra11-web-0")),

@@ -458,8 +458,8 @@ def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged
 @pytest.mark.parametrize(
     ("bootstrap_vars", "expected"),
     [
-        ({}, "swell_tier is unset; expected web, chat or video"),
-        ({"swell_tier": "db"}, "swell_tier is db; expected web, chat or video"),
+        ({}, "swell_tier is unset; expected one of web, chat, video"),
+        ({"swell_tier": "db"}, "swell_tier is db; expected one of web, chat, video"),
     ],
     ids=["missing-tier", "unknown-tier"],
 )
@@ -477,7 +477,7 @@ def test_pull_playbook_refuses_an_instance_without_a_tier(
         tally.apply,
     )
     assert outcome.rc != 0
-    assert [f.task for f in tally.failures] == ["Check that swell_tier names a tier"]
+    assert [f.task for f in tally.failures] == ["Check that swell_tier names a tier of the catalog"]
     assert expected in tally.failures[0].message
 
 

@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from stacks.rules import ingress_rules
+from swell import tiers
+from tests.fourth_tier import NAME, use_extended_catalog
+
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT / "playbooks"
 ROLES = sorted(p.name for p in (PLAYBOOKS / "roles").iterdir() if p.is_dir())
@@ -47,12 +51,40 @@ def role_file(role: str, path: str) -> Any:
     return yaml.safe_load((PLAYBOOKS / "roles" / role / path).read_text())
 
 
+def port_table(catalog: Path | None = None) -> list[dict[str, Any]]:
+    """The base role's port table, as its vars derive it: the `swell_port_table` filter over the
+    tier catalog."""
+    spec = importlib.util.spec_from_file_location(
+        "swell_tiers", PLAYBOOKS / "filter_plugins" / "swell_tiers.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "swell_port_table" in role_file("base", "vars/main.yml")["base_firewall_port_table"]
+    data = yaml.safe_load((catalog or tiers.DEFAULT_PATH).read_text())
+    return list(module.swell_port_table(data))
+
+
 def test_firewall_port_table_is_architecture_md_port_table() -> None:
-    table = role_file("base", "vars/main.yml")["base_firewall_port_table"]
-    rules = {(r["port"], r["protocol"], tier, r["source"]) for r in table for tier in r["tiers"]}
+    rules = {(r["port"], r["protocol"], tier, r["source"]) for r in port_table() for tier in r["tiers"]}
     expected = architecture_ports()
     assert len(expected) >= 10  # the table was found and read
     assert rules == expected
+
+
+@pytest.mark.parametrize("with_fourth_tier", [False, True], ids=["shipped-catalog", "fourth-tier"])
+def test_host_firewall_opens_what_the_security_groups_open(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, with_fourth_tier: bool
+) -> None:
+    # Both from the same catalog entries: the stack's rules (stacks/rules.py) and the base role's
+    # table, tier by tier (the SG says `private` where the firewall says `load_balancer`).
+    catalog = use_extended_catalog(monkeypatch, tmp_path) if with_fourth_tier else tiers.DEFAULT_PATH
+    table = port_table(catalog)
+    for tier in tiers.names():
+        firewall = {(r["port"], r["protocol"]) for r in table if tier in r["tiers"]}
+        groups = {(r.port, r.protocol) for r in ingress_rules(tier, ["203.0.113.0/24"], "10.42.0.0/16")}
+        assert firewall == groups, tier
+    assert (with_fourth_tier and NAME in {t for r in table for t in r["tiers"]}) or not with_fourth_tier
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stacks import catalog
+from swell import tiers
 
 INSTANCE = "openstack:compute/instance:Instance"
 SEC_GROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"
 
-TIERS = ("web", "chat", "video")
 ANTI_AFFINITY = ("anti-affinity", "soft-anti-affinity")
 # Ports that administer or observe a host: never reachable from the whole internet.
 MANAGEMENT_PORTS = {
@@ -78,9 +78,10 @@ def tier_metadata(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if resource_type != INSTANCE:
         return []
     tier = (props.get("metadata") or {}).get("tier")
-    if tier in TIERS:
+    known = tiers.names()
+    if tier in known:
         return []
-    return [f"instance metadata tier is {tier!r}; expected one of: {', '.join(TIERS)}"]
+    return [f"instance metadata tier is {tier!r}; expected one of: {', '.join(known)}"]
 
 
 @dataclass(frozen=True)

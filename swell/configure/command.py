@@ -19,8 +19,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from swell import tiers as tier_catalog
 from swell.configure.inventory import AddressChoice, InventorySettings, build_inventory
-from swell.configure.outputs import TIERS, StackOutputsError, load_stack_outputs
+from swell.configure.outputs import StackOutputsError, load_stack_outputs
 from swell.configure.progress import RunTally
 from swell.configure.runner import SITE_PLAYBOOK, AnsibleRunner, PlaybookRun, PlaybookRunner
 
@@ -132,8 +133,9 @@ def configure(
     err = err or Console(stderr=True)
     try:
         outputs = load_stack_outputs(options.stack_outputs)
-        if options.limit is not None and options.limit not in TIERS:
-            raise StackOutputsError(f"--limit {options.limit!r}: expected one of {', '.join(TIERS)}")
+        known = tier_catalog.names()
+        if options.limit is not None and options.limit not in known:
+            raise StackOutputsError(f"--limit {options.limit!r}: expected one of {', '.join(known)}")
         settings = InventorySettings(
             ssh_user=options.ssh_user,
             address=options.address,

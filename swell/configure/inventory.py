@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swell import tiers as tier_catalog
 from swell.configure.admin_networks import admin_network
-from swell.configure.outputs import TIERS, Instance, StackOutputs, StackOutputsError
+from swell.configure.outputs import Instance, StackOutputs, StackOutputsError
 
 AddressChoice = Literal["private", "public"]
 
@@ -65,10 +66,11 @@ def admin_cidrs(outputs: StackOutputs, settings: InventorySettings) -> list[str]
 
 def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[str, Any]:
     """The inventory for site.yml: groups web, chat and video, hosts named like the instances."""
-    tiers = settings.tiers or TIERS
-    unknown = [t for t in tiers if t not in TIERS]
+    known = tier_catalog.names()
+    tiers = settings.tiers or known
+    unknown = [t for t in tiers if t not in known]
     if unknown:
-        raise StackOutputsError(f"unknown tier(s) {', '.join(unknown)}; tiers are {', '.join(TIERS)}")
+        raise StackOutputsError(f"unknown tier(s) {', '.join(unknown)}; tiers are {', '.join(known)}")
     cidrs = admin_cidrs(outputs, settings)
     if not cidrs:
         raise StackOutputsError(
@@ -105,6 +107,9 @@ def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[
                 "swell_region": outputs.region,
                 "swell_private_network_cidr": str(outputs.private_network.cidr),
                 "swell_admin_cidrs": cidrs,
+                # The catalog the tiers were read from: the base role derives the host firewall
+                # from it, as the stack derived the security groups.
+                "swell_tier_catalog": str(tier_catalog.path().resolve()),
             },
             "children": children,
         }

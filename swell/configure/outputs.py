@@ -11,13 +11,13 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from swell import tiers as tier_catalog
 from swell.configure.admin_networks import admin_network
 
-TIERS: tuple[str, ...] = ("web", "chat", "video")
 # The variables the inventory sets itself (swell/configure/inventory.py), from the other outputs.
 INVENTORY_VARS = frozenset(
     {
@@ -27,9 +27,20 @@ INVENTORY_VARS = frozenset(
         "swell_private_network_cidr",
         "swell_admin_cidrs",
         "swell_private_ip",
+        "swell_tier_catalog",
     }
 )
-Tier = Literal["web", "chat", "video"]
+
+
+def _known_tier(name: str) -> str:
+    # The tier catalog's tiers only, so a misspelt tier cannot silently configure nothing.
+    known = tier_catalog.names()
+    if name not in known:
+        raise ValueError(f"unknown tier {name!r}; tiers: {', '.join(known)}")
+    return name
+
+
+Tier = Annotated[str, AfterValidator(_known_tier)]
 
 
 class StackOutputsError(ValueError):
@@ -48,7 +59,8 @@ class Instance(BaseModel):
 
 
 class LoadBalancer(BaseModel):
-    """A tier's load balancer (absent for the video tier, which participants reach directly)."""
+    """A tier's load balancer (absent for a tier without one, like video: participants reach bridges
+    directly)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -77,7 +89,7 @@ class StackOutputs(BaseModel):
     """All of `pulumi stack output --json` that configuring hosts needs.
 
     Keys the playbooks do not use are ignored, so the stacks may add outputs freely; tiers must
-    be among TIERS, so a misspelt tier cannot silently configure nothing.
+    be among the tier catalog's (swell/data/tiers.yaml), so a misspelt tier cannot silently configure nothing.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -90,8 +102,9 @@ class StackOutputs(BaseModel):
     # `swell configure --admin-cidr` can give it instead.
     admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
     # Where each tier finds the others (the XMPP domain, the chat load balancer's VIP, the TURN
-    # host): the very variables the stack writes into the tier's user_data (stacks/bootstrap.py,
-    # TIER_VARS), given to the tier's group. Absent from older stacks: `-e` gives them instead.
+    # host): the very variables the stack writes into the tier's user_data (the tier catalog's
+    # `bootstrap.vars`, stacks/bootstrap.py), given to the tier's group. Absent from older stacks:
+    # `-e` gives them instead.
     tier_vars: dict[Tier, dict[str, str | int]] = Field(default_factory=dict)
 
     @field_validator("tier_vars")
@@ -134,11 +147,11 @@ class StackOutputs(BaseModel):
 
     def variables(self, tier: str) -> dict[str, str | int]:
         """The stack variables of one tier (none when the stack gives none)."""
-        return dict(self.tier_vars.get(tier, {}))  # type: ignore[call-overload]
+        return dict(self.tier_vars.get(tier, {}))
 
     def instances(self, tier: str) -> list[Instance]:
         """The instances of one tier (none when the stack has no such tier)."""
-        outputs = self.tiers.get(tier)  # type: ignore[call-overload]
+        outputs = self.tiers.get(tier)
         return list(outputs.instances) if outputs else []
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dashboards import prometheus
-from dashboards.mixin import LB_METRIC_RELABEL, Selectors, rules_document
+from dashboards.mixin import Selectors, lb_metric_relabel, rules_document
 from dashboards.prometheus import (
     PRODUCTION,
     SD_KEYS,
@@ -87,7 +87,7 @@ def test_no_credential_is_written_in_the_configuration() -> None:
 
 
 def test_the_load_balancer_job_renames_a_bare_haproxy_as_octavia_does_and_nothing_else() -> None:
-    assert _jobs(_production())["swell-lb"]["metric_relabel_configs"] == LB_METRIC_RELABEL
+    assert _jobs(_production())["swell-lb"]["metric_relabel_configs"] == lb_metric_relabel()
 
 
 DRILL_FILES = {"node_file_sd": Path("/d/nodes.json"), "jvb_file_sd": Path("/d/jvb.json")}

@@ -131,7 +131,7 @@ def _demand_while_sending(parts: Parts, seconds: float = 9.0) -> tuple[list[floa
     seen: list[float] = []
     sampler = threading.Thread(target=lambda: _sample(parts.prometheus, until, 5.0, seen))
     sampler.start()
-    answered = _send(f"http://127.0.0.1:{parts.ports.web}/page", until)
+    answered = _send(f"http://127.0.0.1:{parts.ports.frontend('web')}/page", until)
     thread.join()
     sampler.join()
     return seen, answered, sum(redirects[0])

@@ -25,8 +25,8 @@ import pytest
 from loadtests.calibrate import LOCUSTFILE, WORKER_REPORT_S, default_slo
 from loadtests.knee import OFFERED_PER_USER, StepPlan
 from loadtests.steps import configured
-from loadtests.tier_service import DEFAULT_SPECS, WEB_MIX
-from loadtests.users import WebUser
+from loadtests.tier_service import WEB_MIX, catalog_spec
+from loadtests.users import user_classes
 from tests.realparts import wait_until
 
 SWELL = str(Path(sys.executable).with_name("swell"))
@@ -45,7 +45,7 @@ def calibrate(
 
 
 def designed(tier: str) -> float:
-    return DEFAULT_SPECS[tier].designed_capacity(default_slo().p95_ms / 1000.0)
+    return catalog_spec(tier).designed_capacity(default_slo().p95_ms / 1000.0)
 
 
 def assert_png(path: Path) -> None:
@@ -54,7 +54,7 @@ def assert_png(path: Path) -> None:
 
 
 def test_the_designed_mix_is_the_one_web_users_send() -> None:
-    assert dict(Counter(getattr(t, "__name__", "") for t in WebUser.tasks)) == WEB_MIX
+    assert dict(Counter(getattr(t, "__name__", "") for t in user_classes()["WebUser"].tasks)) == WEB_MIX
 
 
 @pytest.mark.parametrize("tier", ["web", "chat"])

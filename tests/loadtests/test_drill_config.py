@@ -127,7 +127,7 @@ def _expected_sections(
         backend |= {"cookie SRV insert indirect nocache dynamic", "dynamic-cookie-key swell-drill"}
     out = {f"backend {tier}-pool": backend}
     for listener in spec.listeners:
-        if listener.monitoring_only or (tier, listener.name) in DRILL_OMITTED:
+        if listener.monitoring_only or listener.name in DRILL_OMITTED:
             continue
         port = ports.frontend(tier) if listener.forwards_to_pool else ports.redirects[tier]
         lines = {f"bind 127.0.0.1:{port}", "mode http", f"timeout client {listener.timeout_client_data_ms}ms"}
@@ -143,9 +143,11 @@ def _expected_sections(
 
 
 @pytest.mark.parametrize("speed", [1.0, 20.0, 360.0], ids=lambda s: f"x{s:g}")
-@pytest.mark.parametrize("tier", sorted(listeners.SPECS))
+@pytest.mark.parametrize("tier", sorted(listeners.specs()))
 def test_the_drills_haproxy_is_the_stacks_listener_spec_field_by_field(tier: str, speed: float) -> None:
-    ports = HAProxyPorts(1001, 1002, 1003, 1004, redirects={"web": 1005, "chat": 1006})
+    ports = HAProxyPorts(
+        {"web": 1001, "chat": 1002, "video": 1003}, 1004, redirects={"web": 1005, "chat": 1006}
+    )
     rendered = _sections(haproxy_config(ports, Path("/run/haproxy.sock"), slots=4, speed=speed))
     expected = _expected_sections(tier, listeners.spec(tier), speed, ports)
     assert {head: rendered[head] for head in expected} == expected
@@ -161,29 +163,37 @@ def test_the_drills_haproxy_is_the_stacks_listener_spec_field_by_field(tier: str
 
 def test_the_drill_leaves_out_only_the_listeners_it_names_and_says_why() -> None:
     # Every omission is a listener of the spec (not a stale name), with a reason a reader can act on.
-    declared = {(tier, x.name) for tier, spec in listeners.SPECS.items() for x in spec.listeners}
+    declared = {x.name for spec in listeners.specs().values() for x in spec.listeners}
     assert set(DRILL_OMITTED) <= declared
-    assert set(DRILL_OMITTED) == {("chat", "xmpp")}
+    assert set(DRILL_OMITTED) == {"xmpp"}
     assert all(len(reason) > 40 for reason in DRILL_OMITTED.values())
-    rendered = haproxy_config(HAProxyPorts(1, 2, 3, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2)
+    rendered = haproxy_config(
+        HAProxyPorts({"web": 1, "chat": 2, "video": 3}, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2
+    )
     assert "frontend chat-xmpp" not in rendered and ":5222" not in rendered
 
 
 def test_a_listener_the_drill_cannot_render_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     # A new listener of another kind must be rendered or named in DRILL_OMITTED, never dropped quietly.
-    chat = listeners.SPECS["chat"]
+    specs = listeners.specs()
+    chat = specs["chat"]
     sneaky = dataclasses.replace(listeners.XMPP, name="xmpp-federation")
-    monkeypatch.setitem(
-        listeners.SPECS, "chat", dataclasses.replace(chat, listeners=(*chat.listeners, sneaky))
-    )
+    changed = dataclasses.replace(chat, listeners=(*chat.listeners, sneaky))
+    monkeypatch.setattr(listeners, "specs", lambda: {**specs, "chat": changed})
     with pytest.raises(ValueError, match=r"chat-xmpp-federation: .* DRILL_OMITTED"):
-        haproxy_config(HAProxyPorts(1, 2, 3, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2)
+        haproxy_config(
+            HAProxyPorts({"web": 1, "chat": 2, "video": 3}, 4, redirects={"web": 5, "chat": 6}), Path("/s"), 2
+        )
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="needs haproxy (Debian package)")
 def test_haproxy_accepts_the_drills_configuration(tmp_path: Path) -> None:
     path = tmp_path / "haproxy.cfg"
-    path.write_text(haproxy_config(HAProxyPorts(20001, 20002, 20003, 20004), tmp_path / "s.sock", 16, 20.0))
+    path.write_text(
+        haproxy_config(
+            HAProxyPorts({"web": 20001, "chat": 20002, "video": 20003}, 20004), tmp_path / "s.sock", 16, 20.0
+        )
+    )
     run = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stdout + run.stderr
 

@@ -157,9 +157,9 @@ def test_step_lines_are_read_back_from_a_log() -> None:
 
 def test_the_reference_service_states_its_designed_capacity() -> None:
     """What `swell calibrate` compares its knee with: computed here by hand from the parameters."""
-    from loadtests.tier_service import DEFAULT_SPECS
+    from loadtests.tier_service import catalog_spec
 
-    web, chat, video = DEFAULT_SPECS["web"], DEFAULT_SPECS["chat"], DEFAULT_SPECS["video"]
+    web, chat, video = catalog_spec("web"), catalog_spec("chat"), catalog_spec("video")
     # 3 slots, 120 ms a page; the mix page:api:upload 3:6:1 costs (3 x 1 + 6 x 0.5 + 1 x 2) / 10 = 0.8:
     # the slots saturate at 3 / (0.12 x 0.8) = 31.25 requests/s.
     assert web.designed_capacity(0.5) == pytest.approx(3 / (0.12 * 0.8))

@@ -37,8 +37,8 @@ def setup(tmp_path: Path) -> Iterator[tuple[LocalActuator, HAProxyPorts, Path]]:
         actuator = LocalActuator(
             LocalActuatorSettings(
                 tiers={
-                    "web": LocalTierSettings("web", "web-pool", slots=3, boot_delay_s=BOOT),
-                    "video": LocalTierSettings("video", "video-pool", slots=3, boot_delay_s=BOOT),
+                    "web": LocalTierSettings("web-pool", slots=3, boot_delay_s=BOOT),
+                    "video": LocalTierSettings("video-pool", slots=3, boot_delay_s=BOOT, bridge_metrics=True),
                 },
                 haproxy_socket=sock,
                 node_file_sd=tmp_path / "nodes.json",
@@ -73,7 +73,7 @@ def test_boot_delay_then_serving_through_haproxy(setup: tuple[LocalActuator, HAP
     assert time.monotonic() - asked >= BOOT
     servers = ready_servers(tmp / "haproxy.sock", "web-pool")
     assert len(servers) == 2
-    with urllib.request.urlopen(f"http://127.0.0.1:{ports.web}/", timeout=5) as r:
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports.frontend('web')}/", timeout=5) as r:
         assert r.status == 200
     targets = json.loads((tmp / "nodes.json").read_text())
     assert sorted(int(g["targets"][0].split(":")[1]) for g in targets) == sorted(servers.values())
@@ -141,7 +141,9 @@ def test_stopping_an_instance_with_open_sessions_counts_them_as_dropped(
     actuator.apply("video", [0], [])
     wait_until(lambda: actuator.capacity("video").ready == 1, "a ready bridge", 15)
     sockets = [
-        websocket.create_connection(f"ws://127.0.0.1:{ports.video}/colibri-ws?room=r{i}", timeout=5)
+        websocket.create_connection(
+            f"ws://127.0.0.1:{ports.frontend('video')}/colibri-ws?room=r{i}", timeout=5
+        )
         for i in range(3)
     ]
     actuator.apply("video", [], [])  # removed without a drain

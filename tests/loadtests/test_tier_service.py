@@ -57,7 +57,7 @@ def burst(url: str, n: int) -> list[tuple[int, float]]:
 
 @pytest.mark.slow
 def test_web_latency_grows_past_capacity_then_503(service: Callable[..., int]) -> None:
-    port = service("--kind", "web", "--capacity", "2", "--service-time", "0.2", "--queue-timeout", "0.7")
+    port = service("--tier", "web", "--capacity", "2", "--service-time", "0.2", "--queue-timeout", "0.7")
     url = f"http://127.0.0.1:{port}/"
     within = burst(url, 2)
     assert all(code == 200 for code, _ in within)
@@ -82,7 +82,7 @@ def _heartbeat(ws: websocket.WebSocket) -> float:
 
 @pytest.mark.slow
 def test_video_stress_exceeds_one_then_refuses_at_the_hard_cap(service: Callable[..., int]) -> None:
-    port = service("--kind", "video", "--capacity", "4", "--hard-cap", "2")
+    port = service("--tier", "video", "--capacity", "4", "--hard-cap", "2")
     url = f"ws://127.0.0.1:{port}/colibri-ws?room=conf-1"
     sockets = [websocket.create_connection(url, timeout=10) for _ in range(4)]
     try:
@@ -104,7 +104,7 @@ def test_video_stress_exceeds_one_then_refuses_at_the_hard_cap(service: Callable
 
 @pytest.mark.slow
 def test_chat_fans_out_to_the_room(service: Callable[..., int]) -> None:
-    port = service("--kind", "chat")
+    port = service("--tier", "chat")
     a = websocket.create_connection(f"ws://127.0.0.1:{port}/xmpp-websocket?room=r1", timeout=10)
     b = websocket.create_connection(f"ws://127.0.0.1:{port}/xmpp-websocket?room=r1", timeout=10)
     other = websocket.create_connection(f"ws://127.0.0.1:{port}/xmpp-websocket?room=r2", timeout=10)
@@ -122,7 +122,7 @@ def test_chat_fans_out_to_the_room(service: Callable[..., int]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--kind", "mail", "--port", "1"], ["--kind", "web", "--port", "1", "--hard-cap", "0.5"]],
+    [["--tier", "mail", "--port", "1"], ["--tier", "web", "--port", "1", "--hard-cap", "0.5"]],
     ids=["unknown-kind", "hard-cap-below-one"],
 )
 def test_bad_arguments_exit_2(args: list[str]) -> None:
@@ -130,4 +130,4 @@ def test_bad_arguments_exit_2(args: list[str]) -> None:
         [sys.executable, "-m", "loadtests.tier_service", *args], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 2
-    assert "--kind" in done.stderr or "--hard-cap" in done.stderr
+    assert "--tier" in done.stderr or "--hard-cap" in done.stderr

@@ -31,7 +31,7 @@ def test_prod_is_sized_for_a_400_percent_rise_and_can_double_again() -> None:
 def test_counts_written_as_strings_by_pulumi_config_set_are_accepted() -> None:
     values = stack_values("dev")
     values["swell:tiers"]["web"]["count"] = "2"
-    assert config.parse(values, "dev").tiers.web.count == 2
+    assert config.parse(values, "dev").tiers["web"].count == 2
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
