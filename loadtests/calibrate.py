@@ -327,7 +327,7 @@ class Calibration:
         port = _free_port()
         proc = self._spawn(
             f"tier-service-{self.o.tier}",
-            [sys.executable, "-m", "loadtests.tier_service", "--kind", self.o.tier, "--port", str(port)],
+            [sys.executable, "-m", "loadtests.tier_service", "--tier", self.o.tier, "--port", str(port)],
         )
         self.host = f"http://127.0.0.1:{port}"
         self.progress({"phase": f"starting the reference {self.o.tier} service on {self.host}"})
