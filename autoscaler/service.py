@@ -115,10 +115,11 @@ def override_floor(
                 floors.append(CoreOverride(o.floor, o.expires_at, f"override {o.id}: {o.reason}"))
             continue
         window = Window(o.floor, o.starts_at, o.starts_at + lead_s, o.expires_at, o.expires_at + ramp_s)
-        if window.floor_at(now) > 0:
+        floor = window.floor_at(now)
+        if floor > 0:
             phase = " (ramping down)" if now >= o.expires_at else ""
             reason = f"scheduled override {o.id}{phase}: {o.reason}"
-            floors.append(CoreOverride(window.floor_at(now), window.ramp_ends_at, reason))
+            floors.append(CoreOverride(floor, window.ramp_ends_at, reason))
     planned = scheduled_floor(list(schedules), tier, now, lead_s, ramp_s)
     if planned is not None:
         floors.append(planned)

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -58,7 +57,7 @@ from loadtests.knee import (
     parse_step_lines,
     refine,
 )
-from loadtests.plumbing import http_ok, wait_for
+from loadtests.plumbing import free_port, http_ok, wait_for
 from loadtests.processes import Children, interrupt_on_sigterm, signals_held, stop_process
 
 LOCUSTFILE = Path(__file__).with_name("calibrate_locustfile.py")
@@ -224,13 +223,6 @@ class CalibrateOptions:
             )
 
 
-# --- child processes ----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- the run ------------------------------------------------------------------------------------
 @dataclass
 class Pass:
@@ -324,7 +316,7 @@ class Calibration:
         return self.children.start(cmd, self.logs / f"{name}.log", env)
 
     def _start_service(self) -> None:
-        port = _free_port()
+        port = free_port()
         proc = self._spawn(
             f"tier-service-{self.o.tier}",
             [sys.executable, "-m", "loadtests.tier_service", "--tier", self.o.tier, "--port", str(port)],
@@ -347,7 +339,7 @@ class Calibration:
         if not o.workers:
             cmd = [*base, "--headless", "--only-summary", "--stop-timeout", "2", *quiet]
             return [self._spawn(f"locust-{name}", cmd, env | {"SWELL_CALIBRATE_OUT": str(out)})]
-        port = _free_port()
+        port = free_port()
         master = [
             *base,
             "--master",

@@ -40,7 +40,7 @@ import psutil
 from autoscaler.service import Autoscaler
 from autoscaler.telemetry import TelemetryServer
 from loadtests.faults import FaultActions, FaultSchedule, kill_target
-from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings, free_port
+from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings
 from loadtests.options import DrillOptions
 from loadtests.plumbing import (
     HAProxyPorts,
@@ -48,6 +48,7 @@ from loadtests.plumbing import (
     by_tier,
     compress_rules,
     drill_rate_window_lag_s,
+    free_port,
     haproxy_config,
     http_ok,
     production_rules,

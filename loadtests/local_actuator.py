@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.ports import ActuationError, Capacity, Member
+from loadtests.plumbing import free_port
 from loadtests.processes import Children, stop_all
 
 BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
@@ -122,12 +123,6 @@ def haproxy_command(socket_path: Path, command: str, timeout_s: float = 2.0) -> 
     if any(marker in answer for marker in HAPROXY_ERRORS):
         raise ActuationError(f"haproxy refused {command!r}: {answer}")
     return answer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _healthy(port: int) -> bool:

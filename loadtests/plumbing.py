@@ -87,7 +87,7 @@ def drill_rate_window_lag_s(speed: float) -> float:
     return max(nominal / speed, MIN_RANGE_S) / 2
 
 
-def _free_port() -> int:
+def free_port() -> int:
     return free_ports(1)[0]
 
 
@@ -115,7 +115,7 @@ class HAProxyPorts:
     frontends: Mapping[str, int]
     stats: int
     redirects: Mapping[str, int] = field(
-        default_factory=lambda: {t: _free_port() for t in listeners.specs()}, kw_only=True
+        default_factory=lambda: {t: free_port() for t in listeners.specs()}, kw_only=True
     )
 
     @classmethod
