@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import yaml
 
 from autoscaler.core.policies import swell
 from autoscaler.core.registry import POLICIES
@@ -83,3 +84,15 @@ def test_after_a_surge_swell_keeps_the_peak_within_reach_for_a_day() -> None:
     assert later < size  # three days later the memory has faded
     capped, _ = swell.warm_pool_target(state, params, current, 600.0, current + 5, now)
     assert capped == 5  # never beyond max
+
+
+def test_the_simulator_assumes_and_the_benchmark_shows_the_dated_shelved_prices() -> None:
+    """OVHcloud's price for a shelved instance is unconfirmed: stacks/data/ovhcloud.yaml dates the
+    assumption, and the simulator's default and the benchmark's table must be the ones it names."""
+    from autoscaler.sim.bench import SHELVED_PRICES
+    from stacks.catalog import DATA_FILE
+
+    shelved = yaml.safe_load(DATA_FILE.read_text())["shelved_instances"]
+    assert shelved["confirmed"] is False, "a confirmed price needs its source and the docs updated"
+    assert WarmPoolParams().shelved_price_fraction == shelved["assumed_fraction"]
+    assert tuple(shelved["fractions_shown"]) == SHELVED_PRICES
