@@ -331,6 +331,7 @@ class Drill:
             finished_at=self.finished_at,
             cpu_at_start=self.cpu_at_start,
             cpu_at_end=self.cpu_at_end,
+            chat_messages=self.requests.chat,
         )
 
     def _loop(self, scaler: Autoscaler) -> None:

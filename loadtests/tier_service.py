@@ -349,7 +349,7 @@ class TierService:
         """A chat session: `?room=NAME[&since=SEQ]`; each text frame the client sends is a message
         to the room; each message of the room (its own included) comes back as a JSON
         `{"room", "seq", "ts", "body"}`. With `since`, the room's messages after SEQ still in its
-        history come first, in order, then live ones, none twice."""
+        history come first, in order and marked `"replayed": true`, then live ones, none twice."""
         room = request.query.get("room", "lobby")[:64]
         try:
             since = int(request.query["since"]) if "since" in request.query else None
@@ -369,7 +369,7 @@ class TierService:
         try:
             if since is not None:
                 for delivered in await self.bus.history(room, since):
-                    await session.send(delivered)
+                    await session.send({**delivered, "replayed": True})
             await session.start_live()
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
