@@ -53,6 +53,8 @@ from loadtests.plumbing import (
     http_ok,
     production_rules,
     prometheus_config,
+    redis_command,
+    redis_ready,
     wait_for,
     write_yaml,
 )
@@ -116,6 +118,8 @@ class Drill:
         )
         wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports.stats}/metrics"), "HAProxy", 15, self.haproxy)
         node_sd, jvb_sd = self.work / "nodes.json", self.work / "jvb.json"
+        chat_tiers = {t for t in o.plans if tiers.load().get(t).traffic == "sessions"}
+        redis_args = ("--redis", self._start_redis()) if chat_tiers else ()
         self.actuator = LocalActuator(
             LocalActuatorSettings(
                 tiers={
@@ -124,6 +128,7 @@ class Drill:
                         slots=slots,
                         boot_delay_s=o.boot_delay_s,
                         bridge_metrics=tiers.load().get(t).bridge_metrics,
+                        service_args=redis_args if t in chat_tiers else (),
                     )
                     for t in o.plans
                 },
@@ -135,6 +140,15 @@ class Drill:
             children=self.children,
         ).start()
         self.actuator.bootstrap({t: p.min for t, p in o.plans.items()})
+
+    def _start_redis(self) -> str:
+        """The chat tier's shared Redis (rooms, sequence numbers, history), a child of the drill
+        like HAProxy: every chat instance gets its URL."""
+        port = free_port()
+        (self.work / "redis").mkdir()
+        proc = self.children.start(redis_command(port, self.work / "redis"), self.logs / "redis.log")
+        wait_for(lambda: redis_ready(port), "Redis (redis-server)", 15, proc)
+        return f"redis://127.0.0.1:{port}/0"
 
     def _start_prometheus(self) -> None:
         """Prometheus starts once the base load runs: a rate window that began on an idle HAProxy
@@ -317,6 +331,7 @@ class Drill:
             finished_at=self.finished_at,
             cpu_at_start=self.cpu_at_start,
             cpu_at_end=self.cpu_at_end,
+            chat_messages=self.requests.chat,
         )
 
     def _loop(self, scaler: Autoscaler) -> None:

@@ -23,7 +23,7 @@ import gevent
 from locust import events
 
 from loadtests.shapes import SHAPES, configured
-from loadtests.users import user_classes
+from loadtests.users import chat_messages, user_classes
 
 # One user class per tier of the catalog (`WebUser`, `ChatUser`, ...): Locust picks up the User
 # classes of this module's namespace.
@@ -51,6 +51,12 @@ def _log_request(request_type: str, name: str, response_time: float, exception: 
     if _log is not None:
         tier = name.split(" ", 1)[0]
         _log.write(f"R,{time.time():.3f},{tier},{name},{response_time:.1f},{0 if exception else 1}\n")
+
+
+@chat_messages.add_listener
+def _log_chat_message(tier: str, delivered: int, lost: int, late: int, **_: Any) -> None:
+    if _log is not None:
+        _log.write(f"M,{time.time():.3f},{tier},{delivered},{lost},{late}\n")
 
 
 @events.test_start.add_listener

@@ -408,3 +408,28 @@ def by_tier(url: str, promql: str, timeout: float = 2.0) -> dict[str, float]:
 def write_yaml(path: Path, data: Any) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def redis_command(port: int, data_dir: Path) -> list[str]:
+    """The chat tier's shared Redis (Debian's `redis-server`) for a drill or a test: on 127.0.0.1
+    only, no persistence (a drill's rooms live as long as the drill), its files in `data_dir`.
+    Start it with `processes.start_process` so it cannot outlive its parent."""
+    return [
+        "redis-server",
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "no",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+
+
+def redis_ready(port: int) -> bool:
+    """Whether the Redis on 127.0.0.1:`port` answers PING (RESP inline command, no client needed)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

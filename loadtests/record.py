@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtests.options import DrillOptions
-from loadtests.requestlog import Request
+from loadtests.requestlog import ChatMessages, Request
 from swell import tiers
 
 
@@ -55,3 +55,4 @@ class DrillRecord:
     finished_at: float
     cpu_at_start: os.times_result
     cpu_at_end: os.times_result
+    chat_messages: list[ChatMessages] = field(default_factory=list)

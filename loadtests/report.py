@@ -21,7 +21,7 @@ import numpy as np
 from autoscaler.sim.metrics import compute_metrics, rounded
 from loadtests.faults import kill_target
 from loadtests.record import DrillRecord
-from loadtests.requestlog import Request, percentile
+from loadtests.requestlog import LATE_AFTER_S, ChatMessages, Request, percentile
 
 PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (docs/ovhcloud.md)
 
@@ -124,6 +124,17 @@ def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
     return out
 
 
+def chat_counts(messages: list[ChatMessages]) -> dict[str, dict[str, int]]:
+    """Chat messages delivered, lost (holes in a room's sequence) and late, per tier."""
+    counts: dict[str, dict[str, int]] = {}
+    for m in messages:
+        c = counts.setdefault(m.tier, {"delivered": 0, "lost": 0, "late": 0})
+        c["delivered"] += m.delivered
+        c["lost"] += m.lost
+        c["late"] += m.late
+    return counts
+
+
 def build_report(rec: DrillRecord) -> dict[str, Any]:
     o = rec.options
     tl = rec.timeline
@@ -174,6 +185,15 @@ def build_report(rec: DrillRecord) -> dict[str, Any]:
     broken = [t for t, v in tiers.items() if not v["slo_held"]]
     slo.update(held=slo["held"] and not broken, tiers_broken=broken)
     slo["dropped_sessions"] = sum(t["dropped_sessions"] for t in tiers.values())
+    # Chat: every message of a room reaches every member, in time, whichever instance they are on.
+    chat = chat_counts([m for m in rec.chat_messages if m.t >= after])
+    for tier, counts in chat.items():
+        if tier in tiers:
+            tiers[tier]["chat_messages"] = counts
+    slo["chat_messages"] = {k: sum(c[k] for c in chat.values()) for k in ("delivered", "lost", "late")}
+    slo["chat_messages"]["late_after_s"] = LATE_AFTER_S
+    if slo["chat_messages"]["lost"] or slo["chat_messages"]["late"]:
+        slo["held"] = False
     cpu = tl.cpu_busy[1:]
     # CPU time of the drill and every process it started and reaped (Prometheus, HAProxy,
     # instances, Locust): what the drill itself cost, apart from other work on the machine.
@@ -246,7 +266,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
         f"(limit {s['p95_limit_ms']:.0f}), errors {s['error_rate']:.2%} (limit {s['error_rate_limit']:.0%}), "
         f"{s['requests']} requests after a {s['warmup_s']:.0f} s warm-up"
         + (f"; tiers outside it: {', '.join(s['tiers_broken'])}." if s["tiers_broken"] else ".")
-        + f" Sessions cut by scale-down: {s['dropped_sessions']}.",
+        + f" Sessions cut by scale-down: {s['dropped_sessions']}."
+        + f" Chat messages: {s['chat_messages']['delivered']} delivered, {s['chat_messages']['lost']} lost, "
+        f"{s['chat_messages']['late']} late (> {s['chat_messages']['late_after_s']:g} s).",
         "",
         f"Duration {report['duration_s']:.0f} s (load {report['load_s']:.0f} s); boot delay "
         f"{report['boot_delay_s']:.1f} s; users {report['base_users']} -> {report['peak_users']}. CPU: the "

@@ -10,9 +10,14 @@ drill fits on 2 cores without the CPU ever being the bottleneck.
   API, x2 for uploads), so at most about concurrency / service_time requests per second. Past that,
   requests wait for a slot (latency grows) up to `queue_timeout_s`; more than `max_queue` waiting,
   or a wait that long, is refused with 503.
-- sessions (chat): WebSocket sessions (`/xmpp-websocket`) joined to rooms; each message is fanned
-  out to the room's sessions on this instance. Past `capacity` sessions the fan-out slows down in
-  proportion to the overload; past `hard_cap` x capacity new sessions are refused with 503.
+- sessions (chat): WebSocket sessions (`/xmpp-websocket`) joined to rooms (protocol in docs/chat.md).
+  With `--redis URL` (the drill always gives it) every message gets its room's next sequence number
+  and a server timestamp in Redis, is kept in the room's bounded stream (`XADD MAXLEN ~`) and
+  published on Redis pub/sub, which brings it to every instance with members in the room: sessions
+  on different instances share rooms, and a session that rejoins with `since=SEQ` gets what it missed
+  from the stream. Without `--redis` the same protocol runs on a local fan-out (one instance only).
+  Past `capacity` sessions the fan-out slows down in proportion to the overload; past `hard_cap` x
+  capacity new sessions are refused with 503.
 - participants (video): conference participants over a WebSocket (`/colibri-ws`), `bitrate_kbps`
   each, answering heartbeats. Like a Jitsi Videobridge it never refuses a participant for load
   alone: the stress level (participants / capacity) may exceed 1, and heartbeats slow down with it,
@@ -43,8 +48,10 @@ import asyncio
 import json
 import math
 import signal
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
 from aiohttp import WSMsgType, web
 
@@ -110,6 +117,136 @@ WEB_COST = {"page": 1.0, "api": 0.5, "upload": 2.0}
 WEB_MIX = {"page": 3, "api": 6, "upload": 1}
 
 
+# Messages a room's Redis stream keeps (XADD MAXLEN ~, so Redis may keep a few more): what a
+# reconnecting session can still resume from. At the drill's pace (a message per user per second, a
+# few dozen users per room) it covers well over a minute, longer than a Locust user's reconnect.
+CHAT_HISTORY = 1000
+
+
+class ChatSession:
+    """One chat WebSocket: delivers a room's messages in sequence order, each once. Until
+    `start_live`, live messages wait in a buffer while the history asked for with `since` is sent."""
+
+    def __init__(self, room: str, ws: web.WebSocketResponse) -> None:
+        self.room = room
+        self.ws = ws
+        self.last_seq = 0
+        self.live = False
+        self.buffer: list[dict[str, Any]] = []
+
+    async def on_live(self, delivered: dict[str, Any]) -> None:
+        if self.live:
+            await self.send(delivered)
+        else:
+            self.buffer.append(delivered)
+
+    async def send(self, delivered: dict[str, Any]) -> None:
+        if delivered["seq"] <= self.last_seq or self.ws.closed:
+            return  # already sent from the history
+        self.last_seq = delivered["seq"]
+        await self.ws.send_str(json.dumps(delivered))
+
+    async def start_live(self) -> None:
+        while self.buffer:  # more may arrive while sending
+            pending, self.buffer = self.buffer, []
+            for delivered in sorted(pending, key=lambda d: d["seq"]):
+                await self.send(delivered)
+        self.live = True
+
+
+class ChatBus(Protocol):
+    """Where a room's messages get their sequence number and reach every instance."""
+
+    async def publish(self, room: str, body: str, ts: float) -> int: ...
+
+    async def history(self, room: str, since: int) -> list[dict[str, Any]]: ...
+
+
+class LocalBus:
+    """The fan-out without Redis: one instance's rooms only (sessions on other instances never see
+    them), with the same sequence numbers and history as the Redis bus."""
+
+    def __init__(self) -> None:
+        self.seq: dict[str, int] = defaultdict(int)
+        self.kept: dict[str, deque[dict[str, Any]]] = defaultdict(lambda: deque(maxlen=CHAT_HISTORY))
+        self.subscriber: Any = None
+
+    async def publish(self, room: str, body: str, ts: float) -> int:
+        self.seq[room] += 1
+        delivered = {"room": room, "seq": self.seq[room], "ts": ts, "body": body}
+        self.kept[room].append(delivered)
+        if self.subscriber is not None:
+            await self.subscriber(delivered)
+        return self.seq[room]
+
+    async def history(self, room: str, since: int) -> list[dict[str, Any]]:
+        return [d for d in self.kept[room] if d["seq"] > since]
+
+
+# One round trip and atomic: the room's next sequence number, the stream entry (its ID is the
+# sequence number, so XRANGE resumes from it) and the publication, in this order for every
+# publisher, so sequence numbers reach subscribers without holes. KEYS: counter, stream.
+# ARGV: room, body, ts, history length, channel.
+_PUBLISH_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'body', ARGV[2], 'ts', ARGV[3])
+redis.call('PUBLISH', ARGV[5], cjson.encode({room=ARGV[1], seq=seq, ts=tonumber(ARGV[3]), body=ARGV[2]}))
+return seq
+"""
+CHANNEL_PREFIX = "swell:chat:room:"
+
+
+class RedisBus:
+    """Rooms shared by every instance through Redis: a counter, a bounded stream and a pub/sub
+    channel per room (`swell:chat:room:<room>`, `...:seq`, `...:stream`). Each instance subscribes
+    to the room channels' pattern and hands a message to its own sessions in that room; it is
+    simpler than subscribing per room, and at the drill's scale every instance has members in
+    most rooms anyway."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis  # the drill extra; only the chat tier needs it
+
+        self.url = url
+        self.client = aioredis.from_url(url, decode_responses=True)
+        self.script = self.client.register_script(_PUBLISH_LUA)
+        self.pubsub = self.client.pubsub()
+        self.listener: asyncio.Task[None] | None = None
+
+    async def start(self, subscriber: Any) -> None:
+        await self.client.ping()
+        await self.pubsub.psubscribe(CHANNEL_PREFIX + "*")
+        self.listener = asyncio.create_task(self._listen(subscriber))
+
+    async def _listen(self, subscriber: Any) -> None:
+        async for msg in self.pubsub.listen():
+            if msg["type"] == "pmessage":
+                await subscriber(json.loads(msg["data"]))
+
+    async def publish(self, room: str, body: str, ts: float) -> int:
+        key = CHANNEL_PREFIX + room
+        seq = await self.script(
+            keys=[key + ":seq", key + ":stream"], args=[room, body, repr(ts), CHAT_HISTORY, key]
+        )
+        return int(seq)
+
+    async def history(self, room: str, since: int) -> list[dict[str, Any]]:
+        # decode_responses=True: IDs and fields are str (redis-py types them as bytes or str).
+        entries = cast(
+            "list[tuple[str, dict[str, str]]]",
+            await self.client.xrange(CHANNEL_PREFIX + room + ":stream", min=f"({since}-0", max="+"),
+        )
+        return [
+            {"room": room, "seq": int(entry_id.split("-")[0]), "ts": float(f["ts"]), "body": f["body"]}
+            for entry_id, f in entries
+        ]
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.cancel()
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+
 @dataclass
 class Counters:
     requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -119,7 +256,7 @@ class Counters:
 
 
 class TierService:
-    def __init__(self, spec: TierSpec) -> None:
+    def __init__(self, spec: TierSpec, bus: ChatBus | None = None) -> None:
         self.spec = spec
         self.slots = asyncio.Semaphore(spec.capacity)
         self.counters = Counters()
@@ -127,12 +264,14 @@ class TierService:
         self.rooms: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self.sessions = 0
         self.draining = False
+        self.bus: ChatBus = LocalBus() if bus is None else bus
+        self.chat_sessions: dict[web.WebSocketResponse, ChatSession] = {}
 
     def open_sessions(self) -> int:
         """What a stop would cut: sessions (chat, video) or requests in flight and waiting (web)."""
         if self.spec.kind == "requests":
             return self.counters.in_flight + self.counters.waiting
-        return self.sessions
+        return self.sessions + len(self.chat_sessions)
 
     # --- web -------------------------------------------------------------------------------
     async def _serve(self, cost: float) -> web.Response:
@@ -172,7 +311,7 @@ class TierService:
     # --- chat and video ---------------------------------------------------------------------
     def overload(self) -> float:
         """Sessions (or participants) over capacity: the stress level."""
-        return self.sessions / self.spec.capacity
+        return (self.sessions + len(self.chat_sessions)) / self.spec.capacity
 
     def delay(self) -> float:
         # Past capacity, work per message grows with the overload (queueing on a saturated CPU).
@@ -197,18 +336,55 @@ class TierService:
                     break
                 self.counters.requests["message"] += 1
                 await asyncio.sleep(self.delay())
-                if self.spec.kind == "sessions":
-                    for peer in list(self.rooms[room]):  # fan-out to the room, sender included
-                        if not peer.closed:
-                            await peer.send_str(msg.data)
-                else:  # video heartbeat: answered to the participant
-                    await ws.send_str(msg.data)
+                await ws.send_str(msg.data)  # video heartbeat: answered to the participant
         finally:
             self.sessions -= 1
             self.rooms[room].discard(ws)
             if not self.rooms[room]:
                 del self.rooms[room]
         return ws
+
+    # --- chat -------------------------------------------------------------------------------
+    async def chat_socket(self, request: web.Request) -> web.StreamResponse:
+        """A chat session: `?room=NAME[&since=SEQ]`; each text frame the client sends is a message
+        to the room; each message of the room (its own included) comes back as a JSON
+        `{"room", "seq", "ts", "body"}`. With `since`, the room's messages after SEQ still in its
+        history come first, in order and marked `"replayed": true`, then live ones, none twice."""
+        room = request.query.get("room", "lobby")[:64]
+        try:
+            since = int(request.query["since"]) if "since" in request.query else None
+        except ValueError:
+            return web.Response(status=400, text="since must be an integer sequence number\n")
+        local_room = any(s.room == room for s in self.chat_sessions.values())
+        if self.draining and not local_room:
+            self.counters.refused += 1
+            return web.Response(status=503, text="draining: no new rooms here\n")
+        if len(self.chat_sessions) + 1 > self.spec.hard_cap * self.spec.capacity:
+            self.counters.refused += 1
+            return web.Response(status=503, text="overloaded: too many sessions\n")
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        session = ChatSession(room, ws)
+        self.chat_sessions[ws] = session  # live messages buffer from here while history is read
+        try:
+            if since is not None:
+                for delivered in await self.bus.history(room, since):
+                    await session.send({**delivered, "replayed": True})
+            await session.start_live()
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                self.counters.requests["message"] += 1
+                await asyncio.sleep(self.delay())
+                await self.bus.publish(room, msg.data[:4096], time.time())
+        finally:
+            del self.chat_sessions[ws]
+        return ws
+
+    async def on_chat_message(self, delivered: dict[str, Any]) -> None:
+        """A room's message from the bus: to this instance's sessions in that room."""
+        for session in [s for s in self.chat_sessions.values() if s.room == delivered["room"]]:
+            await session.on_live(delivered)
 
     # --- drain ------------------------------------------------------------------------------
     async def drain_enable(self, request: web.Request) -> web.Response:
@@ -264,14 +440,24 @@ class TierService:
             app.router.add_get("/api/items", self.api)
             app.router.add_post("/upload", self.upload)
         elif self.spec.kind == "sessions":
-            app.router.add_get("/xmpp-websocket", self.socket)
+            app.router.add_get("/xmpp-websocket", self.chat_socket)
         else:
             app.router.add_get("/colibri-ws", self.socket)
         return app
 
 
-async def serve(spec: TierSpec, host: str, port: int, exit_report: str | None = None) -> None:
-    service = TierService(spec)
+async def serve(
+    spec: TierSpec, host: str, port: int, exit_report: str | None = None, redis_url: str | None = None
+) -> None:
+    bus: LocalBus | RedisBus = LocalBus() if redis_url is None else RedisBus(redis_url)
+    service = TierService(spec, bus)
+    if isinstance(bus, RedisBus):
+        try:
+            await bus.start(service.on_chat_message)
+        except Exception as exc:  # redis.ConnectionError, bad URL, auth ...
+            raise SystemExit(f"tier_service: cannot reach Redis at {redis_url}: {exc}") from exc
+    else:
+        bus.subscriber = service.on_chat_message
     runner = web.AppRunner(service.app(), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=512).start()
@@ -285,9 +471,11 @@ async def serve(spec: TierSpec, host: str, port: int, exit_report: str | None = 
         with open(exit_report, "w") as f:
             json.dump({"sessions": service.open_sessions(), "draining": service.draining}, f)
     await runner.cleanup()
+    if isinstance(bus, RedisBus):
+        await bus.close()
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str | None]:
+def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str | None, str | None]:
     p = argparse.ArgumentParser(description="The drill's reference tier service (one instance).")
     p.add_argument("--tier", choices=tiers.names(), required=True, help="a tier of the catalog")
     p.add_argument("--port", type=int, required=True)
@@ -297,6 +485,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str |
     p.add_argument("--queue-timeout", type=float, help="web: longest wait for a slot before 503")
     p.add_argument("--hard-cap", type=float, help="chat/video: refuse past this multiple of capacity")
     p.add_argument("--exit-report", help="write the sessions still open at stop to this file (JSON)")
+    p.add_argument("--redis", help="chat: the shared Redis (redis://host:port/db); else rooms are local")
     a = p.parse_args(argv)
     base = catalog_spec(a.tier)
     spec = TierSpec(
@@ -311,12 +500,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str |
     )
     if not math.isfinite(spec.hard_cap) or spec.hard_cap < 1:
         p.error("--hard-cap must be >= 1")
-    return spec, a.host, a.port, a.exit_report
+    if a.redis is not None and spec.kind != "sessions":
+        p.error("--redis is for a tier whose traffic is sessions (chat)")
+    return spec, a.host, a.port, a.exit_report, a.redis
 
 
 def main(argv: list[str] | None = None) -> None:
-    spec, host, port, exit_report = parse_args(argv)
-    asyncio.run(serve(spec, host, port, exit_report))
+    spec, host, port, exit_report, redis_url = parse_args(argv)
+    asyncio.run(serve(spec, host, port, exit_report, redis_url))
 
 
 if __name__ == "__main__":

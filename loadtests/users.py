@@ -2,10 +2,14 @@
 (`user_classes`: `WebUser`, `ChatUser`, `VideoUser` for the shipped catalog), as the clients behave.
 
 - `RequestsUser` (FastHttpUser; web): pages, API calls and uploads, about one request per second each.
-- `SessionUser` (chat): a WebSocket session (`/xmpp-websocket`, as Prosody serves it) joined to a
-  room; it sends a message every second and times the fan-out until its own message comes back.
-  Sessions last 10-20 messages, then the user reconnects (people come and go; a new session may
-  land on a new instance).
+- `SessionUser` (chat): a WebSocket session (`/xmpp-websocket`, the chat service's protocol,
+  docs/chat.md) joined to its room, one of `rooms` shared by many users, so that a room's users sit
+  on different instances; it sends a message every second and times it until its own message comes
+  back. It checks every message of the room it receives: a hole in the room's sequence numbers is
+  a message lost, one received more than `LATE_AFTER_S` after its server timestamp is late
+  (`chat_messages` events: delivered, lost, late). Sessions last 10-20 messages, then the user
+  reconnects to the same room with `since` = the last sequence number it saw (a new session may land
+  on a new instance), and gets what it missed first.
 - `ParticipantUser` (video): joins a conference over a WebSocket (`/colibri-ws`, as a Jitsi
   Videobridge participant), sends heartbeats and times their answers, leaves after 10-25 heartbeats.
 
@@ -20,6 +24,7 @@ WebSocket messages and joins are reported to Locust as requests of type `WS`, so
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -27,11 +32,18 @@ import uuid
 
 import websocket
 from locust import FastHttpUser, User, between, constant_pacing, task
+from locust.event import EventHook
 
+from loadtests.requestlog import LATE_AFTER_S
 from swell import tiers
 
 UPLOAD = "x" * 16 * 1024  # a 16 kB form post
 RECV_TIMEOUT_S = 5.0
+
+# Fired for each chat message a SessionUser receives: chat_messages.fire(tier=, delivered=1,
+# lost=messages missing before it in the room's sequence, late=0 or 1). The locustfile writes them
+# to the request log (`M` lines), which the drill report counts.
+chat_messages = EventHook()
 
 
 def ws_base(host: str | None, env_var: str) -> str:
@@ -133,9 +145,57 @@ class SessionUser(_SocketUser):
     wait_time = between(0.0, 0.5)
     path = "/xmpp-websocket"
 
+    def on_start(self) -> None:
+        self.room = f"{self.room_prefix}-{random.randrange(self.rooms)}"
+        self.last_seq: int | None = None  # the room's last sequence number this user saw
+
     @task
     def chat(self) -> None:
-        self.session("message")
+        since = "" if self.last_seq is None else f"&since={self.last_seq}"
+        url = f"{ws_base(self.host, self.env_var)}{self.path}?room={self.room}{since}"
+        started = time.perf_counter()
+        try:
+            ws = websocket.create_connection(url, timeout=RECV_TIMEOUT_S)
+        except Exception as exc:  # refused (503) or unreachable
+            self._fire("join", started, exc)
+            time.sleep(1.0)
+            return
+        self._fire("join", started, None)
+        try:
+            for _ in range(random.randint(*self.session_length)):
+                if not self._exchange(ws):
+                    return
+                time.sleep(1.0)
+        finally:
+            ws.close()
+
+    def _exchange(self, ws: websocket.WebSocket) -> bool:
+        """Sends a message and reads the room's messages until its own comes back."""
+        token = uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            ws.send(token)
+            deadline = started + RECV_TIMEOUT_S
+            while time.perf_counter() < deadline:
+                delivered = json.loads(ws.recv())
+                self.check(delivered, time.time())
+                if delivered["body"] == token:
+                    self._fire("message", started, None)
+                    return True
+            raise TimeoutError(f"no answer within {RECV_TIMEOUT_S} s")
+        except Exception as exc:  # a closed or timed-out session is a failed request
+            self._fire("message", started, exc)
+            return False
+
+    def check(self, delivered: dict[str, object], now: float) -> None:
+        """Counts a received message: delivered, the holes before it (lost), late or not."""
+        seq = int(str(delivered["seq"]))
+        if self.last_seq is not None and seq <= self.last_seq:
+            return  # seen already
+        lost = 0 if self.last_seq is None else seq - self.last_seq - 1
+        self.last_seq = seq
+        late = not delivered.get("replayed") and now - float(str(delivered["ts"])) > LATE_AFTER_S
+        chat_messages.fire(tier=self.tier, delivered=1, lost=lost, late=int(late))
 
 
 class ParticipantUser(_SocketUser):

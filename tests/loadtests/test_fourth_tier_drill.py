@@ -5,6 +5,7 @@ serving through HAProxy, started by the local actuator as the drill starts every
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -124,7 +125,7 @@ def test_one_instance_of_the_fourth_tier_serves_through_haproxy(
         )
         try:
             ws.send("hello")
-            assert ws.recv() == "hello"
+            assert json.loads(ws.recv())["body"] == "hello"
         finally:
             ws.close()
     finally:

@@ -4,6 +4,7 @@ Each instance runs as its own process, as in the drill."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -109,9 +110,14 @@ def test_chat_fans_out_to_the_room(service: Callable[..., int]) -> None:
     b = websocket.create_connection(f"ws://127.0.0.1:{port}/xmpp-websocket?room=r1", timeout=10)
     other = websocket.create_connection(f"ws://127.0.0.1:{port}/xmpp-websocket?room=r2", timeout=10)
     try:
-        a.send("hello")
-        assert a.recv() == "hello"
-        assert b.recv() == "hello"
+        a.send("hello")  # without --redis: the local fan-out, same protocol
+        assert json.loads(a.recv())["body"] == "hello"
+        assert json.loads(b.recv()) == {
+            "room": "r1",
+            "seq": 1,
+            "ts": pytest.approx(time.time(), abs=30),
+            "body": "hello",
+        }
         other.settimeout(0.5)
         with pytest.raises(websocket.WebSocketTimeoutException):
             other.recv()
