@@ -29,6 +29,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 
 import websocket
 from locust import FastHttpUser, User, between, constant_pacing, task
@@ -120,9 +121,10 @@ class _SocketUser(User):
             self._fire(name, started, exc)
             return False
 
-    def session(self, message: str) -> None:
-        room = f"{self.room_prefix}-{random.randrange(self.rooms)}"
-        url = f"{ws_base(self.host, self.env_var)}{self.path}?room={room}"
+    def session(self, query: str, exchange: Callable[[websocket.WebSocket], bool]) -> None:
+        """One session: joins `<host><path>?<query>`, then `exchange`s once a second for a session's
+        length, until an exchange fails."""
+        url = f"{ws_base(self.host, self.env_var)}{self.path}?{query}"
         started = time.perf_counter()
         try:
             ws = websocket.create_connection(url, timeout=RECV_TIMEOUT_S)
@@ -133,7 +135,7 @@ class _SocketUser(User):
         self._fire("join", started, None)
         try:
             for _ in range(random.randint(*self.session_length)):
-                if not self._round_trip(ws, message):
+                if not exchange(ws):
                     return
                 time.sleep(1.0)
         finally:
@@ -152,22 +154,7 @@ class SessionUser(_SocketUser):
     @task
     def chat(self) -> None:
         since = "" if self.last_seq is None else f"&since={self.last_seq}"
-        url = f"{ws_base(self.host, self.env_var)}{self.path}?room={self.room}{since}"
-        started = time.perf_counter()
-        try:
-            ws = websocket.create_connection(url, timeout=RECV_TIMEOUT_S)
-        except Exception as exc:  # refused (503) or unreachable
-            self._fire("join", started, exc)
-            time.sleep(1.0)
-            return
-        self._fire("join", started, None)
-        try:
-            for _ in range(random.randint(*self.session_length)):
-                if not self._exchange(ws):
-                    return
-                time.sleep(1.0)
-        finally:
-            ws.close()
+        self.session(f"room={self.room}{since}", self._exchange)
 
     def _exchange(self, ws: websocket.WebSocket) -> bool:
         """Sends a message and reads the room's messages until its own comes back."""
@@ -207,7 +194,8 @@ class ParticipantUser(_SocketUser):
 
     @task
     def video(self) -> None:
-        self.session("heartbeat")
+        conference = f"{self.room_prefix}-{random.randrange(self.rooms)}"
+        self.session(f"room={conference}", lambda ws: self._round_trip(ws, "heartbeat"))
 
 
 BY_TRAFFIC: dict[str, type[User]] = {
