@@ -63,10 +63,14 @@ class ActuationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Capacity:
-    """What the actuator reports for a tier: instances asked for, and those ready to serve."""
+    """What the actuator reports for a tier: instances asked for, and those ready to serve; beside
+    them, the tier's warm pool (see `Member.pool`): shelved and configured (`warm`), and being
+    created and configured for the pool (`filling`). Neither counts in `current`."""
 
     current: int
     ready: int
+    warm: int = 0
+    filling: int = 0
 
     @property
     def pending(self) -> int:
@@ -96,21 +100,40 @@ class Member:
     ready: bool = False
     # A retiring member whose removal from rotation is not applied yet (a queued update).
     in_rotation: bool = False
+    # The warm pool (issue 15): "" for a serving or retiring member; POOL_FILLING for one created
+    # for the pool (running, being configured, no load balancer member; `ready` once configured,
+    # so it can be shelved); POOL_WARM for one shelved with its configured disk (unshelving it
+    # serves within the warm lead time, without configuring again).
+    pool: str = ""
+
+
+POOL_FILLING = "filling"
+POOL_WARM = "warm"
 
 
 class Fleet(Actuator, Protocol):
     """An actuator whose scale-down drains: it names the instances that serve and those that retire.
 
     `capacity` counts the serving instances only. `apply` asks for a layout (which indices serve,
-    which are being drained: out of rotation, sessions kept) and may return before it is in place
+    which are being drained: out of rotation, sessions kept; and the warm pool: which are shelved,
+    `warm`, and which are being configured for it, `filling`) and may return before it is in place
     (the Pulumi actuator queues one update per stack); `members` reflects what was asked for.
     `sessions` reports the sessions still open on retiring instances (None: unknown).
     """
 
     def members(self, tier: str) -> list[Member]: ...
 
-    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
-        """Raises ActuationError (a layout the actuator refuses, an unknown tier)."""
+    def apply(
+        self,
+        tier: str,
+        serving: Sequence[int],
+        retiring: Sequence[int],
+        warm: Sequence[int] = (),
+        filling: Sequence[int] = (),
+    ) -> None:
+        """Raises ActuationError (a layout the actuator refuses, an unknown tier). An index moves
+        between the four sets in place (moving a warm one to `serving` unshelves it); an index in
+        none of them is deleted."""
         ...
 
     def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]: ...

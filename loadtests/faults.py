@@ -73,10 +73,17 @@ class FaultyActuator:
     def members(self, tier: str) -> list[Member]:
         return self.inner.members(tier)
 
-    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+    def apply(
+        self,
+        tier: str,
+        serving: Sequence[int],
+        retiring: Sequence[int],
+        warm: Sequence[int] = (),
+        filling: Sequence[int] = (),
+    ) -> None:
         if self.failing:
             raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
-        self.inner.apply(tier, serving, retiring)
+        self.inner.apply(tier, serving, retiring, warm, filling)
 
     def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
         return self.inner.sessions(tier, indices)

@@ -216,7 +216,18 @@ class LocalActuator:
                 if i.tier == tier and i.state in (BOOTING, READY, DRAINING)
             ]
 
-    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+    def apply(
+        self,
+        tier: str,
+        serving: Sequence[int],
+        retiring: Sequence[int],
+        warm: Sequence[int] = (),
+        filling: Sequence[int] = (),
+    ) -> None:
+        if warm or filling:
+            raise ActuationError(
+                f"{self.name}: no warm pool yet (asked for warm {list(warm)}, filling {list(filling)})"
+            )
         spec = self._tier(tier)
         wanted, draining = set(serving), set(retiring)
         if wanted & draining or any(i < 0 or i >= spec.slots for i in wanted | draining):

@@ -290,7 +290,18 @@ class PulumiActuator:
             )
         return out
 
-    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+    def apply(
+        self,
+        tier: str,
+        serving: Sequence[int],
+        retiring: Sequence[int],
+        warm: Sequence[int] = (),
+        filling: Sequence[int] = (),
+    ) -> None:
+        if warm or filling:
+            raise ActuationError(
+                f"{self.name}: no warm pool yet (asked for warm {list(warm)}, filling {list(filling)})"
+            )
         layout = Layout.of(serving, retiring)
         if set(layout.serving) & set(layout.retiring) or any(i < 0 for i in (*serving, *retiring)):
             raise ActuationError(
