@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from autoscaler.sim.metrics import compute_metrics, rounded
-from loadtests.faults import kill_target
+from loadtests.faults import INJECTED_ACTUATION_ERROR, kill_target
 from loadtests.record import DrillRecord
 from loadtests.requestlog import LATE_AFTER_S, ChatMessages, Request, percentile
 
+# How long after a fault's end a pass may still fail from it: one pass in flight (2 s) and slack.
+FAULT_GRACE_S = 5.0
 PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (docs/ovhcloud.md)
 
 
@@ -77,11 +79,23 @@ def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
                 f"{held} of {len(during)} decisions held during the outage, {downs} scale-downs"
             )
         elif f["kind"] == "actuator-error":
-            failed_tiers = {d["tier"] for d in during if d["error"]}
+            # Told by the injected error itself, not by the window alone: a pass that started just
+            # before the fault ended may fail after it, and its decision is stamped with its start.
+            injected = [
+                d
+                for d in rec.decisions
+                if start <= d["t"] < end + FAULT_GRACE_S and INJECTED_ACTUATION_ERROR in str(d["error"] or "")
+            ]
+            last_failure: dict[str, float] = {}
+            for d in injected:
+                last_failure[d["tier"]] = max(d["t"], last_failure.get(d["tier"], d["t"]))
+            failed_tiers = set(last_failure)
             retried = {
-                d["tier"] for d in rec.decisions if d["t"] >= end and d["acted"] and d["tier"] in failed_tiers
+                d["tier"]
+                for d in rec.decisions
+                if d["acted"] and d["tier"] in last_failure and d["t"] > last_failure[d["tier"]]
             }
-            entry.update(errors=sum(1 for d in during if d["error"]), retried=sorted(retried))
+            entry.update(errors=len(injected), retried=sorted(retried))
             entry["outcome"] = (
                 f"{entry['errors']} failed actuations ({', '.join(sorted(failed_tiers))}); "
                 f"applied after the fault: {', '.join(sorted(retried)) or 'none'}"
