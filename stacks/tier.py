@@ -39,6 +39,8 @@ from stacks.rules import ingress_rules
 SERVER_GROUP_POLICY = "soft-anti-affinity"
 
 # pulumi-openstack compute.Instance `power_state` values (the provider also accepts shutoff, paused).
+# "active" is the provider's default (terraform-provider-openstack compute_instance_v2 schema:
+# Optional, Default "active", not ForceNew), so instances deployed before it was declared see no diff.
 ACTIVE, SHELVED = "active", "shelved_offloaded"
 # Stack output `pool` of an instance entry: "" serving or retiring, else the pool state it is in.
 POOL_NONE, POOL_WARM, POOL_FILLING = "", "warm", "filling"
