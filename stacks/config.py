@@ -5,10 +5,13 @@ Keys (documented for operators in Pulumi.yaml):
 - `openstack:region`             the OpenStack region (GRA11, SBG5, ...): never hard-coded here
 - `swell:tiers`                  object keyed by tier (every tier of the catalog, swell/data/tiers.yaml):
                                  flavor, count, min, max, image,
-                                 and the autoscaler's `instances` (serving indices, default 0..count-1)
-                                 and `retiring` (indices being drained: weight 0, removed once empty).
-                                 The autoscaler writes count, instances and retiring (docs/stacks.md,
-                                 "During a surge"); min and max are its limits too.
+                                 and the autoscaler's `instances` (serving indices, default 0..count-1),
+                                 `retiring` (indices being drained: weight 0, removed once empty),
+                                 `warm` (shelved, configured, no member) and `filling` (being
+                                 configured for the warm pool, no member); the four sets disjoint,
+                                 serving + warm + filling <= max. The autoscaler writes count,
+                                 instances, retiring, warm and filling (docs/stacks.md, "During a
+                                 surge", "Warm pool"); min and max are its limits too.
 - `swell:adminCidrs`             list of CIDRs allowed to reach SSH (never 0.0.0.0/0 or ::/0)
 - `swell:sshPublicKey`           the admins' SSH public key, installed on every instance
 - `swell:externalNetwork`        the public network (default Ext-Net, OVHcloud's)
@@ -99,8 +102,15 @@ class TierConfig(_Model):
     # Indices being drained: they exist and keep their sessions, their load balancer member has
     # weight 0 (no new connections); removing one from this list deletes exactly that instance.
     retiring: tuple[int, ...] = ()
+    # The warm pool (docs/stacks.md, "Warm pool"). `warm`: shelved instances (power state
+    # shelved_offloaded: CPU and RAM freed on the host, the configured disk kept), no load balancer
+    # member; moving one to `instances` unshelves it in place. `filling`: instances created for the
+    # pool, running while cloud-init and ansible-pull configure them, no member; moved to `warm`
+    # once configured. Both count within `max` and against the quota (docs/ovhcloud.md, "Quota").
+    warm: tuple[int, ...] = ()
+    filling: tuple[int, ...] = ()
 
-    @field_validator("instances", "retiring")
+    @field_validator("instances", "retiring", "warm", "filling")
     @classmethod
     def _indices(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if value is None:
@@ -118,8 +128,13 @@ class TierConfig(_Model):
 
     @property
     def existing(self) -> tuple[int, ...]:
-        """Every index that has an instance: serving and retiring."""
-        return tuple(sorted({*self.serving, *self.retiring}))
+        """Every index that has an instance: serving, retiring, warm and filling."""
+        return tuple(sorted({*self.serving, *self.retiring, *self.warm, *self.filling}))
+
+    @property
+    def pool(self) -> tuple[int, ...]:
+        """The warm pool's indices: warm (shelved) and filling (being configured)."""
+        return tuple(sorted({*self.warm, *self.filling}))
 
     @field_validator("flavor")
     @classmethod
@@ -538,14 +553,23 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
                 f"{key}.instances: lists {len(tier.instances)} indices but {key}.count is {tier.count}; "
                 "expected one index per serving instance"
             )
-        both = sorted(set(tier.serving) & set(tier.retiring))
-        if both:
+        problems += _overlaps(key, tier)
+        in_max = len(tier.serving) + len(tier.warm) + len(tier.filling)
+        if tier.pool and in_max > tier.max:
             problems.append(
-                f"{key}.retiring: {both} also serve (in {key}.instances, or below {key}.count); "
-                "an instance either serves or is being drained"
+                f"{key}.warm: {len(tier.serving)} serving + {len(tier.warm)} warm + {len(tier.filling)} "
+                f"filling is {in_max}, above max {tier.max}; expected serving + warm + filling <= max "
+                f"(shrink {key}.warm or {key}.filling, or raise {key}.max)"
             )
     quota = cfg.quota_limits
     instances, vcpus, ram_gb = cfg.totals()
+    pooled = sum(len(t.pool) for t in cfg.tiers.values())
+    # Warm (shelved) instances count in full: see docs/ovhcloud.md, "Quota", for why.
+    counted = (
+        f" (including {pooled} warm or filling instances, counted in full: docs/ovhcloud.md, Quota)"
+        if pooled
+        else ""
+    )
     for what, asked, limit in (
         ("instances", instances, quota.instances),
         ("vCPUs", vcpus, quota.vcpus),
@@ -553,9 +577,36 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
     ):
         if asked > limit:
             problems.append(
-                f"{PROJECT}:quota: the tiers ask for {asked} {what}, "
+                f"{PROJECT}:quota: the tiers ask for {asked} {what}{counted}, "
                 f"above the {limit} of quota {quota.name!r}; "
                 "lower a count or raise the quota (OVHcloud quota tiers in stacks/data/ovhcloud.yaml)"
+            )
+    return problems
+
+
+# Each index is in exactly one of these sets; the first named is the one it is reported against.
+_SETS = ("instances", "retiring", "warm", "filling")
+
+
+def _overlaps(key: str, tier: TierConfig) -> list[str]:
+    """An index in two of a tier's sets (serving, retiring, warm, filling): each such index named,
+    under the later key, with the key it is already in."""
+    sets = {
+        "instances": tier.serving,
+        "retiring": tier.retiring,
+        "warm": tier.warm,
+        "filling": tier.filling,
+    }
+    problems = []
+    for n, later in enumerate(_SETS):
+        for earlier in _SETS[:n]:
+            both = sorted(set(sets[later]) & set(sets[earlier]))
+            if not both:
+                continue
+            where = f"{key}.instances, or below {key}.count" if earlier == "instances" else f"{key}.{earlier}"
+            problems.append(
+                f"{key}.{later}: index(es) {both} also in {where}; expected each index in one of "
+                f"{', '.join(_SETS)} (serving, draining, shelved, being configured for the pool)"
             )
     return problems
 

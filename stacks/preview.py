@@ -100,7 +100,12 @@ def apply_sets(values: Mapping[str, Any], sets: Sequence[str]) -> dict[str, Any]
 class TierLine:
     tier: str
     flavor: str
+    # Every instance the program declares (serving, retiring and the warm pool); `warm` and
+    # `filling` say how many of them are in the pool. All are priced at the running price: what
+    # OVHcloud bills for a shelved one is not confirmed (stacks/data/ovhcloud.yaml), so an upper bound.
     instances: int
+    warm: int
+    filling: int
     vcpus: int
     ram_gb: int
     eur_per_month: float
@@ -153,6 +158,8 @@ def summarize(recording: Any) -> Summary:
                 tier=name,
                 flavor=tier.flavor,
                 instances=per_tier[name]["Instance"],
+                warm=len(tier.warm),
+                filling=len(tier.filling),
                 vcpus=per_tier[name]["Instance"] * flavor.vcpus,
                 ram_gb=per_tier[name]["Instance"] * flavor.ram_gb,
                 eur_per_month=round(
@@ -210,10 +217,11 @@ def render(summary: Summary, console: Console) -> None:
     for column in ("tier", "flavor", "instances", "vCPU", "RAM GB", f"{summary.prices['currency']}/month"):
         table.add_column(column, justify="left" if column in ("tier", "flavor") else "right")
     for line in summary.tiers:
+        pool = ", ".join(f"{n} {what}" for n, what in ((line.warm, "warm"), (line.filling, "filling")) if n)
         table.add_row(
             line.tier,
             line.flavor,
-            str(line.instances),
+            f"{line.instances} ({pool})" if pool else str(line.instances),
             str(line.vcpus),
             str(line.ram_gb),
             f"{line.eur_per_month:.2f}",
@@ -264,6 +272,11 @@ def render(summary: Summary, console: Console) -> None:
         f"month = {p['hours_per_month']} h. "
         f"Instances only: {', '.join(summary.unpriced) or 'nothing else'} not priced (not in the table)."
     )
+    if any(line.warm for line in summary.tiers):
+        console.print(
+            "Warm (shelved) instances are priced at the running price, an upper bound: what OVHcloud "
+            "bills for a shelved instance is not confirmed (stacks/data/ovhcloud.yaml, shelved_instances)."
+        )
 
 
 def main(stack: str, sets: Sequence[str], as_json: bool, project_dir: Path | None = None) -> int:

@@ -101,6 +101,8 @@ def build(cfg: config.StackConfig) -> dict[str, Any]:
                 image=tier.image,
                 serving=tier.serving,
                 retiring=tier.retiring,
+                warm=tier.warm,
+                filling=tier.filling,
                 network_id=network.network_id,
                 subnet_id=network.subnet_id,
                 private_cidr=cfg.private_network.cidr,

@@ -1,6 +1,6 @@
 """The tier component: a security group, a soft-anti-affinity server group, one instance per index
-(serving and retiring) and, for a balanced tier (the catalog's `balancer`), an Octavia load balancer
-with one member per instance.
+(serving, retiring, warm and filling) and, for a balanced tier (the catalog's `balancer`), an Octavia
+load balancer with one member per serving or retiring instance.
 
 Scaling is configuration alone: instance i is named `<tier>-<i>` and its inputs depend on the tier
 and on i only, never on the count or on the other indices, so the indices that appear or disappear
@@ -8,6 +8,16 @@ are exactly the ones created or deleted and the others are never replaced. Which
 data (`serving` and `retiring`, from `swell:tiers.<tier>.instances` and `.retiring`): a scale-down
 first moves the chosen indices to `retiring` (their member gets weight 0: no new connections, the
 open ones kept), then removes exactly those once drained, whatever their place in the order.
+
+The warm pool (`warm` and `filling`, docs/stacks.md, "Warm pool") is the same instances in other
+states: a warm index is declared with `power_state="shelved_offloaded"` (Nova shelves it: CPU and RAM
+freed, the configured disk kept), a filling one active while it is configured, and neither has a load
+balancer member. Only `power_state` and membership depend on the set an index is in; every other
+input depends on the tier and the index alone, so moving an index between sets is an update in place
+(pulumi-openstack's `power_state` is not a replacing property: the provider shelves or unshelves the
+server), never a replacement. Nothing else may change with the set either: Nova refuses most
+updates (metadata, for one) of a shelved_offloaded server, and the provider applies them after the
+shelve (terraform-provider-openstack issue #1749).
 """
 
 from __future__ import annotations
@@ -27,6 +37,13 @@ from stacks.rules import ingress_rules
 # Soft anti-affinity: hard anti-affinity fails to schedule once members outnumber hypervisors
 # (docs/ovhcloud.md), which is exactly when a surge needs more instances.
 SERVER_GROUP_POLICY = "soft-anti-affinity"
+
+# pulumi-openstack compute.Instance `power_state` values (the provider also accepts shutoff, paused).
+# "active" is the provider's default (terraform-provider-openstack compute_instance_v2 schema:
+# Optional, Default "active", not ForceNew), so instances deployed before it was declared see no diff.
+ACTIVE, SHELVED = "active", "shelved_offloaded"
+# Stack output `pool` of an instance entry: "" serving or retiring, else the pool state it is in.
+POOL_NONE, POOL_WARM, POOL_FILLING = "", "warm", "filling"
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,9 @@ class TierArgs:
     balancer: BalancerSettings | None
     public: bool
     retiring: tuple[int, ...] = ()
+    # The warm pool: shelved instances, and instances being configured for it (no members).
+    warm: tuple[int, ...] = ()
+    filling: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,13 +99,14 @@ def _addresses(networks: Sequence[Mapping[str, Any]], public: bool) -> dict[str,
 
 
 def _entry(
-    name: str, index: int, retiring: bool, public: bool, values: Sequence[Any]
+    name: str, index: int, retiring: bool, pool: str, public: bool, values: Sequence[Any]
 ) -> dict[str, str | int | bool | None]:
     networks, created = values
     return {
         "name": name,
         "index": index,
         "retiring": retiring,
+        "pool": pool,
         "created": created,
         **_addresses(networks, public),
     }
@@ -140,9 +161,13 @@ class Tier(pulumi.ComponentResource):
         )
         user_data = pulumi.Output.secret(args.user_data)
         retiring = set(args.retiring)
-        indices = sorted({*args.serving, *retiring})
+        pool = {**dict.fromkeys(args.filling, POOL_FILLING), **dict.fromkeys(args.warm, POOL_WARM)}
+        indices = sorted({*args.serving, *retiring, *pool})
         instances = []
         for index in indices:
+            # A filling instance runs (it is being configured; it is shelved once configured, so an
+            # unshelved one serves without running Ansible again). Nova's shelve keeps the disk.
+            power_state = SHELVED if pool.get(index) == POOL_WARM else ACTIVE
             instances.append(
                 openstack.compute.Instance(
                     f"{name}-{index}",
@@ -156,6 +181,7 @@ class Tier(pulumi.ComponentResource):
                     metadata={"tier": args.tier, "stack": args.stack, "index": str(index)},
                     networks=networks,
                     user_data=user_data,
+                    power_state=power_state,
                     opts=instance_opts,
                 )
             )
@@ -164,7 +190,12 @@ class Tier(pulumi.ComponentResource):
         entries = [
             pulumi.Output.all(i.networks, i.created).apply(
                 functools.partial(
-                    _entry, f"swell-{args.stack}-{args.tier}-{index}", index, index in retiring, public
+                    _entry,
+                    f"swell-{args.stack}-{args.tier}-{index}",
+                    index,
+                    index in retiring,
+                    pool.get(index, POOL_NONE),
+                    public,
                 )
             )
             for index, i in zip(indices, instances, strict=True)
@@ -180,9 +211,12 @@ class Tier(pulumi.ComponentResource):
                     tier=args.tier,
                     subnet_id=args.subnet_id,
                     external_network=args.external_network,
+                    # Serving and retiring instances only: a warm one is shelved, a filling one
+                    # not configured yet; activation adds its member in the same update.
                     members=[
                         (index, i.networks.apply(_private_ip), index in retiring)
                         for index, i in zip(indices, instances, strict=True)
+                        if index not in pool
                     ],
                     spec=listeners.spec(args.tier),
                     tls_container_ref=args.balancer.tls_container_ref,

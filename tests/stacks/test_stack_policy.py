@@ -223,3 +223,19 @@ def test_the_pack_links_instances_to_server_groups_by_dependency_and_enforces_th
         for i in range(3)
     ]
     assert found["counts-within-quota"] == ["the stack asks for 5 instances, above the 4 of quota 'custom'"]
+
+
+def test_the_pack_counts_shelved_warm_pool_instances_against_the_quota_and_says_so() -> None:
+    """Warm (shelved) instances count in full (checks.within_quota says why, with its source)."""
+    values = with_tiers(stack_values("dev"), web=1)
+    values["swell:tiers"]["web"].update(max=8, warm=[1, 2, 3], filling=[4])
+    rec = engine.run(values, "dev")
+    found = _crossguard(rec, {"quota": {"instances": 6, "vcpus": 100, "ramGb": 1000}})
+    assert found["counts-within-quota"] == [
+        "the stack asks for 7 instances (including 3 shelved warm-pool instances, counted in full: "
+        "unshelving needs the room), above the 6 of quota 'custom'"
+    ]
+    assert (
+        checks.check_all(_recorded(rec), catalog.Quota("roomy", 7, 100, 1000), CAT)["counts-within-quota"]
+        == []
+    )

@@ -89,3 +89,19 @@ def test_set_paths_follow_pulumi_config_set_path() -> None:
     out = preview.apply_sets(values, ["tiers.web.count=4", "openstack:region=SBG5", "quota=50-vms"])
     assert out == {"swell:tiers": {"web": {"count": 4}}, "openstack:region": "SBG5", "swell:quota": "50-vms"}
     assert values["swell:tiers"]["web"]["count"] == 1  # the stack file's values are not modified
+
+
+def test_a_warm_pool_is_previewed_shelved_counted_and_priced_as_an_upper_bound() -> None:
+    sets = ["tiers.web.max=6", "tiers.web.warm=[2,3]", "tiers.web.filling=[4]"]
+    data = _json("--stack", "dev", *(a for s in sets for a in ("--set", s)))
+    web = {t["tier"]: t for t in data["summary"]["tiers"]}["web"]
+    assert (web["instances"], web["warm"], web["filling"]) == (4, 2, 1)
+    assert web["resources"]["Member"] == 1, "the serving one only"
+    assert web["eur_per_month"] == pytest.approx(4 * 0.05 * 730)
+    pools = {e["index"]: e["pool"] for e in data["outputs"]["tiers"]["web"]["instances"]}
+    assert pools == {0: "", 2: "warm", 3: "warm", 4: "filling"}
+    args = [a for s in sets for a in ("--set", s)]
+    human = runner.invoke(app, ["preview", "--stack", "dev", *args], env={"COLUMNS": "200"})
+    assert human.exit_code == 0, human.output
+    assert "4 (2 warm, 1 filling)" in human.output
+    assert "priced at the running price, an upper bound" in " ".join(human.output.split())

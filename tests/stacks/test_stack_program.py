@@ -205,12 +205,14 @@ def test_outputs_follow_the_architecture_contract() -> None:
                 "name",
                 "index",
                 "retiring",
+                "pool",
                 "created",
                 "private_ip",
                 "public_ipv4",
                 "public_ipv6",
             }
             assert inst["name"] == f"swell-dev-{tier}-{inst['index']}" and inst["retiring"] is False
+            assert inst["pool"] == ""
             assert inst["created"] == engine.MOCK_CREATED
             assert inst["private_ip"].startswith("10.42.")
             assert (inst["public_ipv4"] is not None) == (tier == "video")
