@@ -94,6 +94,14 @@ def _instance_relabel(site: Site, tiers: Sequence[str]) -> list[dict[str, Any]]:
             "regex": f"{site.stack};({'|'.join(tiers)});{site.private_network}",
             "action": "keep",
         },
+        {
+            # The warm pool's shelved instances (docs/stacks.md, "Warm pool") have no running
+            # exporter: scraping them would show targets down. Only shelving is dropped; an
+            # instance in ERROR or BUILD stays visible. Nova's statuses: SHELVED, SHELVED_OFFLOADED.
+            "source_labels": ["__meta_openstack_instance_status"],
+            "regex": "SHELVED(_OFFLOADED)?",
+            "action": "drop",
+        },
         {"source_labels": ["__meta_openstack_tag_tier"], "target_label": "tier"},
         {"source_labels": ["__meta_openstack_instance_name"], "regex": "(.+)", "target_label": "instance"},
     ]

@@ -44,6 +44,21 @@ def test_sample_outputs_become_one_group_per_tier() -> None:
     assert common["ansible_user"] == "debian"
 
 
+def test_shelved_warm_pool_instances_are_left_out_and_filling_ones_kept() -> None:
+    """A warm instance is shelved (not running): Ansible could not reach it, and it was configured
+    before it was shelved. A filling one runs and is being configured: it stays."""
+    data = sample()
+    web = data["tiers"]["web"]["instances"]
+    web.append({**web[0], "name": "swell-prod-gra11-web-2", "private_ip": "10.42.0.13", "pool": "warm"})
+    web.append({**web[0], "name": "swell-prod-gra11-web-3", "private_ip": "10.42.0.14", "pool": "filling"})
+    inventory = build_inventory(parse_stack_outputs(json.dumps(data)), InventorySettings(admin_cidrs=ADMIN))
+    assert hosts_by_tier(inventory)["web"] == [
+        "swell-prod-gra11-web-0",
+        "swell-prod-gra11-web-1",
+        "swell-prod-gra11-web-3",
+    ]
+
+
 def test_limit_keeps_one_tier() -> None:
     inventory = build_inventory(
         load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN, tiers=("chat",))

@@ -85,6 +85,8 @@ def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[
     for tier in tiers:
         hosts: dict[str, Any] = {}
         for instance in outputs.instances(tier):
+            if instance.pool == "warm":
+                continue  # shelved: unreachable; it was configured before it was shelved
             hosts[instance.name] = {
                 "ansible_host": _ansible_host(instance, settings.address),
                 "swell_private_ip": str(instance.private_ip),

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -56,6 +56,9 @@ class Instance(BaseModel):
     private_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     public_ipv4: ipaddress.IPv4Address | None = None
     public_ipv6: ipaddress.IPv6Address | None = None
+    # The warm pool (docs/stacks.md, "Warm pool"): "" serving or retiring, "filling" (running, being
+    # configured), "warm" (shelved: not running, nothing to configure until it is unshelved).
+    pool: Literal["", "filling", "warm"] = ""
 
 
 class LoadBalancer(BaseModel):

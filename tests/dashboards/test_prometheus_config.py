@@ -139,7 +139,12 @@ DISCOVERED = [
     ("video", SITE.stack, "Ext-Net", "51.68.0.31", "swell-prod-gra11-video-0"),  # the bridge's public address
     ("web", "staging", "swell-staging", "10.43.16.11", "swell-staging-web-0"),  # another stack, same project
     ("db", SITE.stack, SITE.private_network, "10.42.60.5", "hand-made-db"),  # not a swell tier
+    ("web", SITE.stack, SITE.private_network, "10.42.16.12", "swell-prod-gra11-web-1"),
+    ("chat", SITE.stack, SITE.private_network, "10.42.32.12", "swell-prod-gra11-chat-1"),
 ]
+# Nova's status where not ACTIVE: a warm-pool instance is shelved (no exporter runs: dropped); one
+# in ERROR stays a target, so that it shows as down.
+STATUS = {"swell-prod-gra11-web-1": "SHELVED_OFFLOADED", "swell-prod-gra11-chat-1": "ERROR"}
 
 
 def _openstack_like(rows: list[tuple[str, str, str, str, str]], port: int) -> list[dict[str, Any]]:
@@ -147,6 +152,7 @@ def _openstack_like(rows: list[tuple[str, str, str, str, str]], port: int) -> li
     for tier, stack, pool, address, name in rows:
         (group,) = openstack_sd_targets([(tier, f"{address}:{port}", name)], Site(stack=stack))
         group["labels"]["__meta_openstack_address_pool"] = pool
+        group["labels"]["__meta_openstack_instance_status"] = STATUS.get(name, "ACTIVE")
         groups.append(group)
     return groups
 
@@ -171,11 +177,12 @@ def test_a_real_prometheus_keeps_exactly_this_stacks_instances_on_the_private_ne
             data = json.loads(http_get(f"{url}/api/v1/targets?state=active"))["data"]["activeTargets"]
             return [t["labels"] for t in data]
 
-        wait_until(lambda: len(active()) >= 4, "the discovered targets")
+        wait_until(lambda: len(active()) >= 5, "the discovered targets")
         labels = sorted(active(), key=lambda t: (t["job"], t["instance"]))
     assert [(t["job"], t["tier"], t["instance"]) for t in labels] == [
         ("jvb", "video", "swell-prod-gra11-video-0"),
         ("node", "chat", "swell-prod-gra11-chat-0"),
+        ("node", "chat", "swell-prod-gra11-chat-1"),
         ("node", "video", "swell-prod-gra11-video-0"),
         ("node", "web", "swell-prod-gra11-web-0"),
     ]
