@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from autoscaler.adapters.sqlite_store import SQLiteStateStore
 from autoscaler.config import ConfigError
 from autoscaler.service import Autoscaler
+from swell.cli import app
 from tests.autoscaler.fakes import FakeActuator, FakeClock, FakeFleet, FakeSource, config, telemetry
 
+runner = CliRunner()
 POOL = {"enabled": True, "cold_lead_s": 600, "warm_lead_s": 120}
 
 
@@ -163,3 +166,36 @@ def test_with_the_pool_swell_plans_across_the_warm_lead_time(tmp_path: Path) -> 
     with_pool, *_ = _loop(tmp_path, fleet, warm_pool=POOL, lead_time_s=600)
     without, *_ = _loop(tmp_path, fleet, lead_time_s=600)
     assert with_pool.params["web"].lead_time_s == 120 and without.params["web"].lead_time_s == 600
+
+
+def test_swell_status_shows_active_warm_and_pending_per_tier(tmp_path: Path) -> None:
+    """Through the real CLI, reading the store the loop wrote: web has a pool (warm, and filling
+    ones after a surge), video has none."""
+    fleet = FakeFleet({"web": [0, 1], "video": [0]}, configured=set(range(100)))
+    loop, source, clock, _ = _loop(tmp_path, fleet, warm_pool={**POOL, "size": 3}, max=64)
+    _passes(loop, source, clock, web=100.0, n=10)
+    _passes(loop, source, clock, web=200.0, n=1)  # unshelves some, refills as many (filling)
+    fleet.configured.discard(max(fleet.filling["web"]))
+    _passes(loop, source, clock, web=200.0, n=1)  # the configured ones shelved, one still filling
+    warm, filling = len(fleet.warm["web"]), len(fleet.filling["web"])
+    assert warm >= 1 and filling == 1
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(json.dumps(loop.config.model_dump(mode="json", exclude_none=True)))
+    rows = json.loads(runner.invoke(app, ["status", "-c", str(path), "--json"]).stdout)
+    web, video = (next(r for r in rows if r["tier"] == t) for t in ("web", "video"))
+    assert (web["pool"]["warm"], web["pool"]["filling"], web["pool"]["target"]) == (warm, filling, 3)
+    assert web["pending"] == web["current"] - web["ready"] and video["pool"] is None
+    table = runner.invoke(app, ["status", "-c", str(path)], env={"COLUMNS": "250"})
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if "tier" in line)
+    assert [c.strip() for c in header.split("┃")[2:7]] == ["active", "desired", "ready", "pending", "warm"]
+    web_row = next(line for line in table.output.splitlines() if line.startswith("│ web"))
+    assert [c.strip() for c in web_row.split("│")[2:7]] == [
+        str(web["current"]),
+        str(web["desired"]),
+        str(web["ready"]),
+        str(web["pending"]),
+        f"{warm} (+1 filling)",
+    ]
+    video_row = next(line for line in table.output.splitlines() if line.startswith("│ video"))
+    assert video_row.split("│")[6].strip() == "-", "no pool"
