@@ -40,6 +40,7 @@ def outcome(plan: FleetPlan) -> Layout:
     found: Layout = {
         "serving": list(plan.serving),
         "retiring": [d.index for d in plan.retiring],
+        "retired": list(plan.retired),
         "warm": list(plan.warm),
         "filling": list(plan.filling),
         "taken_back": list(plan.taken_back),
@@ -137,12 +138,28 @@ POOL_CASES: list[tuple[str, int, dict[str, object], int, int | None, Layout]] = 
         {"serving": [0, 1], "warm": [3], "filling": [], "deleted": [2]},
     ),
     (
-        "a-busy-retiree-is-not-shelved-and-the-pool-refills-meanwhile",
+        "a-draining-retiree-counts-towards-the-pool-nothing-is-created-for-it",
         2,
         {"serving": [0, 1], "retiring": [2], "sessions": {2: 4}},
         1,
         None,
+        {"serving": [0, 1], "retiring": [2], "warm": [], "filling": []},
+    ),
+    (
+        "beyond-the-draining-ones-the-pool-refills",
+        2,
+        {"serving": [0, 1], "retiring": [2], "sessions": {2: 4}},
+        2,
+        None,
         {"serving": [0, 1], "retiring": [2], "warm": [], "filling": [3], "refilled": [3]},
+    ),
+    (
+        "a-scale-down-retires-and-creates-nothing-for-the-pool",
+        1,
+        {"serving": [0, 1]},
+        1,
+        None,
+        {"serving": [1], "retiring": [0], "warm": [], "filling": [], "retired": [0]},
     ),
     (
         "excess-within-what-the-pool-keeps-stays",
