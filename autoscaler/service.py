@@ -360,8 +360,11 @@ class Autoscaler:
     ) -> dict[str, Any] | None:
         cfg = self.config.tiers[tier]
         actuator = self.actuators[tier]
+        is_a_fleet = is_fleet(actuator)
         try:
             capacity = actuator.capacity(tier)
+            # A Fleet's instances: its drains and its warm pool are tended every pass.
+            members: list[Member] = actuator.members(tier) if is_a_fleet else []  # type: ignore[attr-defined]
         except ActuationError as exc:
             self.telemetry.actuation_errors.labels(tier, actuator.name).inc()
             self.telemetry.log("capacity_unavailable", tier=tier, error=str(exc))
@@ -396,8 +399,6 @@ class Autoscaler:
         spec = POLICIES[cfg.policy]
         decision, new_state = spec.decide(obs, policy_state, self.params[tier], now)
         desired = decision.desired
-        is_a_fleet = is_fleet(actuator)
-        members: list[Member] = actuator.members(tier) if is_a_fleet else []  # type: ignore[attr-defined]
         pool = self._pool(tier, new_state, desired, members, state, now)
         limited_by = list(decision.limited_by)
         # The reason keeps its history: what the loop knows beyond the core is added, never put in
