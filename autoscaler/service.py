@@ -566,15 +566,20 @@ class Autoscaler:
                     reason=f"actuator {self.actuators[tier].name} names no instances: it cannot keep a pool",
                 )
             return None
+        # A shelved (shelved_offloaded) server still counts in the project's `instances` quota, and
+        # in its cores and RAM too unless Nova counts usage from placement (Nova's option
+        # `[quota] count_usage_from_placement`, docs.openstack.org/nova/latest/configuration/config.html):
+        # the pool stays within the tier's max and its quota, beside the active instances.
         hi = self.limits[tier][1]
-        room = max(0, hi - desired)
+        bound, name = (hi, "max") if cfg.quota is None or cfg.quota >= hi else (cfg.quota, "quota")
+        room = max(0, bound - desired)
         if wp.size is not None:
             size, why = wp.size, f"warm pool {wp.size}: fixed (warm_pool.size)"
         else:
-            size, why = warm_pool_target(policy_state, self.params[tier], desired, wp.cold_lead_s, hi, now)
+            size, why = warm_pool_target(policy_state, self.params[tier], desired, wp.cold_lead_s, bound, now)
         target = min(size, room)
         if target < size:
-            why = f"{why}; capped at {target}: {desired} active + pool within max {hi}"
+            why = f"{why}; capped at {target}: {desired} active + pool within {name} {bound}"
         keep, window = pool_keep(state.pools.get(tier, []), target, now, wp.shrink_after_s)
         state.pools[tier] = window
         return {

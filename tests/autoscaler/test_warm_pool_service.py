@@ -220,3 +220,12 @@ def test_the_pool_shrinks_only_after_its_target_was_lower_for_shrink_after_s_acr
     assert all(n == 3 for n in kept[:trimmed_at]) and set(kept[trimmed_at:]) == {1}
     assert 600 - 4 * 15 <= trimmed_at * 15 <= 600, "after the window, not before"
     assert records[trimmed_at]["pool"]["trimmed"] == sorted(warm)[1:], "the highest warm ones go"
+
+
+def test_the_pool_stays_within_the_tiers_quota_beside_the_active_instances(tmp_path: Path) -> None:
+    """A shelved server still counts in Nova's instances quota."""
+    fleet = FakeFleet({"web": [0, 1], "video": [0]})
+    loop, source, clock, _ = _loop(tmp_path, fleet, warm_pool={**POOL, "size": 10}, quota=5)
+    (record,) = _passes(loop, source, clock, web=100.0, n=1)
+    assert record["pool"]["target"] == 5 - record["desired"]
+    assert record["pool"]["reason"].endswith("within quota 5")
