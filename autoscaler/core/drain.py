@@ -192,6 +192,7 @@ def plan_fleet(
         trimmed = sorted(order[:excess])
         warm = [i for i in warm if i not in trimmed]
         filling = [i for i in filling if i not in trimmed]
+        shelved = [i for i in shelved if i not in trimmed]  # deleted, not shelved
     index = 0
     # Instances still draining count towards the pool here: a scale-up takes them back before any
     # warm one, and the pool gets them when their drain ends; creating for them now would pay the

@@ -178,6 +178,22 @@ POOL_CASES: list[tuple[str, int, dict[str, object], int, int | None, Layout]] = 
         {"serving": [0, 1], "warm": [2, 3], "filling": [], "trimmed": [4, 5], "deleted": [4, 5]},
     ),
     (
+        "without-a-pool-what-is-left-of-one-is-deleted",
+        2,
+        {"serving": [0, 1], "warm": [2], "filling": [3, 4], "configured": [3]},
+        0,
+        None,
+        {"serving": [0, 1], "warm": [], "filling": [], "trimmed": [2, 3, 4], "deleted": [2, 3, 4]},
+    ),
+    (
+        "without-a-pool-a-scale-up-still-uses-what-is-left-of-one",
+        3,
+        {"serving": [0, 1], "warm": [2], "filling": [3]},
+        0,
+        None,
+        {"serving": [0, 1, 2], "warm": [], "filling": [], "activated": [2], "trimmed": [3], "deleted": [3]},
+    ),
+    (
         "a-drained-instance-completes-the-pool-without-a-refill",
         2,
         {"serving": [0, 1], "retiring": [2], "sessions": {2: 0}, "warm": [3, 4]},

@@ -229,3 +229,13 @@ def test_the_pool_stays_within_the_tiers_quota_beside_the_active_instances(tmp_p
     (record,) = _passes(loop, source, clock, web=100.0, n=1)
     assert record["pool"]["target"] == 5 - record["desired"]
     assert record["pool"]["reason"].endswith("within quota 5")
+
+
+def test_turning_the_pool_off_deletes_what_is_left_of_it(tmp_path: Path) -> None:
+    fleet = FakeFleet({"web": [0, 1], "video": [0]}, warm={"web": [2, 3]}, filling={"web": [4]})
+    loop, source, clock, _ = _loop(tmp_path, fleet)
+    (record,) = _passes(loop, source, clock, web=100.0, n=1)
+    assert fleet.warm["web"] == fleet.filling["web"] == []
+    assert sorted(fleet.serving["web"]) == [0, 1, 2, 3][: record["desired"]], "a scale-up unshelves first"
+    assert fleet.calls[-1][3:] == (None, None), "the call without a pool"
+    assert "pool" not in record
