@@ -167,7 +167,7 @@ class Autoscaler:
             name: build_params(
                 tier.policy,
                 capacity_per_instance=tier.capacity_per_instance,
-                lead_time_s=_policy_lead_time(tier),
+                lead_time_s=_policy_lead_time(tier, name in actuators and is_fleet(actuators[name])),
                 limits=Limits(min=self.limits[name][0], max=self.limits[name][1], quota=tier.quota),
                 overrides=_with_service_timing(tier.policy, tier.policy_params, config),
             )
@@ -548,7 +548,7 @@ class Autoscaler:
         now: float,
     ) -> dict[str, Any] | None:
         """The tier's warm pool this pass: its target (swell's `warm_pool_target`, or the fixed
-        `warm_pool.size`), capped so that `desired` + pool stays within the tier's max; what it
+        `warm_pool.size`), capped so that `desired` + pool stays within the tier's max and quota; what it
         keeps (the hysteresis, autoscaler/core/warm_pool.py); why; and the warm and filling
         instances it has now. None without a pool (disabled, or an actuator that names no
         instances: logged once)."""
@@ -673,11 +673,12 @@ def _with_service_timing(policy: str, params: dict[str, Any], config: Autoscaler
     return merged
 
 
-def _policy_lead_time(tier: TierConfig) -> float:
-    """What the tier's policy plans across: with a warm pool, swell plans across the warm lead time
-    (its next instances come from the pool; the pool itself covers the cold lead time), as in the
-    simulator (autoscaler/sim/warm.py); otherwise, and for other policies, the tier's lead time."""
-    if tier.warm_pool.enabled and tier.policy == "swell":
+def _policy_lead_time(tier: TierConfig, fleet: bool) -> float:
+    """What the tier's policy plans across: with a warm pool (enabled, and an actuator that can
+    keep one), swell plans across the warm lead time (its next instances come from the pool; the
+    pool itself covers the cold lead time), as in the simulator (autoscaler/sim/warm.py);
+    otherwise, and for other policies, the tier's lead time."""
+    if tier.warm_pool.enabled and fleet and tier.policy == "swell":
         return tier.warm_pool.warm_lead_s
     return tier.lead_time_s
 

@@ -167,7 +167,9 @@ def test_with_the_pool_swell_plans_across_the_warm_lead_time(tmp_path: Path) -> 
     fleet = FakeFleet({"web": [0, 1], "video": [0]})
     with_pool, *_ = _loop(tmp_path, fleet, warm_pool=POOL, lead_time_s=600)
     without, *_ = _loop(tmp_path, fleet, lead_time_s=600)
+    ignored, *_ = _loop(tmp_path, FakeActuator({"web": 2, "video": 1}), warm_pool=POOL, lead_time_s=600)
     assert with_pool.params["web"].lead_time_s == 120 and without.params["web"].lead_time_s == 600
+    assert ignored.params["web"].lead_time_s == 600, "no pool where the actuator cannot keep one"
 
 
 def test_swell_status_shows_active_warm_and_pending_per_tier(tmp_path: Path) -> None:
