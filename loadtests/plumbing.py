@@ -135,9 +135,10 @@ class HAProxyPorts:
 
 def drill_stand_in(tier: str) -> BalancedTier:
     """The drill's load balancer for a tier that has none in production (video: participants reach
-    their bridge directly, placed by Jicofo on the least loaded one). The drill spreads its users
-    over the instances with a pool shaped like chat's (long WebSocket sessions, least connections),
-    without persistence: one WebSocket each."""
+    their bridge directly, placed by Jicofo on the least loaded one). The drill's video users do the
+    same (they ask the allocator, `loadtests/allocator.py`, and connect to the bridge it names), so
+    no user traffic passes here: the pool stays as the local actuator's member list and health
+    check, shaped like chat's (long WebSocket sessions, least connections, no persistence)."""
     return BalancedTier(
         tier,
         (

@@ -107,7 +107,8 @@ def test_a_retiring_bridge_leaves_rotation_keeps_its_conference_and_goes_once_em
     setup: tuple[LocalActuator, HAProxyPorts, Path],
 ) -> None:
     """The drill's side of the two-phase scale-down: out of HAProxy's rotation and in drain mode
-    (no new conference), its open conference untouched; removed once empty: nothing cut."""
+    (no new conference), its open conference untouched; removed once empty, by the JVB's graceful
+    shutdown (the bridge exits by itself): nothing cut."""
     actuator, _, tmp = setup
     actuator.apply("video", [0, 1], [])
     wait_until(lambda: actuator.capacity("video").ready == 2, "two ready bridges", 15)
@@ -129,9 +130,12 @@ def test_a_retiring_bridge_leaves_rotation_keeps_its_conference_and_goes_once_em
     actuator.apply("video", [0], [1])
     ws.close()
     wait_until(lambda: actuator.sessions("video", [1]) == {1: 0}, "the conference ended", 5)
-    actuator.apply("video", [0], [])  # phase 2
+    actuator.apply("video", [0], [])  # phase 2: the JVB's graceful shutdown, and it exits by itself
     assert [m.index for m in actuator.members("video")] == [0]
     assert actuator.dropped_sessions() == {"web": 0, "video": 0}
+    assert {"tier": "video", "event": "exited (graceful shutdown)", "port": port} in [
+        {k: e[k] for k in ("tier", "event", "port")} for e in actuator.events()
+    ]
 
 
 def test_stopping_an_instance_with_open_sessions_counts_them_as_dropped(
