@@ -39,7 +39,6 @@ import psutil
 
 from autoscaler.service import Autoscaler
 from autoscaler.telemetry import TelemetryServer
-from loadtests import allocator
 from loadtests.faults import FaultActions, FaultSchedule, kill_target
 from loadtests.local_actuator import LocalActuator, LocalActuatorSettings, LocalTierSettings
 from loadtests.options import DrillOptions
@@ -163,6 +162,10 @@ class Drill:
         selection), a child of the drill: every bridge registers with it and reports every
         `report_interval` (5 s / speed, at least 1 s), and video users ask it for their bridge.
         Returns the bridges' extra arguments."""
+        # Here, not at the top: it imports aiohttp, which must not precede gevent's monkey-patching
+        # in a test process that imports this module and locust.
+        from loadtests import allocator
+
         port = free_port()
         interval = max(allocator.REPORT_INTERVAL_S / self.o.effective_speed, 1.0)
         proc = self.children.start(
