@@ -182,9 +182,10 @@ AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "
 # rendered (tests/loadtests/test_drill_config.py checks both ways).
 DRILL_OMITTED: Mapping[str, str] = {
     listeners.XMPP.name: (
-        "the video bridges' XMPP login to Prosody (TCP 5222): no bridge runs in the drill (its video "
-        "tier is the tier_service stand-in, which speaks no XMPP), so nothing would connect to it, and "
-        "its sessions are no chat demand anyway (dashboards/mixin.py counts only pools that serve HTTP)"
+        "the video bridges' XMPP login to Prosody (TCP 5222): the drill's bridges (the tier_service "
+        "stand-in) speak no XMPP, they register with the allocator stand-in over HTTP, so nothing would "
+        "connect to it, and its sessions are no chat demand anyway (dashboards/mixin.py counts only "
+        "pools that serve HTTP)"
     ),
 }
 
