@@ -19,13 +19,15 @@ The selection is `select_bridge`, a pure function of the state and the clock (do
 rule and its sources). Conferences are forgotten when their bridge's report no longer lists them.
 Time constants are divided by `--speed`, as every time constant of the drill.
 
-Run: `python -m loadtests.allocator --port 8090 [--speed 90] [--report-interval 1]`.
+Run: `python -m loadtests.allocator --port 8090 [--speed 90] [--report-interval 1] [--exit-report
+PATH]` (at its stop it writes what it placed there: per bridge, fallbacks, refusals).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import signal
 import sys
@@ -33,6 +35,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -409,8 +412,20 @@ class Allocator:
         app.router.add_get("/healthz", self.healthz)
         return app
 
+    def summary(self) -> dict[str, Any]:
+        """What it placed, for the drill's logs: per bridge (gone ones included) its conferences and
+        participants placed; fallbacks and refusals."""
+        s = self.state
+        return {
+            "conferences_placed": dict(s.conferences_placed),
+            "participants_placed": dict(s.participants_placed),
+            "fallbacks": s.fallbacks,
+            "refused": s.refused,
+            "bridges": self.bridge_states(),
+        }
 
-async def serve(allocator: Allocator, host: str, port: int) -> None:
+
+async def serve(allocator: Allocator, host: str, port: int, exit_report: str | None = None) -> None:
     runner = web.AppRunner(allocator.app(), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=512).start()
@@ -419,10 +434,18 @@ async def serve(allocator: Allocator, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if exit_report:
+        with open(exit_report, "w") as f:
+            json.dump(allocator.summary(), f, indent=1)
     await runner.cleanup()
 
 
-def command(port: int, speed: float = 1.0, report_interval_s: float = REPORT_INTERVAL_S) -> list[str]:
+def command(
+    port: int,
+    speed: float = 1.0,
+    report_interval_s: float = REPORT_INTERVAL_S,
+    exit_report: Path | None = None,
+) -> list[str]:
     """The allocator's command line (start it with `loadtests.processes`: it cannot outlive its
     parent)."""
     return [
@@ -430,10 +453,11 @@ def command(port: int, speed: float = 1.0, report_interval_s: float = REPORT_INT
         "--port", str(port),
         "--speed", repr(speed),
         "--report-interval", repr(report_interval_s),
+        *(["--exit-report", str(exit_report)] if exit_report is not None else []),
     ]  # fmt: skip
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[SelectionPolicy, str, int]:
+def parse_args(argv: list[str] | None = None) -> tuple[SelectionPolicy, str, int, str | None]:
     p = argparse.ArgumentParser(description="A stand-in for Jicofo's bridge selection (not Jicofo).")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
@@ -441,17 +465,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[SelectionPolicy, str, int
     p.add_argument(
         "--report-interval", type=float, default=REPORT_INTERVAL_S, help="seconds between bridge reports"
     )
+    p.add_argument("--exit-report", help="write what it placed to this file (JSON) when it stops")
     a = p.parse_args(argv)
     try:
         policy = SelectionPolicy().scaled(a.speed, a.report_interval)
     except ValueError as exc:
         p.error(str(exc))
-    return policy, a.host, a.port
+    return policy, a.host, a.port, a.exit_report
 
 
 def main(argv: list[str] | None = None) -> None:
-    policy, host, port = parse_args(argv)
-    asyncio.run(serve(Allocator(policy), host, port))
+    policy, host, port, exit_report = parse_args(argv)
+    asyncio.run(serve(Allocator(policy), host, port, exit_report))
 
 
 if __name__ == "__main__":

@@ -169,7 +169,8 @@ class Drill:
         port = free_port()
         interval = max(allocator.REPORT_INTERVAL_S / self.o.effective_speed, 1.0)
         proc = self.children.start(
-            allocator.command(port, self.o.effective_speed, interval), self.logs / "allocator.log"
+            allocator.command(port, self.o.effective_speed, interval, self.logs / "allocator.exit.json"),
+            self.logs / "allocator.log",
         )
         self.allocator_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_ok(f"{self.allocator_url}/healthz"), "the video allocator", 15, proc)

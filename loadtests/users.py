@@ -10,7 +10,10 @@
   (`chat_messages` events: delivered, lost, late). Sessions last 10-20 messages, then the user
   reconnects to the same room with `since` = the last sequence number it saw (a new session may land
   on a new instance), and gets what it missed first.
-- `ParticipantUser` (video): asks the allocator which bridge holds its conference (`POST /allocate`,
+- `ParticipantUser` (video): joins one of `rooms` conferences of the current meeting slot (a new set
+  of conferences every `meeting_s` real seconds: conferences begin and end, as meetings do, so new
+  conferences reach new bridges while old ones finish where they are); it asks the allocator which
+  bridge holds its conference (`POST /allocate`,
   `loadtests/allocator.py`, the drill's stand-in for Jicofo's bridge selection), then joins the
   conference on that bridge directly, over a WebSocket (`/colibri-ws`, as a Jitsi Videobridge
   participant), sends heartbeats and times their answers, leaves after 10-25 heartbeats. Bridges
@@ -208,10 +211,15 @@ class ParticipantUser(_SocketUser):
     path = "/colibri-ws"
     room_prefix = "conference"
     session_length = (10, 25)
+    # A conference's life, in real seconds (like the sessions, not compressed): about a session.
+    # Conferences stay on their bridge (Jicofo's rule), so with a fixed set of conferences that never
+    # empty, a new bridge would never get one.
+    meeting_s = 20.0
 
     @task
     def video(self) -> None:
-        conference = f"{self.room_prefix}-{random.randrange(self.rooms)}"
+        slot = int(time.time() // self.meeting_s)
+        conference = f"{self.room_prefix}-{slot}-{random.randrange(self.rooms)}"
         bridge = self.bridge_for(conference)
         if bridge is None:
             time.sleep(1.0)
