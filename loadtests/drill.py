@@ -88,6 +88,7 @@ class Drill:
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.locust: subprocess.Popen[bytes] | None = None
+        self.allocator: subprocess.Popen[bytes] | None = None
         self.actuator: LocalActuator | None = None
         self.discovery: OpenStackDiscoveryStandIn | None = None
         self.telemetry_server: TelemetryServer | None = None
@@ -168,12 +169,12 @@ class Drill:
 
         port = free_port()
         interval = max(allocator.REPORT_INTERVAL_S / self.o.effective_speed, 1.0)
-        proc = self.children.start(
+        self.allocator = self.children.start(
             allocator.command(port, self.o.effective_speed, interval, self.logs / "allocator.exit.json"),
             self.logs / "allocator.log",
         )
         self.allocator_url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: http_ok(f"{self.allocator_url}/healthz"), "the video allocator", 15, proc)
+        wait_for(lambda: http_ok(f"{self.allocator_url}/healthz"), "the video allocator", 15, self.allocator)
         return ("--allocator", self.allocator_url, "--report-interval", repr(interval))
 
     def _start_prometheus(self) -> None:
@@ -224,11 +225,17 @@ class Drill:
     def _write_parts(self) -> None:
         """What runs, for people and tests checking that a stopped (or killed) drill left nothing
         behind: the parts' pids, every port, the instances' logs and the temporary directory."""
-        procs = {"haproxy": self.haproxy, "prometheus": self.prometheus, "locust": self.locust}
+        procs = {
+            "haproxy": self.haproxy,
+            "prometheus": self.prometheus,
+            "locust": self.locust,
+            "allocator": self.allocator,
+        }
         parts = {
             "pids": {name: p.pid for name, p in procs.items() if p is not None},
             "ports": {
                 **({"prometheus": int(self.prom_url.rsplit(":", 1)[1])} if self.prom_url else {}),
+                **({"allocator": int(self.allocator_url.rsplit(":", 1)[1])} if self.allocator_url else {}),
                 **{f"haproxy_{t}": self.ports.frontend(t) for t in self.o.plans},
                 "haproxy_stats": self.ports.stats,
             },
