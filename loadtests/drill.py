@@ -368,7 +368,15 @@ class Drill:
             cpu_at_start=self.cpu_at_start,
             cpu_at_end=self.cpu_at_end,
             chat_messages=self.requests.chat,
+            allocation=self._allocation(),
         )
+
+    def _allocation(self) -> dict[str, Any]:
+        """What the allocator placed, from the report it writes when stopped (none: {})."""
+        try:
+            return dict(json.loads((self.logs / "allocator.exit.json").read_text()))
+        except (OSError, ValueError):
+            return {}
 
     def _loop(self, scaler: Autoscaler) -> None:
         o = self.o

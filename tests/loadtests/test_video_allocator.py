@@ -1,17 +1,20 @@
 """The video tier's allocation (loadtests/allocator.py, a stand-in for Jicofo's bridge selection):
 `select_bridge` as a table (placed conferences stay, limits, fallback, refusal), then real
 processes on 127.0.0.1: a new bridge registers and receives conferences; after its graceful
-shutdown (the JVB's REST API) it receives none, and it exits once its conferences have ended."""
+shutdown (the JVB's REST API) it receives none, and it exits once its conferences have ended. The
+drill report says how the allocator spread conferences."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +29,10 @@ from loadtests.allocator import (
     parse_args,
     select_bridge,
 )
+from loadtests.options import DrillOptions
 from loadtests.processes import start_process, stop_all
+from loadtests.record import DrillRecord, Timeline
+from loadtests.report import build_report, write_markdown
 from tests.realparts import free_port, http_get, wait_until
 
 NOW = 1000.0
@@ -324,3 +330,42 @@ def test_a_bridge_without_conferences_exits_at_once_on_graceful_shutdown(
     assert post(f"http://127.0.0.1:{port}/colibri/shutdown", {"graceful-shutdown": "true"})[0] == 200
     proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_the_drill_report_says_how_the_allocator_spread_conferences(tmp_path: Path) -> None:
+    times = os.times()
+    record = DrillRecord(
+        options=DrillOptions(out=tmp_path),
+        timeline=Timeline(),
+        requests=[],
+        users=[],
+        decisions=[],
+        faults=[],
+        instance_events=[],
+        dropped_sessions={},
+        started_at=NOW - 5,
+        load_started_at=NOW,
+        finished_at=NOW + 60,
+        cpu_at_start=times,
+        cpu_at_end=times,
+        allocation={
+            "conferences_placed": {"b1": 2, "b0": 5},
+            "participants_placed": {"b0": 12, "b1": 4},
+            "fallbacks": 1,
+            "refused": 0,
+        },
+    )
+    report = build_report(record)
+    assert report["tiers"]["video"]["allocation"] == {
+        "bridges_used": 2,
+        "conferences": 7,
+        "conferences_per_bridge": [5, 2],
+        "participants": 16,
+        "fallbacks": 1,
+        "refused": 0,
+    }
+    assert "allocation" not in report["tiers"]["web"]
+    text = write_markdown(report, tmp_path / "report.md").read_text()
+    assert (
+        "16 participants in 7 conferences over 2 bridges (conferences per bridge 5, 2); 1 fallbacks" in text
+    )
