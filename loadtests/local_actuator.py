@@ -20,12 +20,8 @@ instance in that slot; a retiring one is taken out of rotation (HAProxy `state d
 connections, open ones kept, as Octavia's weight 0) and told to drain (`POST /colibri/drain/enable`
 on the instance, the Jitsi Videobridge's drain API: chat and video open no new rooms there); a
 retiring index serving again is taken back (`state ready`, `/colibri/drain/disable`); an index in
-neither is stopped: a bridge (a tier with bridge metrics) is sent the JVB's graceful shutdown
-(`POST /colibri/shutdown`) and exits by itself once its conferences have ended, at once when the
-drain emptied it; one still holding conferences after `GRACEFUL_EXIT_WAIT_S` (the drain timeout
-has passed by then) is stopped like any other instance. `sessions()` reads each retiring
-instance's open sessions from `GET /colibri/drain`. A stopped instance writes the sessions it
-still had (`--exit-report`):
+neither is stopped. `sessions()` reads each retiring instance's open sessions from
+`GET /colibri/drain`. A stopped instance writes the sessions it still had (`--exit-report`):
 `dropped_sessions()` counts those a scale-down cut. `capacity()` reports the serving instances
 asked for (booting and ready) and the ready ones; an instance that died is dropped from both, so
 the next pass of the loop replaces it. `scale` is idempotent. Failures raise `ActuationError`.
@@ -33,6 +29,13 @@ the next pass of the loop replaces it. `scale` is idempotent. Failures raise `Ac
 Instances start through `loadtests.processes` (each in its own process group, SIGKILLed if the
 drill dies), into the drill's `Children` when given one, so that the drill stops them together with
 its other parts.
+
+A bridge (a tier with bridge metrics) is removed as a Jitsi Videobridge is: when it is retired as
+stopped, it is first sent the JVB's graceful shutdown (`POST /colibri/shutdown`,
+jitsi-videobridge doc/rest.md) and exits by itself once its conferences have ended, at once when
+the drain emptied it (event `exited (graceful shutdown)`, nothing cut). One still holding
+conferences after `GRACEFUL_EXIT_WAIT_S` (the drain timeout, the hard stop, has passed by then) is
+stopped like any other instance, its sessions counted as cut.
 """
 
 from __future__ import annotations
@@ -57,10 +60,6 @@ from loadtests.plumbing import free_port
 from loadtests.processes import Children, stop_all
 
 BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
-# How long a bridge in graceful shutdown gets to exit by itself before it is stopped. It is asked
-# after the drain: empty, it exits at once; still holding conferences, the drain timeout (the hard
-# stop) has already passed.
-GRACEFUL_EXIT_WAIT_S = 1.0
 HAPROXY_ERRORS = ("No such", "Require", "Unknown", "invalid", "not found", "can't", "cannot")
 
 
@@ -157,6 +156,34 @@ def _drain_state(port: int) -> dict[str, Any]:
             return dict(json.loads(r.read()))
     except (OSError, ValueError):
         return {}
+
+
+# How long a bridge in graceful shutdown gets to exit by itself before it is stopped. It is asked
+# after the drain: empty, it exits at once; still holding conferences, the drain timeout (the hard
+# stop) has already passed.
+GRACEFUL_EXIT_WAIT_S = 1.0
+
+
+def graceful_exit(
+    proc: subprocess.Popen[bytes] | None, port: int, wait_s: float = GRACEFUL_EXIT_WAIT_S
+) -> bool:
+    """Send a running bridge the JVB's graceful shutdown (`POST /colibri/shutdown` with
+    `{"graceful-shutdown": "true"}`); whether it exited by itself within `wait_s`."""
+    if proc is None or proc.poll() is not None:
+        return False
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/colibri/shutdown",
+        data=json.dumps({"graceful-shutdown": "true"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=1.0):
+            pass
+        proc.wait(timeout=wait_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return False  # not answering, or conferences still open: stopped by the caller
+    return True
 
 
 def _write_json_atomically(path: Path, data: Any) -> None:
@@ -407,32 +434,7 @@ class LocalActuator:
         self._event(inst, "taken_back")
         self._write_file_sd()
 
-    def _graceful_exit(self, inst: Instance) -> bool:
-        """A bridge: the JVB's graceful shutdown (jitsi-videobridge doc/rest.md), then whether it
-        exited by itself within `GRACEFUL_EXIT_WAIT_S`."""
-        if not self.settings.tiers[inst.tier].bridge_metrics or inst.proc.poll() is not None:
-            return inst.proc.poll() is not None
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{inst.port}/colibri/shutdown",
-            data=json.dumps({"graceful-shutdown": "true"}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=1.0):
-                pass
-        except OSError:
-            return False  # not answering: stopped below
-        try:
-            inst.proc.wait(timeout=GRACEFUL_EXIT_WAIT_S)
-        except subprocess.TimeoutExpired:
-            return False
-        self._event(inst, "exited (graceful shutdown)")
-        return True
-
     def _stop_process(self, inst: Instance, count_dropped: bool) -> None:
-        if self._graceful_exit(inst):
-            return  # nothing cut: it exits only once its last conference has ended
         with contextlib.suppress(ProcessLookupError):
             os.killpg(inst.proc.pid, signal.SIGTERM)
         try:
@@ -460,6 +462,8 @@ class LocalActuator:
         self._write_file_sd()
 
     def _retire(self, inst: Instance, what: str) -> None:
+        if self.settings.tiers[inst.tier].bridge_metrics and graceful_exit(inst.proc, inst.port):
+            self._event(inst, "exited (graceful shutdown)")  # the stop that follows cuts nothing
         inst.state = GONE
         self._event(inst, what)
         with contextlib.suppress(ActuationError):
