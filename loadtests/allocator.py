@@ -271,7 +271,11 @@ class Allocator:
         s.placements = forget_ended(s.placements, report, self.policy)
 
     def leave(self, bridge_id: str) -> bool:
-        return self.state.bridges.pop(bridge_id, None) is not None
+        """The bridge left (its process exits): it and its conferences are forgotten (a conference
+        rejoined later is placed again)."""
+        s = self.state
+        s.placements = {c: (b, at) for c, (b, at) in s.placements.items() if b != bridge_id}
+        return s.bridges.pop(bridge_id, None) is not None
 
     def allocate(self, conference: str) -> Selection:
         s, now = self.state, self.clock()

@@ -170,6 +170,8 @@ def test_the_allocator_counts_placements_and_fallbacks() -> None:
     assert "swell_allocator_fallbacks_total 2" in text
     assert allocator.leave("a") and allocator.allocate("c3").bridge is None
     assert "swell_allocator_refused_total 1" in allocator.metrics_text()
+    assert "swell_allocator_conferences 0" in allocator.metrics_text(), "its conferences are forgotten"
+    assert not allocator.leave("a"), "a bridge leaves once"
 
 
 @pytest.mark.parametrize(
