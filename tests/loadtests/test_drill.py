@@ -188,7 +188,10 @@ def running_drill(out: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[psu
         time.sleep(8)  # the loop runs and the rise has begun (load seconds 7-33 at speed 90)
         children = psutil.Process(proc.pid).children(recursive=True)
         pids = json.loads((out / "parts.json").read_text())["pids"]
-        assert set(pids.values()) <= {c.pid for c in children}, "HAProxy, Prometheus and Locust are children"
+        assert "allocator" in pids, "the video allocator runs"
+        assert set(pids.values()) <= {c.pid for c in children}, (
+            "HAProxy, Prometheus, Locust and the allocator are children"
+        )
         assert len(children) >= 3 + 4, "and at least the minimum instances (web 2, chat 1, video 1)"
         yield proc, children
     finally:
