@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from swell import tiers
 
@@ -170,7 +170,10 @@ class ChatSession:
 
 
 class ChatBus(Protocol):
-    """Where a room's messages get their sequence number and reach every instance."""
+    """Where a room's messages get their sequence number and reach every instance. `failure` says
+    why the bus stopped delivering (None while it works): the instance then fails its health check."""
+
+    failure: str | None
 
     async def publish(self, room: str, body: str, ts: float) -> int: ...
 
@@ -185,6 +188,7 @@ class LocalBus:
         self.seq: dict[str, int] = defaultdict(int)
         self.kept: dict[str, deque[dict[str, Any]]] = defaultdict(lambda: deque(maxlen=CHAT_HISTORY))
         self.subscriber: Any = None
+        self.failure: str | None = None
 
     async def publish(self, room: str, body: str, ts: float) -> int:
         self.seq[room] += 1
@@ -209,6 +213,8 @@ redis.call('PUBLISH', ARGV[5], cjson.encode({room=ARGV[1], seq=seq, ts=tonumber(
 return seq
 """
 CHANNEL_PREFIX = "swell:chat:room:"
+# A message to one session may take this long (its socket's buffer full); then the session is cut.
+CHAT_SEND_TIMEOUT_S = 2.0
 
 
 class RedisBus:
@@ -226,6 +232,7 @@ class RedisBus:
         self.script = self.client.register_script(_PUBLISH_LUA)
         self.pubsub = self.client.pubsub()
         self.listener: asyncio.Task[None] | None = None
+        self.failure: str | None = None
 
     async def start(self, subscriber: Any) -> None:
         await self.client.ping()
@@ -233,9 +240,19 @@ class RedisBus:
         self.listener = asyncio.create_task(self._listen(subscriber))
 
     async def _listen(self, subscriber: Any) -> None:
-        async for msg in self.pubsub.listen():
-            if msg["type"] == "pmessage":
-                await subscriber(json.loads(msg["data"]))
+        # redis-py reconnects and subscribes again after a short loss (its retries); what it gives
+        # up on ends the listener. Without it the instance would keep its sessions open and deliver
+        # nothing, so the failure is kept for /healthz: the balancer takes the instance out, its
+        # clients reconnect elsewhere and resume with `since`.
+        try:
+            async for msg in self.pubsub.listen():
+                if msg["type"] == "pmessage":
+                    await subscriber(json.loads(msg["data"]))
+            self.failure = f"the subscription to Redis at {self.url} ended"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # redis.ConnectionError, TimeoutError ...
+            self.failure = f"lost Redis at {self.url}: {type(exc).__name__}: {exc}"
 
     async def publish(self, room: str, body: str, ts: float) -> int:
         key = CHANNEL_PREFIX + room
@@ -288,6 +305,8 @@ class TierService:
         self.state_changed: Callable[[], None] = lambda: None
         self.bus: ChatBus = LocalBus() if bus is None else bus
         self.chat_sessions: dict[web.WebSocketResponse, ChatSession] = {}
+        self.chat_recovered = 0  # messages the subscription missed, sent from the room's stream
+        self.chat_slow_cut = 0  # sessions closed for not taking their messages in time
 
     def open_sessions(self) -> int:
         """What a stop would cut: sessions (chat, video) or requests in flight and waiting (web)."""
@@ -410,9 +429,31 @@ class TierService:
         return ws
 
     async def on_chat_message(self, delivered: dict[str, Any]) -> None:
-        """A room's message from the bus: to this instance's sessions in that room."""
-        for session in [s for s in self.chat_sessions.values() if s.room == delivered["room"]]:
-            await session.on_live(delivered)
+        """A room's message from the bus: to this instance's sessions in that room, all at once (a
+        slow client does not delay its neighbours by more than `CHAT_SEND_TIMEOUT_S`, then it is cut
+        and resumes with `since` on reconnecting, as a real chat server sheds a slow consumer)."""
+        sessions = [s for s in self.chat_sessions.values() if s.room == delivered["room"]]
+        await asyncio.gather(*(self._deliver(s, delivered) for s in sessions))
+
+    async def _deliver(self, session: ChatSession, delivered: dict[str, Any]) -> None:
+        try:
+            async with asyncio.timeout(CHAT_SEND_TIMEOUT_S):
+                if session.live and 0 < session.last_seq < delivered["seq"] - 1:
+                    # Pub/sub is at most once: messages published while this instance's
+                    # subscription reconnected never came. The room's stream has them.
+                    for missed in await self.bus.history(session.room, session.last_seq):
+                        if missed["seq"] < delivered["seq"]:
+                            self.chat_recovered += 1
+                            await session.send(missed)
+                await session.on_live(delivered)
+        except TimeoutError:
+            self.chat_slow_cut += 1
+            with contextlib.suppress(Exception):  # its buffer may be as full for the close frame
+                await asyncio.wait_for(
+                    session.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"), 1
+                )
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away mid-send: its own handler ends the session
 
     # --- drain ------------------------------------------------------------------------------
     async def drain_enable(self, request: web.Request) -> web.Response:
@@ -464,13 +505,16 @@ class TierService:
 
     # --- health and metrics -----------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
+        failure = self.bus.failure
         health = {
             "kind": self.spec.kind,
-            "ok": True,
+            "ok": failure is None,
             "drain": self.draining,
             "graceful_shutdown": self.graceful_shutdown,
         }
-        return web.Response(text=json.dumps(health) + "\n")
+        if failure is not None:
+            health["error"] = failure
+        return web.Response(status=200 if failure is None else 503, text=json.dumps(health) + "\n")
 
     async def metrics(self, request: web.Request) -> web.Response:
         c = self.counters
@@ -484,6 +528,17 @@ class TierService:
             f"swell_tier_sessions {self.sessions}",
             f"swell_tier_capacity {self.spec.capacity}",
         ]
+        if self.spec.kind == "sessions":
+            lines += [
+                # Rooms with members on this instance: any instance serves any room, so a room's
+                # members spread over instances. Then the bus's repairs.
+                f"swell_chat_rooms {len({c.room for c in self.chat_sessions.values()})}",
+                f"swell_chat_sessions {len(self.chat_sessions)}",
+                "# TYPE swell_chat_recovered_messages_total counter",
+                f"swell_chat_recovered_messages_total {self.chat_recovered}",
+                "# TYPE swell_chat_slow_sessions_cut_total counter",
+                f"swell_chat_slow_sessions_cut_total {self.chat_slow_cut}",
+            ]
         if self.spec.kind == "participants":
             rate = self.sessions * self.spec.bitrate_kbps * 1000
             lines += [
