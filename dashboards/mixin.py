@@ -81,6 +81,9 @@ class Thresholds:
     autoscaler_stale_for: str = "2m"
     actuation_failing_for: str = "10m"
     capped_for: str = "10m"
+    # Two cold lead times (600 s each: create, boot, configure) and slack: a refill that takes longer
+    # is not slow, it is failing.
+    warm_pool_short_for: str = "25m"
 
 
 # The repository's docs/runbooks.md as people open it in a browser (the repository playbooks.repo names).
@@ -409,6 +412,18 @@ def _alerts(cfg: MixinConfig) -> list[dict[str, Any]]:
             "{{ $labels.tier }} wants more instances than its {{ $labels.limit }} allows",
             "The autoscaler wants more {{ $labels.tier }} instances but its {{ $labels.limit }} "
             "caps it. Raise tiers.{{ $labels.tier }}.max or the OVHcloud quota before demand outgrows it.",
+        ),
+        _alert(
+            cfg,
+            "SwellWarmPoolShort",
+            f'max by (tier) (swell_autoscaler_warm_pool_instances{{{a},state="warm"}})'
+            f" < max by (tier) (swell_autoscaler_warm_pool_target_instances{{{a}}})",
+            t.warm_pool_short_for,
+            "warning",
+            "{{ $labels.tier }}'s warm pool stays below its target",
+            "Fewer {{ $labels.tier }} instances are shelved and ready than the warm pool's target for "
+            f"{t.warm_pool_short_for}, two refills' time: refills are failing (creation, configuration "
+            "or shelving). A spike now waits for the cold lead time instead of the warm one.",
         ),
     ]
 
