@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.rules import ingress_rules
+from stacks.rules import fixed_ingress_rules, ingress_rules
 from swell import tiers
 from tests.fourth_tier import NAME, use_extended_catalog
 
@@ -29,6 +29,9 @@ SOURCES = {
     "load balancer subnet and private network": "load_balancer",
     "world (IPv4 and IPv6)": "world",
     "private network": "private",
+    # A fixed group's port: its security group admits one tier; the host firewall, the private network.
+    "chat's security group only": "private",
+    "video's security group only": "private",
 }
 
 
@@ -42,7 +45,8 @@ def architecture_ports() -> set[tuple[int, str, str, str]]:
         if not match:
             continue
         port, protocol, tiers, source = match.groups()
-        names = ["web", "chat", "video"] if tiers == "all" else [t.strip() for t in tiers.split(",")]
+        every = ["web", "chat", "video", "chat_store", "shard"]
+        names = every if tiers == "all" else [t.strip().strip("`") for t in tiers.split(",")]
         rows |= {(int(port), protocol, tier, SOURCES[source]) for tier in names}
     return rows
 
@@ -84,6 +88,13 @@ def test_host_firewall_opens_what_the_security_groups_open(
         firewall = {(r["port"], r["protocol"]) for r in table if tier in r["tiers"]}
         groups = {(r.port, r.protocol) for r in ingress_rules(tier, ["203.0.113.0/24"], "10.42.0.0/16")}
         assert firewall == groups, tier
+    # A fixed group's ports admit one tier's security group; the firewall opens them to the network.
+    for group in tiers.load().fixed:
+        firewall = {(r["port"], r["protocol"]) for r in table if group.name in r["tiers"]}
+        by_address = fixed_ingress_rules(group.name, ["203.0.113.0/24"], "10.42.0.0/16")
+        assert firewall == {(r.port, r.protocol) for r in by_address} | {
+            (p.port, p.protocol) for p in group.ports
+        }, group.name
     assert (with_fourth_tier and NAME in {t for r in table for t in r["tiers"]}) or not with_fourth_tier
 
 

@@ -41,6 +41,8 @@ def _known_tier(name: str) -> str:
 
 
 Tier = Annotated[str, AfterValidator(_known_tier)]
+# A stack variable's value: a name, an address, a port, or addresses by key (the shards' Prosody).
+StackVariable = str | int | dict[str, str]
 
 
 class StackOutputsError(ValueError):
@@ -101,17 +103,17 @@ class StackOutputs(BaseModel):
     # Optional: where SSH may come from. Not part of the stack outputs contract today, so
     # `swell configure --admin-cidr` can give it instead.
     admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
-    # Where each tier finds the others (the XMPP domain, the chat load balancer's VIP, the TURN
-    # host): the very variables the stack writes into the tier's user_data (the tier catalog's
-    # `bootstrap.vars`, stacks/bootstrap.py), given to the tier's group. Absent from older stacks:
-    # `-e` gives them instead.
-    tier_vars: dict[Tier, dict[str, str | int]] = Field(default_factory=dict)
+    # Where each tier finds the others (the XMPP domain, the shards' Prosody addresses by shard, the
+    # chat store's address, the TURN host): the very variables the stack writes into the tier's
+    # user_data (the tier catalog's `bootstrap.vars`, stacks/bootstrap.py), given to the tier's
+    # group. Absent from older stacks: `-e` gives them instead.
+    tier_vars: dict[Tier, dict[str, StackVariable]] = Field(default_factory=dict)
 
     @field_validator("tier_vars")
     @classmethod
     def _stack_variables_only(
-        cls, tier_vars: dict[str, dict[str, str | int]]
-    ) -> dict[str, dict[str, str | int]]:
+        cls, tier_vars: dict[str, dict[str, StackVariable]]
+    ) -> dict[str, dict[str, StackVariable]]:
         # Only the stack's own variables, never one the inventory sets itself (swell_tier, ...) nor a
         # role's variable: a hand-edited file must not reach past the contract.
         for tier, found in tier_vars.items():
@@ -145,7 +147,7 @@ class StackOutputs(BaseModel):
                 seen[instance.name] = tier
         return tiers
 
-    def variables(self, tier: str) -> dict[str, str | int]:
+    def variables(self, tier: str) -> dict[str, StackVariable]:
         """The stack variables of one tier (none when the stack gives none)."""
         return dict(self.tier_vars.get(tier, {}))
 

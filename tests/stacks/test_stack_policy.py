@@ -160,8 +160,9 @@ def test_a_seeded_violation_in_a_recorded_stack_is_caught_by_its_policy() -> Non
     assert len(result["flavor-in-allow-list"]) == 1
     assert len(result["instance-has-tier-metadata"]) == 1
     assert [m.split()[1] for m in result["instance-in-anti-affinity-group"]] == ["swell-dev-web-1"]
-    assert len(result["no-management-port-open-to-the-world"]) == 3  # one SSH rule per tier
-    assert result["counts-within-quota"] == ["the stack asks for 4 instances, above the 1 of quota 'tiny'"]
+    # One SSH rule per tier and per fixed group (chat store, shard).
+    assert len(result["no-management-port-open-to-the-world"]) == 5
+    assert result["counts-within-quota"] == ["the stack asks for 6 instances, above the 1 of quota 'tiny'"]
 
 
 def test_the_policy_pack_is_built_only_in_its_entry_point() -> None:
@@ -222,4 +223,5 @@ def test_the_pack_links_instances_to_server_groups_by_dependency_and_enforces_th
         "expected one of: anti-affinity, soft-anti-affinity"
         for i in range(3)
     ]
-    assert found["counts-within-quota"] == ["the stack asks for 5 instances, above the 4 of quota 'custom'"]
+    # web 3, chat 1, video 1, and the fixed groups: the chat store and one shard.
+    assert found["counts-within-quota"] == ["the stack asks for 7 instances, above the 4 of quota 'custom'"]
