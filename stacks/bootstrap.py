@@ -53,7 +53,7 @@ def tier_secrets(tier: str) -> Mapping[str, str]:
 
 def tier_var_names(tier: str) -> tuple[str, ...]:
     """Which stack-wide, non-secret variables `tier` gets in its vars file (ARCHITECTURE.md, "Instance
-    bootstrap"), from the tier catalog; the roles' defaults read them (chat_xmpp_domain from
+    bootstrap"), from the tier catalog; the roles' defaults read them (jitsi_shard_xmpp_domain from
     swell_xmpp_domain, ...)."""
     return tuple(_bootstrap(tier).vars)
 

@@ -148,38 +148,76 @@ def test_playbooks_pass_syntax_check() -> None:
 STACK_NAMES = {"swell_xmpp_domain": "meet.example.org", "swell_turn_host": "turn.example.org"}
 
 
+SHARDS = {"swell_jitsi_shards": {"0": "10.42.80.11", "1": "10.42.80.12"}}
+STORE = {"swell_chat_store_address": "10.42.64.11", "chat_redis_password": "p" * 32}
+STORE_PASSWORD = {"chat_store_password": "p" * 32}
+VALIDATIONS: list[tuple[str, str, dict[str, Any], str | None]] = [
+    ("shard-from-the-stack", "jitsi_shard", STACK_NAMES | {"jitsi_shard_turn_secret": "s" * 32}, None),
+    ("shard-without-a-domain", "jitsi_shard", {}, "jitsi_shard_xmpp_domain is '', not a DNS name"),
+    (
+        "shard-trailing-dot",
+        "jitsi_shard",
+        STACK_NAMES | {"swell_xmpp_domain": "chat.example.org."},
+        "not a DNS name",
+    ),
+    (
+        "shard-turn-without-a-host",
+        "jitsi_shard",
+        {"swell_xmpp_domain": "meet.example.org", "jitsi_shard_turn_secret": "s" * 32},
+        "jitsi_shard_turn_host is empty",
+    ),
+    ("video-from-the-stack", "video", STACK_NAMES | SHARDS, None),
+    ("video-without-shards", "video", STACK_NAMES, None),
+    ("video-without-a-domain", "video", SHARDS, "video_xmpp_chat_domain is '', not a DNS name"),
+    (
+        "video-shard-address-is-a-name",
+        "video",
+        STACK_NAMES | {"swell_jitsi_shards": {"0": "shard-0"}},
+        "expected each shard's Prosody private IPv4 address",
+    ),
+    ("chat-from-the-stack", "chat", STORE, None),
+    (
+        "chat-without-the-store",
+        "chat",
+        {"chat_redis_password": "p" * 32},
+        "chat_redis_address is '', not an IP",
+    ),
+    (
+        "chat-without-a-password",
+        "chat",
+        {"swell_chat_store_address": "10.42.64.11"},
+        "chat_redis_password is empty",
+    ),
+    (
+        "store-with-a-password",
+        "chat_store",
+        STORE_PASSWORD | {"chat_store_bind_address": "10.42.64.11"},
+        None,
+    ),
+    (
+        "store-without-a-password",
+        "chat_store",
+        {"chat_store_bind_address": "10.42.64.11"},
+        "chat_store_password is empty",
+    ),
+    (
+        "store-on-every-address",
+        "chat_store",
+        STORE_PASSWORD | {"chat_store_bind_address": "0.0.0.0"},
+        "chat_store_bind_address is '0.0.0.0'",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("role", "given", "refusal"),
-    [
-        ("chat", STACK_NAMES | {"chat_turn_secret": "s" * 32}, None),
-        ("chat", {}, "chat_xmpp_domain is '', not a DNS name"),
-        ("chat", STACK_NAMES | {"swell_xmpp_domain": "chat.example.org."}, "not a DNS name"),
-        (
-            "chat",
-            {"swell_xmpp_domain": "meet.example.org", "chat_turn_secret": "s" * 32},
-            "chat_turn_host is empty",
-        ),
-        ("video", STACK_NAMES | {"swell_xmpp_address": "10.42.32.3"}, None),
-        ("video", STACK_NAMES, None),
-        ("video", {"swell_xmpp_address": "10.42.32.3"}, "video_xmpp_chat_domain is '', not a DNS name"),
-        ("video", STACK_NAMES | {"swell_xmpp_address": "chat-lb"}, "'chat-lb', not an IP address"),
-    ],
-    ids=[
-        "chat-from-the-stack",
-        "chat-without-a-domain",
-        "chat-trailing-dot",
-        "chat-turn-without-a-host",
-        "video-from-the-stack",
-        "video-without-an-address",
-        "video-without-a-domain",
-        "video-address-is-a-name",
-    ],
+    ("role", "given", "refusal"), [v[1:] for v in VALIDATIONS], ids=[v[0] for v in VALIDATIONS]
 )
-def test_chat_and_video_refuse_to_run_without_the_stacks_xmpp_names(
+def test_roles_refuse_to_run_without_what_the_stack_gives_them(
     tmp_path: Path, role: str, given: dict[str, Any], refusal: str | None
 ) -> None:
-    # The roles' first tasks (tasks/validate.yml), run alone: no placeholder domain is left to fall
-    # back on, so a host without the stack's names stops before anything is installed or written.
+    # The roles' first tasks (tasks/validate.yml), run alone: no placeholder domain, address or password
+    # is left to fall back on, so a host without the stack's values stops before anything is
+    # installed or written.
     (tmp_path / "ansible.cfg").write_text(
         f"[defaults]\nroles_path = {PLAYBOOKS / 'roles'}\nfilter_plugins = {PLAYBOOKS / 'filter_plugins'}\n"
     )
@@ -258,14 +296,25 @@ def test_cidrs_are_split_by_ip_version_for_nftables() -> None:
 
 # Role variables that hold a secret (stacks/bootstrap.py TIER_SECRETS delivers them).
 SECRET_VARS = (
-    "chat_jvb_password",
-    "chat_turn_secret",
-    "chat_xmpp_tls_key",
+    "jitsi_shard_jvb_password",
+    "jitsi_shard_turn_secret",
+    "jitsi_shard_xmpp_tls_key",
+    "jitsi_shard_focus_secret",
     "video_xmpp_password",
     "video_turn_secret",
+    "chat_redis_password",
+    "chat_redis_url",
+    "chat_store_password",
 )
 # Templates whose rendered file holds one of them: the task writing it must hide its diff too.
-SECRET_TEMPLATES = {"jvb.conf.j2", "turnserver.conf.j2", "prosody.cfg.lua.j2"}
+SECRET_TEMPLATES = {
+    "jvb.conf.j2",
+    "turnserver.conf.j2",
+    "prosody.cfg.lua.j2",
+    "jicofo.conf.j2",
+    "chat.env.j2",
+    "redis.conf.j2",
+}
 
 
 def role_tasks() -> list[tuple[str, dict[str, Any]]]:
@@ -279,7 +328,7 @@ def role_tasks() -> list[tuple[str, dict[str, Any]]]:
 
 def test_secret_templates_are_the_ones_that_use_secrets() -> None:
     # Keeps SECRET_TEMPLATES true: a template that starts writing a secret out must join the list
-    # (a mere test such as `{% if chat_turn_secret | length > 0 %}` writes nothing).
+    # (a mere test such as `{% if jitsi_shard_turn_secret | length > 0 %}` writes nothing).
     written = re.compile(r"\{\{\s*(" + "|".join(SECRET_VARS) + r")\b")
     using = {p.name for p in (PLAYBOOKS / "roles").glob("*/templates/*.j2") if written.search(p.read_text())}
     assert using == SECRET_TEMPLATES
@@ -297,6 +346,9 @@ def test_every_task_touching_a_secret_hides_its_output() -> None:
     assert any("Register the video bridges' account" in w for w in touching)
     assert any("Write the bridge's configuration" in w for w in touching)
     assert any("Write coturn's configuration" in w for w in touching)
+    assert any("Register Jicofo's focus account" in w for w in touching)
+    assert any("Write where the chat store is" in w for w in touching)
+    assert any("Write Redis's configuration" in w for w in touching)
 
 
 def test_no_secret_is_ever_on_a_command_line() -> None:
@@ -310,5 +362,7 @@ def test_no_secret_is_ever_on_a_command_line() -> None:
                 {k: v for k, v in args.items() if k != "stdin"} if isinstance(args, dict) else args
             )
             assert not any(var in line for var in SECRET_VARS), where
-    register = dict(role_tasks())["chat/prosody.yml: Register the video bridges' account"]
-    assert "chat_jvb_password" in register["ansible.builtin.command"]["stdin"]
+    register = dict(role_tasks())["jitsi_shard/prosody.yml: Register the video bridges' account"]
+    assert "jitsi_shard_jvb_password" in register["ansible.builtin.command"]["stdin"]
+    focus = dict(role_tasks())["jitsi_shard/jicofo.yml: Register Jicofo's focus account"]
+    assert "jitsi_shard_focus_secret" in focus["ansible.builtin.command"]["stdin"]

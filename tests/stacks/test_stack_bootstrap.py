@@ -240,7 +240,7 @@ def test_tier_vars_refuse_a_missing_address_and_a_clash_with_the_base_variables(
 SECRET_FILES = {
     "web": None,
     # The chat servers log in to the chat store; nothing of Prosody's any more.
-    "chat": {"chat_store_password": "chatStorePassword"},
+    "chat": {"chat_redis_password": "chatStorePassword"},
     # The bridge trusts the certificate; it never gets Prosody's key.
     "video": {
         "video_xmpp_password": "xmppBridgePassword",
