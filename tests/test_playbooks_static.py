@@ -366,3 +366,104 @@ def test_no_secret_is_ever_on_a_command_line() -> None:
     assert "jitsi_shard_jvb_password" in register["ansible.builtin.command"]["stdin"]
     focus = dict(role_tasks())["jitsi_shard/jicofo.yml: Register Jicofo's focus account"]
     assert "jitsi_shard_focus_secret" in focus["ansible.builtin.command"]["stdin"]
+
+
+class _MetadataStandIn:
+    """A stand-in for the OpenStack metadata service (not Nova): serves one `meta_data.json` on
+    127.0.0.1, as http://169.254.169.254/openstack/latest/meta_data.json answers an instance."""
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        import http.server
+        import threading
+
+        body = json.dumps({"uuid": "00000000-0000-4000-8000-000000000001", "meta": meta}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = self.path == "/openstack/latest/meta_data.json"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body if found else b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/openstack/latest/meta_data.json"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+SHARD_CASES = [
+    # The Nova metadata the stack wrote at creation decides; swell_shard (swell configure) overrides.
+    ("from-the-metadata", {"shard": "1", "tier": "video"}, {}, "ADDRESS=10.42.80.12"),
+    ("given-by-swell-configure", {"shard": "1"}, {"swell_shard": "0"}, "ADDRESS=10.42.80.11"),
+    ("unknown-shard", {"shard": "7"}, {}, "This bridge's shard is '7'"),
+    ("no-shard-in-the-metadata", {"tier": "video"}, {}, "This bridge's shard is ''"),
+]
+
+
+@pytest.mark.parametrize(
+    ("meta", "given", "expected"), [c[1:] for c in SHARD_CASES], ids=[c[0] for c in SHARD_CASES]
+)
+def test_the_video_role_reads_its_shard_from_the_metadata_service(
+    tmp_path: Path, meta: dict[str, str], given: dict[str, str], expected: str
+) -> None:
+    # The video role's shard tasks, run alone against the stand-in: the bridge's XMPP address is
+    # its shard's Prosody, chosen by the instance's Nova metadata `shard`.
+    service = _MetadataStandIn(meta)
+    try:
+        roles, filters = PLAYBOOKS / "roles", PLAYBOOKS / "filter_plugins"
+        (tmp_path / "ansible.cfg").write_text(
+            f"[defaults]\nroles_path = {roles}\nfilter_plugins = {filters}\n"
+        )
+        play = [
+            {
+                "name": "Find a bridge's shard",
+                "hosts": "localhost",
+                "connection": "local",
+                "gather_facts": False,
+                "tasks": [
+                    # public: the role's defaults (video_xmpp_address) stay visible after it.
+                    {
+                        "ansible.builtin.include_role": {
+                            "name": "video",
+                            "tasks_from": "shard",
+                            "public": True,
+                        }
+                    },
+                    {"ansible.builtin.debug": {"msg": "ADDRESS={{ video_xmpp_address }}"}},
+                ],
+            }
+        ]
+        (tmp_path / "shard.yml").write_text(yaml.safe_dump(play))
+        given_vars = {
+            "swell_jitsi_shards": {"0": "10.42.80.11", "1": "10.42.80.12"},
+            "video_metadata_url": service.url,
+            # The module runs here, in this interpreter (interpreter discovery may find another).
+            "ansible_python_interpreter": sys.executable,
+            **given,
+        }
+        (tmp_path / "vars.json").write_text(json.dumps(given_vars))
+        result = subprocess.run(
+            [BIN / "ansible-playbook", "-i", "localhost,", "-e", "@vars.json", "shard.yml"],
+            cwd=tmp_path,
+            env={**ENV, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        service.close()
+    output = result.stdout + result.stderr
+    assert expected in output, output
+    assert (result.returncode == 0) == expected.startswith("ADDRESS="), output
