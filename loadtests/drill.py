@@ -62,7 +62,7 @@ from loadtests.processes import Children, interrupt_on_sigterm, signals_held
 from loadtests.record import DrillRecord, Timeline
 from loadtests.requestlog import RequestLog, percentile
 from loadtests.wiring import build_loop
-from swell import tiers
+from swell import chat_store, tiers
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEMAND = "tier:swell_offered_demand:current"
@@ -156,7 +156,7 @@ class Drill:
         (self.work / "redis").mkdir()
         proc = self.children.start(redis_command(port, self.work / "redis"), self.logs / "redis.log")
         wait_for(lambda: redis_ready(port), "Redis (redis-server)", 15, proc)
-        return f"redis://127.0.0.1:{port}/0"
+        return chat_store.redis_url("127.0.0.1", port)
 
     def _start_allocator(self) -> tuple[str, ...]:
         """The video tier's allocator (`loadtests/allocator.py`, a stand-in for Jicofo's bridge

@@ -70,7 +70,7 @@ from typing import Any, Protocol, cast
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from swell import tiers
+from swell import chat_store, tiers
 
 KINDS = tiers.TRAFFIC_KINDS
 
@@ -212,7 +212,8 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'body', ARGV[2]
 redis.call('PUBLISH', ARGV[5], cjson.encode({room=ARGV[1], seq=seq, ts=tonumber(ARGV[3]), body=ARGV[2]}))
 return seq
 """
-CHANNEL_PREFIX = "swell:chat:room:"
+# Shared with production (the chat role renders the same names): swell/chat_store.py.
+CHANNEL_PREFIX = chat_store.ROOM_CHANNEL_PREFIX
 # A message to one session may take this long (its socket's buffer full); then the session is cut.
 CHAT_SEND_TIMEOUT_S = 2.0
 

@@ -19,10 +19,14 @@ Keys (documented for operators in Pulumi.yaml):
 - `swell:playbooks`              {repo, ref, allowUnpinnedRef}: what ansible-pull runs at first boot
                                  (playbooks/pull.yml); ref must be a full commit SHA unless
                                  allowUnpinnedRef is true (a dev stack following a branch)
-- `swell:secrets`                {xmppBridgePassword, turnSecret, xmppTlsCertificate, xmppTlsKey}:
-                                 per-deployment service secrets, set with `pulumi config set --secret`,
-                                 delivered to chat and video instances in their user_data. Optional:
-                                 without it those tiers get none, and bridges cannot join.
+- `swell:secrets`                {xmppBridgePassword, turnSecret, xmppTlsCertificate, xmppTlsKey,
+                                 chatStorePassword}: per-deployment service secrets, set with `pulumi
+                                 config set --secret`, delivered in their user_data to the instances
+                                 whose catalog entry names them (chat, video, the shards, the chat
+                                 store). Optional: without it those get none, bridges cannot join and
+                                 the chat store refuses to start.
+- `swell:shards`                 how many Jitsi signalling shards (Prosody + Jicofo) to run, default 1:
+                                 a fixed group, never autoscaled (stacks/fixed.py)
 - `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
 - `swell:tls`                    the balanced tiers' load balancers' certificate: {certificate, privateKey,
                                  chain?} in PEM, which the stack stores in the Key Manager (Barbican), the
@@ -31,9 +35,9 @@ Keys (documented for operators in Pulumi.yaml):
                                  public names that plain-HTTP requests are redirected to
 - `swell:monitoringCidrs`        IPv4 CIDRs allowed to scrape the load balancers' PROMETHEUS listeners
                                  (default: the private network; never 0.0.0.0/0)
-- `swell:xmpp`                   {domain, turnHost}: the XMPP domain the chat tier serves (the bridges log
+- `swell:xmpp`                   {domain, turnHost}: the XMPP domain the shards serve (the bridges log
                                  in to auth.<domain>) and the public DNS name of the TURN service that
-                                 chat advertises to clients (coturn on the video bridges); both are
+                                 the shards advertise to clients (coturn on the video bridges); both are
                                  delivered to the instances in their user_data (stacks/bootstrap.py)
 
 `parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
@@ -228,20 +232,24 @@ def _pem(value: SecretStr, kinds: tuple[str, ...], what: str) -> SecretStr:
 class SecretsConfig(_Model):
     """Per-deployment service secrets (not per user). SecretStr keeps them out of reprs and logs."""
 
-    # The video bridges' XMPP account on the chat tier's Prosody (the brewery MUC login).
+    # The video bridges' XMPP account on their shard's Prosody (the brewery MUC login).
     xmpp_bridge_password: SecretStr = Field(alias="xmppBridgePassword")
-    # Shared by coturn (video) and Prosody's mod_external_services (chat) to sign TURN credentials.
+    # Shared by coturn (video) and Prosody's mod_external_services (shard) to sign TURN credentials.
     turn_secret: SecretStr = Field(alias="turnSecret")
     # Prosody's certificate for the bridges' XMPP domain (auth.<chat domain>) and its key: bridges
     # verify it (video_xmpp_verify_certificate) and trust this certificate for it. Not secret
     # itself, but it travels with its key.
     xmpp_tls_certificate: SecretStr = Field(alias="xmppTlsCertificate")
     xmpp_tls_key: SecretStr = Field(alias="xmppTlsKey")
+    # Redis's requirepass on the chat store, which the chat servers log in with (the chat store's
+    # port is open to chat's security group only; the password is the second lock). Optional so that
+    # stacks set before the chat store keep deploying: without it the chat store refuses to start.
+    chat_store_password: SecretStr | None = Field(default=None, alias="chatStorePassword")
 
-    @field_validator("xmpp_bridge_password", "turn_secret")
+    @field_validator("xmpp_bridge_password", "turn_secret", "chat_store_password")
     @classmethod
-    def _alphabet(cls, value: SecretStr) -> SecretStr:
-        if not SECRET_ALPHABET.match(value.get_secret_value()):
+    def _alphabet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not SECRET_ALPHABET.match(value.get_secret_value()):
             raise ValueError(f"expected {SECRET_EXPECTED}")
         return value
 
@@ -309,7 +317,7 @@ class XmppConfig(_Model):
 
     @property
     def auth_domain(self) -> str:
-        """The bridges' XMPP domain, as the chat and video roles derive it (`auth.<domain>`)."""
+        """The bridges' XMPP domain, as the jitsi_shard and video roles derive it (`auth.<domain>`)."""
         return f"auth.{self.domain}"
 
 
@@ -391,6 +399,15 @@ class StackConfig(_Model):
     monitoring_cidrs: tuple[str, ...] | None = Field(default=None, alias="monitoringCidrs", min_length=1)
     secrets: SecretsConfig | None = None
     xmpp: XmppConfig
+    # Jitsi signalling shards (the catalog's fixed group with `count_key: shards`). Only ever grown
+    # while bridges run: a bridge keeps the shard it was created in (stacks/fixed.py).
+    shards: int = Field(default=1, ge=1, le=64)
+
+    def fixed_count(self, group: tier_catalog.FixedGroup) -> int:
+        """How many instances a fixed group has: one, or its stack config key's value."""
+        if group.count_key is None:
+            return 1
+        return int(getattr(self, group.count_key))
 
     @field_validator("admin_cidrs")
     @classmethod
@@ -460,12 +477,13 @@ class StackConfig(_Model):
     def totals(self) -> tuple[int, int, int]:
         """Instances, vCPUs and GB of RAM that the configured counts ask for."""
         flavors = catalog.load().flavors
-        tiers = list(self.tiers.items())
-        # Retiring instances still run (and are billed) until their drain ends.
+        # Retiring instances still run (and are billed) until their drain ends; fixed groups always.
+        counted = [(len(t.existing), t.flavor) for t in self.tiers.values()]
+        counted += [(self.fixed_count(g), g.flavor) for g in tier_catalog.load().fixed]
         return (
-            sum(len(t.existing) for _, t in tiers),
-            sum(len(t.existing) * flavors[t.flavor].vcpus for _, t in tiers),
-            sum(len(t.existing) * flavors[t.flavor].ram_gb for _, t in tiers),
+            sum(n for n, _ in counted),
+            sum(n * flavors[f].vcpus for n, f in counted),
+            sum(n * flavors[f].ram_gb for n, f in counted),
         )
 
 
@@ -561,6 +579,15 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
                 f"filling is {in_max}, above max {tier.max}; expected serving + warm + filling <= max "
                 f"(shrink {key}.warm or {key}.filling, or raise {key}.max)"
             )
+    flavors = catalog.load().flavors
+    unknown = [
+        f"{tier_catalog.path()}: fixed.{group.name}.flavor: unknown flavor {group.flavor!r}; "
+        f"allowed: {', '.join(flavors)}"
+        for group in tier_catalog.load().fixed
+        if group.flavor not in flavors
+    ]
+    if unknown:
+        return problems + unknown  # the totals below need every flavor
     quota = cfg.quota_limits
     instances, vcpus, ram_gb = cfg.totals()
     pooled = sum(len(t.pool) for t in cfg.tiers.values())

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_openstack as openstack
@@ -33,6 +33,9 @@ import pulumi_openstack as openstack
 from stacks import listeners
 from stacks.loadbalancer import LoadBalancer, LoadBalancerArgs
 from stacks.rules import ingress_rules
+
+if TYPE_CHECKING:
+    from stacks.fixed import Placement
 
 # Soft anti-affinity: hard anti-affinity fails to schedule once members outnumber hypervisors
 # (docs/ovhcloud.md), which is exactly when a surge needs more instances.
@@ -70,6 +73,9 @@ class TierArgs:
     # The warm pool: shelved instances, and instances being configured for it (no members).
     warm: tuple[int, ...] = ()
     filling: tuple[int, ...] = ()
+    # The fixed-group member each instance belongs to (video: its shard), in its Nova metadata under
+    # the group's name; chosen once at creation (stacks/fixed.py, assign), never changed after.
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -112,11 +118,17 @@ def _entry(
     }
 
 
+def _member(index: int, members: Mapping[int, int]) -> str:
+    return str(members[index])
+
+
 class Tier(pulumi.ComponentResource):
     instances: pulumi.Output[list[dict[str, str | None]]]
     load_balancer: pulumi.Output[dict[str, str | int]] | None
-    # The load balancer's private VIP (None without one): where the bridges reach chat's XMPP listener.
+    # The load balancer's private VIP (None without one).
     vip_address: pulumi.Output[str] | None
+    # Fixed groups open their ports to this security group (stacks/fixed.py, FixedGroup.admit).
+    security_group_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: TierArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("swell:openstack:Tier", name, None, opts)
@@ -128,6 +140,7 @@ class Tier(pulumi.ComponentResource):
             description=f"swell {args.tier} instances (ARCHITECTURE.md, Ports)",
             opts=child,
         )
+        self.security_group_id = group.id
         for rule in ingress_rules(args.tier, args.admin_cidrs, args.private_cidr):
             openstack.networking.SecGroupRule(
                 f"{name}-in-{rule.slug}",
@@ -156,8 +169,10 @@ class Tier(pulumi.ComponentResource):
         # user_data carries the tier's service secrets: a secret input is encrypted in the state and
         # shown as [secret] by `pulumi preview`; additional_secret_outputs keeps the provider's
         # echo of it secret too. Every tier's is secret, so a secret added later cannot leak.
+        # An instance's placement (metadata `shard`) is chosen once: a bridge never changes shard.
+        ignored = ["userData"] + ([f"metadata.{args.placement.key}"] if args.placement else [])
         instance_opts = pulumi.ResourceOptions(
-            parent=self, ignore_changes=["userData"], additional_secret_outputs=["userData"]
+            parent=self, ignore_changes=ignored, additional_secret_outputs=["userData"]
         )
         user_data = pulumi.Output.secret(args.user_data)
         retiring = set(args.retiring)
@@ -168,6 +183,13 @@ class Tier(pulumi.ComponentResource):
             # A filling instance runs (it is being configured; it is shelved once configured, so an
             # unshelved one serves without running Ansible again). Nova's shelve keeps the disk.
             power_state = SHELVED if pool.get(index) == POOL_WARM else ACTIVE
+            metadata: dict[str, pulumi.Input[str]] = {
+                "tier": args.tier,
+                "stack": args.stack,
+                "index": str(index),
+            }
+            if args.placement is not None:
+                metadata[args.placement.key] = args.placement.members.apply(functools.partial(_member, index))
             instances.append(
                 openstack.compute.Instance(
                     f"{name}-{index}",
@@ -177,8 +199,9 @@ class Tier(pulumi.ComponentResource):
                     key_pair=args.key_pair,
                     security_groups=[group.name],
                     scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=server_group.id)],
-                    # Prometheus openstack_sd selects on Nova metadata `tier` (not on tags).
-                    metadata={"tier": args.tier, "stack": args.stack, "index": str(index)},
+                    # Prometheus openstack_sd selects on Nova metadata `tier` (not on tags), and
+                    # turns `shard` into a label (__meta_openstack_tag_shard).
+                    metadata=metadata,
                     networks=networks,
                     user_data=user_data,
                     power_state=power_state,

@@ -74,14 +74,21 @@ def flavor_allowed(resource_type: str, props: Mapping[str, Any], allowed: Collec
 
 
 def tier_metadata(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """Every instance carries Nova metadata `tier` (openstack_sd and the inventory select on it)."""
+    """Every instance carries Nova metadata `tier` naming a tier (openstack_sd and the inventory select
+    on it), or `group` naming a fixed group of the catalog (chat store, shards), never both."""
     if resource_type != INSTANCE:
         return []
-    tier = (props.get("metadata") or {}).get("tier")
-    known = tiers.names()
-    if tier in known:
+    metadata = props.get("metadata") or {}
+    tier, group = metadata.get("tier"), metadata.get("group")
+    catalog = tiers.load()
+    if tier in catalog.names and group is None:
         return []
-    return [f"instance metadata tier is {tier!r}; expected one of: {', '.join(known)}"]
+    if group in catalog.fixed_names and tier is None:
+        return []
+    return [
+        f"instance metadata tier is {tier!r} and group {group!r}; expected a tier (one of: "
+        f"{', '.join(catalog.names)}) or a fixed group (one of: {', '.join(catalog.fixed_names)})"
+    ]
 
 
 @dataclass(frozen=True)

@@ -151,13 +151,14 @@ BAD = [
             _set("swell:quota", "10-vms"),
         ),
         "swell:quota",
-        r"12 instances \(including 9 warm or filling instances",
+        # web 1 + 9 in the pool, chat, video and the two fixed groups (chat store, shard)
+        r"14 instances \(including 9 warm or filling instances",
     ),
     (
         "retiring-instances-count-against-the-quota",
         _all(_set("swell:tiers.web.retiring", list(range(1, 21))), _set("swell:quota", "20-vms")),
         "swell:quota",
-        "23 instances",
+        "25 instances",  # 20 retiring, web-0, chat, video and the two fixed groups (chat store, shard)
     ),
     (
         "misspelled-tier-key",
@@ -305,7 +306,7 @@ BAD = [
         "over-quota",
         _all(_set("swell:quota", "10-vms"), _set("swell:tiers.web.flavor", "r3-32")),
         "swell:quota",
-        "48 GB of RAM",
+        "64 GB of RAM",  # r3-32 web, b3-8 chat, c3-8 video, b3-8 chat store and shard
     ),
 ]
 

@@ -67,10 +67,6 @@ def test_warm_instances_are_shelved_without_a_member_and_filling_ones_run_withou
     }
     weights = {i: m.inputs["weight"] for i, m in _members(rec, "web").items()}
     assert weights == {0: 1, 1: 1, 2: 0}, "members for serving (1) and retiring (0) only"
-    # Chat's second pool (the bridges' XMPP logins) follows the same rule.
-    chat = engine.run(_values("chat", layout), "dev")
-    xmpp = {_index(n) for n in chat.named(engine.MEMBER) if n.startswith("chat-lb-xmpp-member-")}
-    assert xmpp == {0, 1, 2}
     entries = {e["index"]: e for e in rec.outputs["tiers"]["web"]["instances"]}
     assert {i: e["pool"] for i, e in entries.items()} == {
         0: "",
@@ -188,9 +184,10 @@ def test_the_quota_policy_counts_warm_and_filling_instances_in_full() -> None:
     rec = engine.run(_values("web", Layout([0], warm=[1, 2, 3], filling=[4])), "dev")
     cat = checks.catalog.load()
     flavors = [str(r.inputs["flavorName"]) for r in rec.of_type(engine.INSTANCE)]
-    assert len(flavors) == 2 + 5  # chat and video one each, web 1 serving + 4 in the pool
-    room = checks.catalog.Quota("custom", instances=6, vcpus=1000, ram_gb=1000)
+    # chat and video one each, web 1 serving + 4 in the pool, the chat store and one shard
+    assert len(flavors) == 2 + 5 + 2
+    room = checks.catalog.Quota("custom", instances=8, vcpus=1000, ram_gb=1000)
     policies = checks.check_all([(r.type, r.inputs, r.id) for r in rec.resources], room, cat)
     [violation] = policies["counts-within-quota"]
-    assert "7 instances (including 3 shelved warm-pool instances" in violation
+    assert "9 instances (including 3 shelved warm-pool instances" in violation
     assert all(not found for name, found in policies.items() if name != "counts-within-quota")
