@@ -15,9 +15,9 @@ by kind of traffic, and the dashboard's tier variable lists the tiers that have 
   member able to take them) included. Counted at the pool, not at the listeners: the load balancer
   answers the plain-HTTP redirect (:80) and its own PROMETHEUS listener itself, and neither is work
   for the tier. It can count requests because TLS ends at the load balancer (TERMINATED_HTTPS).
-- sessions (chat): concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included. Only pools that
-  serve HTTP count (`http_pools`): chat's load balancer also passes the video bridges' XMPP logins
-  through a TCP pool of its own, and a bridge is not a chat user.
+- sessions (chat): concurrent WebSocket sessions the pool holds, queued ones included. Only pools
+  that serve HTTP count (`http_pools`): a balancer with a TCP pool of its own (a catalog's
+  `extra_listeners: [xmpp]`, Prosody's logins) passes connections that are not users.
 - participants (video): participants (endpoints) on the bridges, or what the join rate asks for if
   more. Jitsi Videobridge never refuses a participant: Jicofo keeps placing them and `stress_level`
   climbs past 1, so endpoints is the offered demand. But Jicofo admits only about 30 new participants
@@ -179,8 +179,9 @@ OFFERED_REQUESTS_METRIC = "octavia_pool_http_requests_total"
 def http_pools(metric: str, selector: str) -> str:
     """`metric` of the pools that serve HTTP only: the one place that keeps other pools out of demand.
 
-    Chat's load balancer has a TCP pool besides its HTTP one: the video bridges' XMPP logins on 5222
-    (stacks/listeners.py, `XMPP`), which are not chat users. The pool label cannot tell them apart
+    A balancer may have a TCP pool besides its HTTP one (stacks/listeners.py, `XMPP`: Prosody's
+    logins on 5222, as chat's had before Prosody moved to the Jitsi shards), whose connections are
+    not users. The pool label cannot tell them apart
     in production: Octavia names HAProxy's backends `<pool id>:<listener id>`, so `pool` is a pair of
     UUIDs (octavia/common/jinja/haproxy/combined_listeners/templates/macros.j2). What does tell them
     apart is the protocol: HAProxy exports `*_http_requests_total` only for backends in HTTP mode

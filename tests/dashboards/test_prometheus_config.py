@@ -188,6 +188,61 @@ def test_a_real_prometheus_keeps_exactly_this_stacks_instances_on_the_private_ne
     ]
 
 
+@needs_prometheus
+@pytest.mark.slow
+def test_a_real_prometheus_scrapes_the_fixed_groups_apart_and_labels_bridges_with_their_shard(
+    tmp_path: Path,
+) -> None:
+    """The chat store and the Jitsi shards (Nova metadata `group`) go to `node-fixed` with a `group`
+    label and no `tier` (per-tier rules never see them); a bridge's metadata `shard` becomes a label.
+    The drill has no fixed group, so the job's discovery is swapped here for a file, as openstack_sd
+    would list the project."""
+    rows = [
+        # (metadata, address, name)
+        ({"group": "chat_store"}, "10.42.0.40", "swell-prod-gra11-chat-store-0"),
+        ({"group": "shard"}, "10.42.0.41", "swell-prod-gra11-shard-0"),
+        ({"group": "shard", "stack": "staging"}, "10.43.0.41", "swell-staging-shard-0"),  # another stack
+        ({"group": "backups"}, "10.42.0.42", "hand-made-backups"),  # not a swell group
+        ({"tier": "video", "shard": "1"}, "10.42.48.12", "swell-prod-gra11-video-1"),
+    ]
+    groups = []
+    for meta, address, name in rows:
+        sd_labels = {
+            "__meta_openstack_tag_stack": meta.get("stack", SITE.stack),
+            "__meta_openstack_address_pool": SITE.private_network,
+            "__meta_openstack_instance_name": name,
+            "__meta_openstack_instance_status": "ACTIVE",
+        }
+        sd_labels |= {f"__meta_openstack_tag_{k}": v for k, v in meta.items() if k != "stack"}
+        groups.append({"targets": [f"{address}:9100"], "labels": sd_labels})
+    listed = tmp_path / "openstack.json"
+    listed.write_text(json.dumps(groups))
+    config = drill_scrape_config(
+        _production(),
+        node_file_sd=listed,
+        jvb_file_sd=tmp_path / "none.json",
+        lb_targets=[],
+        autoscaler_targets=[],
+        rule_file=prometheus.HERE / "rules" / "swell.rules.yml",
+    )
+    (fixed,) = [job for job in config["scrape_configs"] if job["job_name"] == "node-fixed"]
+    fixed.pop("static_configs")
+    fixed["file_sd_configs"] = [{"files": [str(listed)], "refresh_interval": "1s"}]
+    with running_prometheus(tmp_path / "prometheus", config) as (url, _):
+
+        def active() -> list[dict[str, str]]:
+            data = json.loads(http_get(f"{url}/api/v1/targets?state=active"))["data"]["activeTargets"]
+            return [t["labels"] for t in data]
+
+        wait_until(lambda: len(active()) >= 3, "the discovered targets")
+        labels = sorted(active(), key=lambda t: (t["job"], t["instance"]))
+    assert [(t["job"], t.get("tier"), t.get("group"), t.get("shard"), t["instance"]) for t in labels] == [
+        ("node", "video", None, "1", "swell-prod-gra11-video-1"),
+        ("node-fixed", None, "chat_store", None, "swell-prod-gra11-chat-store-0"),
+        ("node-fixed", None, "shard", None, "swell-prod-gra11-shard-0"),
+    ]
+
+
 STACK_OUTPUTS = {
     "stack": "prod-gra11",
     "region": "GRA11",
