@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
 # Debian packages used by the suite and the drill (real parts, started as child processes).
-DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap redis-server
+DEB_PACKAGES := python3-venv prometheus haproxy cloud-init debootstrap redis-server nginx
 PY_DIRS := $(wildcard swell stacks autoscaler loadtests dashboards)
 STAMP := $(VENV)/.swell-installed
 

@@ -11,8 +11,9 @@ exists; what differs per instance (a bridge's shard) is in its Nova metadata ins
 The vars file also says where each tier finds the others (`tier_vars`): chat gets the chat store's
 private address and port (Redis); video gets the XMPP domain, every shard's Prosody private address
 (`swell_jitsi_shards`, shard -> address: the role keeps its own shard's, named in the instance
-metadata), the XMPP port and the TURN host and port its coturn serves; a shard gets the domain and
-the TURN host and port its Prosody advertises.
+metadata), the XMPP port and the TURN host and port its coturn serves; web gets every shard's
+address too (its nginx routes each conference's signalling to its shard, by the room); a shard gets
+the domain and the TURN host and port its Prosody advertises.
 
 The document carries secrets for chat, video, the shards and the chat store: the Tier and FixedGroup
 components pass it to Nova as a Pulumi secret (encrypted in the state, `[secret]` in previews);

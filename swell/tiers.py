@@ -241,12 +241,13 @@ class Catalog(_Model):
                     f"{tier.name}: placed_in names unknown fixed group {tier.placed_in!r}; "
                     f"fixed groups: {', '.join(fixed) or 'none'}"
                 )
-        # A placed tier finds its group's members through `swell_jitsi_shards`, and only a placed
-        # tier can tell which one is its own.
+        # A tier placed in a shard finds its own shard's address in `swell_jitsi_shards` (web takes
+        # it too, unplaced: it routes to every shard).
         for tier in self.tiers:
-            if "swell_jitsi_shards" in tier.bootstrap.vars and tier.placed_in is None:
+            if tier.placed_in == "shard" and "swell_jitsi_shards" not in tier.bootstrap.vars:
                 raise ValueError(
-                    f"{tier.name}: swell_jitsi_shards needs `placed_in` (which shard is its own)"
+                    f"{tier.name}: placed_in shard needs swell_jitsi_shards in bootstrap.vars "
+                    "(where its shard's Prosody is)"
                 )
         return self
 

@@ -106,11 +106,16 @@ def test_admin_networks_from_outputs_and_flags_are_merged_once() -> None:
 
 def test_each_tier_gets_the_stacks_variables_as_group_vars() -> None:
     # What a new instance finds in /etc/swell/ansible-vars.json, so `swell configure` needs no -e:
-    # the shards serve the stack's domain, video dials its shard's Prosody, chat reaches the store.
+    # the shards serve the stack's domain, video dials its shard's Prosody, chat reaches the store,
+    # web routes each conference's signalling to its shard.
     inventory = build_inventory(load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN))
     children = inventory["all"]["children"]
     groups = {tier: group["vars"] for tier, group in children.items()}
-    assert groups["web"] == {"swell_tier": "web"}
+    # Web's nginx routes each conference's signalling to its shard: the same shards video gets.
+    assert groups["web"] == {
+        "swell_tier": "web",
+        "swell_jitsi_shards": {"0": "10.42.80.11", "1": "10.42.80.12"},
+    }
     assert groups["chat"] == {
         "swell_tier": "chat",
         "swell_chat_store_address": "10.42.64.11",

@@ -71,7 +71,7 @@ SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0product
 # stacks/bootstrap.py TIER_VARS), which swell configure turns into group vars; no -e needed.
 NAMES = {"swell_xmpp_domain": "chat.swell.test", "swell_turn_host": "turn.swell.test", "swell_turn_port": 443}
 TIER_VARS: dict[str, dict[str, Any]] = {
-    "web": {},
+    "web": {"swell_jitsi_shards": {"0": TIER_IPS["shard"]}},
     "chat": {"swell_chat_store_address": TIER_IPS["chat_store"], "swell_chat_store_port": chat_store.PORT},
     "video": NAMES | {"swell_jitsi_shards": {"0": TIER_IPS["shard"]}, "swell_xmpp_port": 5222},
     "chat_store": {},
@@ -411,6 +411,15 @@ def test_chat_nginx_proxies_the_websocket_to_the_chat_application_on_80(converge
     assert "ssl" not in site and "443" not in site
     assert "set_real_ip_from 10.42.0.0/16;" in site
     assert not (converged.roots["chat"] / "etc/ssl/swell/web.key").exists()
+
+
+def test_web_nginx_routes_jitsi_signalling_to_the_shard_by_room(converged: Converged) -> None:
+    # The web role given the stack's shards (tests/test_web_routes_signalling.py shows the routing
+    # on a real nginx); `nginx -t` inside the root passes with it (test_configs_pass_...).
+    site = read(converged, "web", "/etc/nginx/sites-available/swell.conf")
+    assert "hash $arg_room consistent;" in site
+    assert f"server {TIER_IPS['shard']}:80;" in site
+    assert "location /xmpp-websocket" in site and "location /http-bind" in site
 
 
 def test_coturn_refuses_relays_to_private_ranges_in_ipv4_and_ipv6(converged: Converged) -> None:

@@ -32,6 +32,7 @@ SOURCES = {
     # A fixed group's port: its security group admits one tier; the host firewall, the private network.
     "chat's security group only": "private",
     "video's security group only": "private",
+    "web's security group only": "private",
 }
 
 

@@ -73,9 +73,9 @@ BAD = [
         "video: placed_in names unknown fixed group 'shards'; fixed groups: chat_store, shard",
     ),
     (
-        "shard-addresses-without-a-placement",
-        lambda t: t["video"].pop("placed_in"),
-        "video: swell_jitsi_shards needs `placed_in`",
+        "placed-in-a-shard-without-its-address",
+        lambda t: t["video"]["bootstrap"]["vars"].remove("swell_jitsi_shards"),
+        "video: placed_in shard needs swell_jitsi_shards in bootstrap.vars",
     ),
 ]
 
@@ -116,8 +116,12 @@ def test_the_packaged_catalog_has_the_fixed_groups_the_tiers_need() -> None:
     # Redis on the port the chat servers dial (swell/chat_store.py), from chat's security group only.
     assert [(p.protocol, p.port, p.from_tier) for p in store.ports] == [("tcp", chat_store.PORT, "chat")]
     assert (store.role, store.count_key, store.slug) == ("chat_store", None, "chat-store")
-    # Prosody's c2s for the bridges, from video's security group only; as many shards as swell:shards.
-    assert [(p.protocol, p.port, p.from_tier) for p in shard.ports] == [("tcp", 5222, "video")]
+    # Prosody's c2s for the bridges, from video's security group only; its WebSocket and BOSH (nginx)
+    # from web's only (web routes each conference there); as many shards as swell:shards.
+    assert [(p.protocol, p.port, p.from_tier) for p in shard.ports] == [
+        ("tcp", 5222, "video"),
+        ("tcp", 80, "web"),
+    ]
     assert (shard.role, shard.count_key) == ("jitsi_shard", "shards")
     # The bridges are placed in shards; the chat tier has no XMPP left and no persistence.
     assert catalog.get("video").placed_in == "shard"

@@ -121,7 +121,7 @@ def expected_pull(tier: str) -> list[str]:
 # placeholder. The offline engine answers these addresses for chat_store-0 and shard-0 in 10.42.0.0/16.
 STORE_IP, SHARD_IP = "10.42.64.11", "10.42.80.11"
 TIER_VARS: dict[str, dict[str, Any]] = {
-    "web": {},
+    "web": {"swell_jitsi_shards": {"0": SHARD_IP}},
     "chat": {"swell_chat_store_address": STORE_IP, "swell_chat_store_port": 6379},
     "video": {
         "swell_xmpp_domain": "meet.example.org",
@@ -166,16 +166,16 @@ def test_the_bridges_are_told_every_shards_prosody_and_chat_its_store_and_each_d
     for i in range(2):
         assert vars_file(rec, "chat", i)["swell_chat_store_address"] == STORE_IP
         assert instances["chat_store-0"].urn in instances[f"chat-{i}"].property_dependencies["userData"]
-    # Web is tied to neither: its user_data is known before any fixed group exists.
-    assert "userData" not in instances["web-0"].property_dependencies or not (
-        set(instances["web-0"].property_dependencies["userData"])
-        & {instances["shard-0"].urn, instances["chat_store-0"].urn}
+    # Web routes Jitsi's signalling to the shards (tests/stacks/test_stack_fixed.py): it waits for them.
+    assert {instances["shard-0"].urn, instances["shard-1"].urn} <= set(
+        instances["web-0"].property_dependencies["userData"]
     )
     assert set(vars_file(rec, "web")) == {
         "swell_tier",
         "swell_stack",
         "swell_private_network_cidr",
         "swell_admin_cidrs",
+        "swell_jitsi_shards",
     }
 
 

@@ -12,6 +12,7 @@ from stacks import engine
 from stacks.fixed import PlacementError, assign
 from swell import chat_store
 from tests.stacks.stack_fixtures import stack_values, with_tiers
+from tests.stacks.test_stack_bootstrap import vars_file
 
 PRIVATE = "10.42.0.0/16"
 
@@ -48,7 +49,10 @@ def test_the_chat_store_takes_redis_from_chats_security_group_only_and_the_shard
     groups = {r.name: r.id for r in rec.of_type(engine.SEC_GROUP)}
     admins = {("tcp", 22, "198.51.100.0/24"), ("tcp", 22, "2001:db8:100::/48"), ("tcp", 9100, PRIVATE)}
     assert _rules(rec, "chat_store") == admins | {("tcp", chat_store.PORT, groups["chat-secgroup"])}
-    assert _rules(rec, "shard") == admins | {("tcp", 5222, groups["video-secgroup"])}
+    assert _rules(rec, "shard") == admins | {
+        ("tcp", 5222, groups["video-secgroup"]),
+        ("tcp", 80, groups["web-secgroup"]),
+    }
     # Nothing else anywhere opens Redis or XMPP: not chat's own group, not a network.
     others = [
         r.name
@@ -64,6 +68,37 @@ def test_the_chat_store_takes_redis_from_chats_security_group_only_and_the_shard
             for r in rec.of_type(engine.SEC_GROUP_RULE)
             if r.name.startswith(f"{group}-in-")
         } == {groups[f"{group}-secgroup"]}
+
+
+def test_the_shards_signalling_is_open_to_webs_nginx_only_and_web_is_told_every_shard() -> None:
+    # Users reach a conference's shard through web's nginx (it hashes `?room=`): the shards' nginx
+    # (port 80) admits web's security group and nothing else, and every web instance's user_data
+    # names every shard, so a web host boots with the routes (and is created after the shards).
+    values = with_tiers(stack_values("prod-gra11"), web=2, video=1)
+    values["swell:shards"] = 2
+    rec = engine.run(values, "prod-gra11")
+    groups = {r.name: r.id for r in rec.of_type(engine.SEC_GROUP)}
+    shard_http = [
+        r
+        for r in rec.of_type(engine.SEC_GROUP_RULE)
+        if r.name.startswith("shard-in-") and int(r.inputs["portRangeMin"]) == 80
+    ]
+    assert [(r.inputs["remoteGroupId"], r.inputs.get("remoteIpPrefix")) for r in shard_http] == [
+        (groups["web-secgroup"], None)
+    ]
+    assert shard_http[0].inputs["securityGroupId"] == groups["shard-secgroup"]
+    instances = rec.named(engine.INSTANCE)
+    shards = {str(i): instances[f"shard-{i}"].state["networks"][-1]["fixedIpV4"] for i in range(2)}
+    assert len(set(shards.values())) == 2
+    for i in range(2):
+        assert vars_file(rec, "web", i)["swell_jitsi_shards"] == shards
+        assert {instances["shard-0"].urn, instances["shard-1"].urn} <= set(
+            instances[f"web-{i}"].property_dependencies["userData"]
+        )
+    # The one definition: web routes over the very list the bridges log in to, and `swell
+    # configure` gives web hosts the same (the stack output `tier_vars`).
+    assert vars_file(rec, "video", 0)["swell_jitsi_shards"] == shards
+    assert rec.outputs["tier_vars"]["web"] == {"swell_jitsi_shards": shards}
 
 
 @pytest.mark.parametrize("shards", [1, 3])
