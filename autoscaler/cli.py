@@ -303,8 +303,9 @@ def status(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Per tier: current, desired, ready and pending instances, the last decision and why, overrides,
-    data age, the update in flight (since when, target counts) and the instances draining."""
+    """Per tier: active (current), desired, ready and pending instances, the warm pool (warm, and
+    filling: being configured for it), the last decision and why, overrides, data age, the update in
+    flight (since when, target counts) and the instances draining."""
     cfg = _load(config)
     store = _store(cfg)
     now = time.time()
@@ -331,6 +332,8 @@ def status(
                 "overrides": [o.to_dict() for o in overrides if o.tier == tier],
                 "scheduled": [w for w in upcoming if w["tier"] == tier],
                 "pending": max(0, last["current"] - last["ready"]) if last else None,
+                # The warm pool as the last pass left it (None: the tier has none).
+                "pool": last.get("pool") if last else None,
                 "update": _update_of(state.actuation, tier),
                 "draining": [
                     {"index": int(i), **d}
@@ -343,9 +346,11 @@ def status(
         return
     table = Table(
         "tier",
-        "current",
+        "active",
         "desired",
         "ready",
+        "pending",
+        "warm",
         "last decision",
         "limited by",
         "override",
@@ -370,6 +375,8 @@ def status(
             str(r["current"] if r["current"] is not None else "-"),
             str(r["desired"] if r["desired"] is not None else "-"),
             str(r["ready"] if r["ready"] is not None else "-"),
+            str(r["pending"] if r["pending"] is not None else "-"),
+            _pool_cell(r["pool"]),
             f"{note} ({decided})",
             escape(", ".join(r["limited_by"])) or "-",
             ", ".join(
@@ -455,6 +462,14 @@ def _update_of(actuation: dict[str, dict[str, Any]], tier: str) -> dict[str, Any
         if tier in (report.get("queued") or {}):
             return {"stack": stack, "state": "queued", "since": None, "targets": report["queued"]}
     return None
+
+
+def _pool_cell(pool: dict[str, Any] | None) -> str:
+    """`3 (+1 filling)`: warm instances, and those being configured for the pool; `-`: no pool."""
+    if not pool:
+        return "-"
+    filling = f" (+{pool['filling']} filling)" if pool.get("filling") else ""
+    return f"{pool['warm']}{filling}"
 
 
 def _update_cell(update: dict[str, Any] | None, now: float) -> str:

@@ -212,6 +212,9 @@ class LoopState:
     drains: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # What each actuator reported last pass (update in flight, queued, last result), for `swell status`.
     actuation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per tier with a warm pool, the recent targets the pool keeps to (autoscaler/core/warm_pool.py):
+    # [[time, target], ...], so a restart neither shrinks the pool early nor forgets why it is large.
+    pools: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +226,7 @@ class LoopState:
             "writer": self.writer,
             "drains": self.drains,
             "actuation": self.actuation,
+            "pools": self.pools,
         }
 
     @classmethod
@@ -240,6 +244,7 @@ class LoopState:
                 for t, v in data.get("drains", {}).items()
             },
             actuation={str(k): dict(v) for k, v in data.get("actuation", {}).items()},
+            pools={str(k): [[float(t), float(n)] for t, n in v] for k, v in data.get("pools", {}).items()},
         )
 
     def is_empty(self) -> bool:

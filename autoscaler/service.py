@@ -40,18 +40,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.config import AutoscalerConfig
+from autoscaler.config import AutoscalerConfig, TierConfig
 from autoscaler.core.drain import Drain, FleetPlan, plan_fleet
+from autoscaler.core.policies.swell import warm_pool_target
 from autoscaler.core.registry import POLICIES, build_params
 from autoscaler.core.schedule import Schedule, Window, scheduled_floor
 from autoscaler.core.types import Limits, Observation, direction_of
 from autoscaler.core.types import Override as CoreOverride
+from autoscaler.core.warm_pool import pool_keep
 from autoscaler.ports import (
+    POOL_FILLING,
+    POOL_WARM,
     ActuationError,
     Actuator,
     Fleet,
     LeaderElector,
     LoopState,
+    Member,
     MetricsSource,
     MetricsSourceError,
     Override,
@@ -157,11 +162,12 @@ class Autoscaler:
         self._state: LoopState | None = None
         self._saved_once = False  # to tell a lost store from a first start
         self._store_was_empty = False  # at the start of the current term
+        self._pool_ignored: set[str] = set()  # tiers whose pool was said to be ignored (logged once)
         self.params = {
             name: build_params(
                 tier.policy,
                 capacity_per_instance=tier.capacity_per_instance,
-                lead_time_s=tier.lead_time_s,
+                lead_time_s=_policy_lead_time(tier),
                 limits=Limits(min=self.limits[name][0], max=self.limits[name][1], quota=tier.quota),
                 overrides=_with_service_timing(tier.policy, tier.policy_params, config),
             )
@@ -390,6 +396,9 @@ class Autoscaler:
         spec = POLICIES[cfg.policy]
         decision, new_state = spec.decide(obs, policy_state, self.params[tier], now)
         desired = decision.desired
+        is_a_fleet = is_fleet(actuator)
+        members: list[Member] = actuator.members(tier) if is_a_fleet else []  # type: ignore[attr-defined]
+        pool = self._pool(tier, new_state, desired, members, state, now)
         limited_by = list(decision.limited_by)
         # The reason keeps its history: what the loop knows beyond the core is added, never put in
         # its place (the core's own hold on missing data stays readable beside the cause).
@@ -422,6 +431,8 @@ class Autoscaler:
             "acted": False,
             "error": None,
         }
+        if pool is not None:
+            record["pool"] = pool
         previous_failed = bool(history) and history[-1].get("error") is not None
         self._collect_failures(tier, actuator, record, result)
         state.policy_state[tier] = spec.state_to_dict(new_state)
@@ -429,13 +440,13 @@ class Autoscaler:
         state.last_desired[tier] = desired
         history.append(record)
         del history[:-RECENT_DECISIONS_KEPT]
-        # Drains go on whatever the decision: each pass checks the retiring instances' sessions.
-        draining = is_fleet(actuator) and (
-            bool(state.drains.get(tier)) or any(m.retiring for m in actuator.members(tier))  # type: ignore[attr-defined]
-        )
+        # Drains go on whatever the decision: each pass checks the retiring instances' sessions; and
+        # a pool is tended every pass (ready filling ones shelved, refills, trims).
+        draining = is_a_fleet and (bool(state.drains.get(tier)) or any(m.retiring for m in members))
+        pooling = is_a_fleet and (pool is not None or any(m.pool for m in members))
         # An actuator may report the size it was asked for before applying it (Pulumi's config is
         # written before `up`): after a failure, act again even when the sizes look equal.
-        if not self.dry_run and (desired != capacity.current or previous_failed or draining):
+        if not self.dry_run and (desired != capacity.current or previous_failed or draining or pooling):
             self._record_then_act(tier, record, state, result)
         self.telemetry.record_decision(tier, record)
         return record
@@ -496,15 +507,82 @@ class Autoscaler:
             except Exception as exc:  # unknown sessions: the drain waits for its deadline
                 self.telemetry.log("sessions_unavailable", tier=tier, error=f"{type(exc).__name__}: {exc}")
         drains = {int(i): Drain.from_dict(int(i), d) for i, d in state.drains.get(tier, {}).items()}
-        plan = plan_fleet(record["desired"], members, drains, sessions, now, cfg.drain_timeout_s, cfg.retire)
+        pool = record.get("pool") or {}
+        plan = plan_fleet(
+            record["desired"],
+            members,
+            drains,
+            sessions,
+            now,
+            cfg.drain_timeout_s,
+            cfg.retire,
+            pool_target=int(pool.get("target", 0)),
+            pool_keep=int(pool.get("keep", 0)),
+        )
         record["drain"] = _drain_summary(plan)
+        if pool:
+            pool.update(_pool_summary(plan))
         if plan.changed:
-            actuator.apply(tier, plan.serving, [d.index for d in plan.retiring])
+            retiring_now = [d.index for d in plan.retiring]
+            if plan.warm or plan.filling:
+                actuator.apply(tier, plan.serving, retiring_now, plan.warm, plan.filling)
+            else:
+                # Without a pool, the call the actuators have always had.
+                actuator.apply(tier, plan.serving, retiring_now)
         state.drains[tier] = {str(d.index): d.to_dict() for d in plan.retiring}
         for note in plan.notes:
             self.telemetry.log("drain_timeout", tier=tier, detail=note)
         if plan.removed or plan.retired or plan.taken_back:
             self.telemetry.log("drain", tier=tier, **record["drain"])
+        if plan.activated or plan.refilled or plan.shelved or plan.trimmed:
+            self.telemetry.log("warm_pool", tier=tier, **_pool_summary(plan))
+
+    def _pool(
+        self,
+        tier: str,
+        policy_state: Any,
+        desired: int,
+        members: Sequence[Member],
+        state: LoopState,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """The tier's warm pool this pass: its target (swell's `warm_pool_target`, or the fixed
+        `warm_pool.size`), capped so that `desired` + pool stays within the tier's max; what it
+        keeps (the hysteresis, autoscaler/core/warm_pool.py); why; and the warm and filling
+        instances it has now. None without a pool (disabled, or an actuator that names no
+        instances: logged once)."""
+        cfg = self.config.tiers[tier]
+        wp = cfg.warm_pool
+        if not wp.enabled:
+            state.pools.pop(tier, None)
+            return None
+        if not is_fleet(self.actuators[tier]):
+            if tier not in self._pool_ignored:
+                self._pool_ignored.add(tier)
+                self.telemetry.log(
+                    "warm_pool_ignored",
+                    tier=tier,
+                    reason=f"actuator {self.actuators[tier].name} names no instances: it cannot keep a pool",
+                )
+            return None
+        hi = self.limits[tier][1]
+        room = max(0, hi - desired)
+        if wp.size is not None:
+            size, why = wp.size, f"warm pool {wp.size}: fixed (warm_pool.size)"
+        else:
+            size, why = warm_pool_target(policy_state, self.params[tier], desired, wp.cold_lead_s, hi, now)
+        target = min(size, room)
+        if target < size:
+            why = f"{why}; capped at {target}: {desired} active + pool within max {hi}"
+        keep, window = pool_keep(state.pools.get(tier, []), target, now, wp.shrink_after_s)
+        state.pools[tier] = window
+        return {
+            "target": target,
+            "keep": max(target, min(keep, room)),
+            "reason": why,
+            "warm": sum(1 for m in members if m.pool == POOL_WARM),
+            "filling": sum(1 for m in members if m.pool == POOL_FILLING),
+        }
 
     def _collect_failures(
         self, tier: str, actuator: Actuator, record: dict[str, Any], result: PassResult
@@ -589,12 +667,32 @@ def _with_service_timing(policy: str, params: dict[str, Any], config: Autoscaler
     return merged
 
 
+def _policy_lead_time(tier: TierConfig) -> float:
+    """What the tier's policy plans across: with a warm pool, swell plans across the warm lead time
+    (its next instances come from the pool; the pool itself covers the cold lead time), as in the
+    simulator (autoscaler/sim/warm.py); otherwise, and for other policies, the tier's lead time."""
+    if tier.warm_pool.enabled and tier.policy == "swell":
+        return tier.warm_pool.warm_lead_s
+    return tier.lead_time_s
+
+
 def _drain_summary(plan: FleetPlan) -> dict[str, Any]:
     return {
         "retiring": [d.index for d in plan.retiring],
         "retired": list(plan.retired),
         "taken_back": list(plan.taken_back),
         "created": list(plan.created),
-        "removed": [d.index for d in plan.removed],
+        "removed": [d.index for d in plan.removed if d.index not in plan.shelved],
         "cut_sessions": plan.cut_sessions,
+    }
+
+
+def _pool_summary(plan: FleetPlan) -> dict[str, Any]:
+    return {
+        "warm": len(plan.warm),
+        "filling": len(plan.filling),
+        "activated": list(plan.activated),
+        "refilled": list(plan.refilled),
+        "shelved": list(plan.shelved),
+        "trimmed": list(plan.trimmed),
     }

@@ -56,6 +56,20 @@ class Telemetry:
         self.ready = Gauge(
             "swell_autoscaler_ready_instances", "Ready instances per tier", ["tier"], registry=r
         )
+        # The warm pool (issue 15), for tiers that have one: shelved and configured (`warm`), being
+        # created and configured for it (`filling`), and the size the loop keeps it at.
+        self.warm_pool = Gauge(
+            "swell_autoscaler_warm_pool_instances",
+            "Warm pool instances per tier: warm (shelved, configured) or filling (being configured)",
+            ["tier", "state"],
+            registry=r,
+        )
+        self.warm_pool_target = Gauge(
+            "swell_autoscaler_warm_pool_target_instances",
+            "The warm pool's target size per tier (after the cap at max - desired)",
+            ["tier"],
+            registry=r,
+        )
         self.decisions = Counter(
             "swell_autoscaler_decisions",
             "Decisions by tier, direction and reason",
@@ -120,6 +134,11 @@ class Telemetry:
         self.ready.labels(tier).set(record["ready"])
         if record.get("sample_age_s") is not None:
             self.sample_age.labels(tier).set(record["sample_age_s"])
+        pool = record.get("pool")
+        if pool is not None:
+            self.warm_pool_target.labels(tier).set(pool["target"])
+            for state in ("warm", "filling"):
+                self.warm_pool.labels(tier, state).set(pool[state])
         reason = ",".join(record["limited_by"]) or "demand"
         self.decisions.labels(tier, record["direction"], reason).inc()
         for limit in LIMITS_ALERTED:

@@ -8,7 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.config import AutoscalerConfig, parse_config
-from autoscaler.ports import ActuationError, Capacity, Member, MetricsSourceError, Sample
+from autoscaler.ports import (
+    POOL_FILLING,
+    POOL_WARM,
+    ActuationError,
+    Capacity,
+    Member,
+    MetricsSourceError,
+    Sample,
+)
 from autoscaler.telemetry import Redactor, Telemetry
 
 
@@ -120,8 +128,9 @@ def telemetry(secrets: tuple[str, ...] = ()) -> tuple[Telemetry, io.StringIO]:
 
 @dataclass
 class FakeFleet:
-    """A draining actuator (`Fleet`): instances by index with start times, a retiring set, and the
-    sessions the test says are left on each instance."""
+    """A stand-in for a draining actuator (`Fleet`): instances by index with start times, a
+    retiring set, the sessions the test says are left on each instance, and a warm pool (warm:
+    shelved; filling: being configured, ready once the test puts its index in `configured`)."""
 
     serving: dict[str, list[int]]
     started_at: float = 1_800_000_000.0 - 600
@@ -129,20 +138,55 @@ class FakeFleet:
     retiring: dict[str, list[int]] = field(default_factory=dict)
     open_sessions: dict[int, int | None] = field(default_factory=dict)
     applied: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
+    warm: dict[str, list[int]] = field(default_factory=dict)
+    filling: dict[str, list[int]] = field(default_factory=dict)
+    configured: set[int] = field(default_factory=set)
+    # Every apply as called: (tier, serving, retiring, warm, filling), warm and filling None when
+    # the caller left them out (the call without a pool).
+    calls: list[tuple[str, list[int], list[int], list[int] | None, list[int] | None]] = field(
+        default_factory=list
+    )
 
     def capacity(self, tier: str) -> Capacity:
-        return Capacity(current=len(self.serving[tier]), ready=len(self.serving[tier]))
+        return Capacity(
+            current=len(self.serving[tier]),
+            ready=len(self.serving[tier]),
+            warm=len(self.warm.get(tier, [])),
+            filling=len(self.filling.get(tier, [])),
+        )
 
     def scale(self, tier: str, desired: int) -> None:  # pragma: no cover - the loop uses apply
         raise AssertionError("a Fleet is driven through apply()")
 
     def members(self, tier: str) -> list[Member]:
         out = [Member(i, self.started_at + i, retiring=False, ready=True) for i in self.serving[tier]]
-        return out + [Member(i, self.started_at + i, retiring=True) for i in self.retiring.get(tier, [])]
+        out += [Member(i, self.started_at + i, retiring=True) for i in self.retiring.get(tier, [])]
+        out += [Member(i, self.started_at + i, ready=True, pool=POOL_WARM) for i in self.warm.get(tier, [])]
+        return out + [
+            Member(i, self.started_at + i, ready=i in self.configured, pool=POOL_FILLING)
+            for i in self.filling.get(tier, [])
+        ]
 
-    def apply(self, tier: str, serving: Sequence[int], retiring: Sequence[int]) -> None:
+    def apply(
+        self,
+        tier: str,
+        serving: Sequence[int],
+        retiring: Sequence[int],
+        warm: Sequence[int] | None = None,
+        filling: Sequence[int] | None = None,
+    ) -> None:
         self.applied.append((tier, list(serving), list(retiring)))
+        self.calls.append(
+            (
+                tier,
+                list(serving),
+                list(retiring),
+                None if warm is None else list(warm),
+                None if filling is None else list(filling),
+            )
+        )
         self.serving[tier], self.retiring[tier] = list(serving), list(retiring)
+        self.warm[tier], self.filling[tier] = list(warm or []), list(filling or [])
 
     def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
         return {i: self.open_sessions.get(i) for i in indices}
