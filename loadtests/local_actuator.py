@@ -218,6 +218,9 @@ class LocalActuator:
         self._book = _Book()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="local-actuator", daemon=True)
+        # While set, a new pool instance is configured at once (the drill's first pass: production's
+        # pool has been filled for hours, as `bootstrap` starts the minimum without a boot delay).
+        self.fill_at_once = False
         self._write_file_sd()
 
     # --- the Actuator port -------------------------------------------------------------------
@@ -479,7 +482,7 @@ class LocalActuator:
         """A new pool instance: created and configuring for the cold delay, no process (it serves
         nothing and has no load balancer member until activated)."""
         now = self.clock()
-        ready = now + spec.boot_delay_s
+        ready = now if self.fill_at_once else now + spec.boot_delay_s
         inst = Instance(
             tier, self._free_slot(tier, spec, index + 1), 0, None, now, ready, FILLING, configured_at=ready
         )
