@@ -92,7 +92,15 @@ def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
             t0 = rec.load_started_at + start
             died = next((e for e in events if e["event"] == "died" and e["at"] >= t0), None)
             killed = kill_target()
-            started = [e for e in events if e["event"] == "started" and e["at"] > t0 and e["tier"] == killed]
+            # Started after the kill: created, or taken from the warm pool (unshelved, or activated
+            # while filling).
+            started = [
+                e
+                for e in events
+                if e["event"] in ("started", "unshelved", "activated")
+                and e["at"] > t0
+                and e["tier"] == killed
+            ]
             # Replaced: the instances asked for are back to the count before the kill.
             t, asked = rec.timeline.t, rec.timeline.requested[killed]
             before = next((n for ts, n in zip(reversed(t), reversed(asked), strict=True) if ts < start), None)
