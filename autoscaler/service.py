@@ -167,7 +167,7 @@ class Autoscaler:
             name: build_params(
                 tier.policy,
                 capacity_per_instance=tier.capacity_per_instance,
-                lead_time_s=_policy_lead_time(tier),
+                lead_time_s=_policy_lead_time(tier, name in actuators and is_fleet(actuators[name])),
                 limits=Limits(min=self.limits[name][0], max=self.limits[name][1], quota=tier.quota),
                 overrides=_with_service_timing(tier.policy, tier.policy_params, config),
             )
@@ -360,8 +360,11 @@ class Autoscaler:
     ) -> dict[str, Any] | None:
         cfg = self.config.tiers[tier]
         actuator = self.actuators[tier]
+        is_a_fleet = is_fleet(actuator)
         try:
             capacity = actuator.capacity(tier)
+            # A Fleet's instances: its drains and its warm pool are tended every pass.
+            members: list[Member] = actuator.members(tier) if is_a_fleet else []  # type: ignore[attr-defined]
         except ActuationError as exc:
             self.telemetry.actuation_errors.labels(tier, actuator.name).inc()
             self.telemetry.log("capacity_unavailable", tier=tier, error=str(exc))
@@ -396,8 +399,6 @@ class Autoscaler:
         spec = POLICIES[cfg.policy]
         decision, new_state = spec.decide(obs, policy_state, self.params[tier], now)
         desired = decision.desired
-        is_a_fleet = is_fleet(actuator)
-        members: list[Member] = actuator.members(tier) if is_a_fleet else []  # type: ignore[attr-defined]
         pool = self._pool(tier, new_state, desired, members, state, now)
         limited_by = list(decision.limited_by)
         # The reason keeps its history: what the loop knows beyond the core is added, never put in
@@ -547,7 +548,7 @@ class Autoscaler:
         now: float,
     ) -> dict[str, Any] | None:
         """The tier's warm pool this pass: its target (swell's `warm_pool_target`, or the fixed
-        `warm_pool.size`), capped so that `desired` + pool stays within the tier's max; what it
+        `warm_pool.size`), capped so that `desired` + pool stays within the tier's max and quota; what it
         keeps (the hysteresis, autoscaler/core/warm_pool.py); why; and the warm and filling
         instances it has now. None without a pool (disabled, or an actuator that names no
         instances: logged once)."""
@@ -565,15 +566,20 @@ class Autoscaler:
                     reason=f"actuator {self.actuators[tier].name} names no instances: it cannot keep a pool",
                 )
             return None
+        # A shelved (shelved_offloaded) server still counts in the project's `instances` quota, and
+        # in its cores and RAM too unless Nova counts usage from placement (Nova's option
+        # `[quota] count_usage_from_placement`, docs.openstack.org/nova/latest/configuration/config.html):
+        # the pool stays within the tier's max and its quota, beside the active instances.
         hi = self.limits[tier][1]
-        room = max(0, hi - desired)
+        bound, name = (hi, "max") if cfg.quota is None or cfg.quota >= hi else (cfg.quota, "quota")
+        room = max(0, bound - desired)
         if wp.size is not None:
             size, why = wp.size, f"warm pool {wp.size}: fixed (warm_pool.size)"
         else:
-            size, why = warm_pool_target(policy_state, self.params[tier], desired, wp.cold_lead_s, hi, now)
+            size, why = warm_pool_target(policy_state, self.params[tier], desired, wp.cold_lead_s, bound, now)
         target = min(size, room)
         if target < size:
-            why = f"{why}; capped at {target}: {desired} active + pool within max {hi}"
+            why = f"{why}; capped at {target}: {desired} active + pool within {name} {bound}"
         keep, window = pool_keep(state.pools.get(tier, []), target, now, wp.shrink_after_s)
         state.pools[tier] = window
         return {
@@ -667,11 +673,12 @@ def _with_service_timing(policy: str, params: dict[str, Any], config: Autoscaler
     return merged
 
 
-def _policy_lead_time(tier: TierConfig) -> float:
-    """What the tier's policy plans across: with a warm pool, swell plans across the warm lead time
-    (its next instances come from the pool; the pool itself covers the cold lead time), as in the
-    simulator (autoscaler/sim/warm.py); otherwise, and for other policies, the tier's lead time."""
-    if tier.warm_pool.enabled and tier.policy == "swell":
+def _policy_lead_time(tier: TierConfig, fleet: bool) -> float:
+    """What the tier's policy plans across: with a warm pool (enabled, and an actuator that can
+    keep one), swell plans across the warm lead time (its next instances come from the pool; the
+    pool itself covers the cold lead time), as in the simulator (autoscaler/sim/warm.py);
+    otherwise, and for other policies, the tier's lead time."""
+    if tier.warm_pool.enabled and fleet and tier.policy == "swell":
         return tier.warm_pool.warm_lead_s
     return tier.lead_time_s
 

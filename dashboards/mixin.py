@@ -398,11 +398,16 @@ def dashboard_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
         _panel(1, "Offered demand", [(f"{DEMAND_RECORD}{{{sel}}}", "{{tier}}")], 0, 0, "short"),
         _panel(
             2,
-            "Instances: ready, current, desired",
+            "Instances: ready, current, desired, warm pool",
             [
                 (f"{READY_RECORD}{{{sel}}}", "{{tier}} ready"),
                 (f"swell_autoscaler_current_instances{{{a},{sel}}}", "{{tier}} current"),
                 (f"swell_autoscaler_desired_instances{{{a},{sel}}}", "{{tier}} desired"),
+                # Shelved and being configured for the pool: what a surge unshelves before creating.
+                (
+                    f"sum by (tier) (swell_autoscaler_warm_pool_instances{{{a},{sel}}})",
+                    "{{tier}} warm pool",
+                ),
             ],
             0,
             12,

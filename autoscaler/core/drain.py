@@ -26,6 +26,8 @@ nor count in `desired`, and:
    ready filling ones first: they run at the full price and cannot be unshelved yet; then warm ones,
    highest index first); a pool short of `pool_target` is refilled in the same pass with new indices,
    the lowest free ones, as filling (the refill takes the cold lead time: create, configure, shelve).
+   Retiring instances count towards the target here: a scale-up takes them back first, and the pool
+   gets them when their drain ends (3), so a scale-down creates nothing for the pool.
 
 `pool_keep` (>= `pool_target`) is the hysteresis: the service passes the largest target of a recent
 window (autoscaler/core/warm_pool.py), so an activation followed by a fall of the target does not
@@ -190,8 +192,12 @@ def plan_fleet(
         trimmed = sorted(order[:excess])
         warm = [i for i in warm if i not in trimmed]
         filling = [i for i in filling if i not in trimmed]
+        shelved = [i for i in shelved if i not in trimmed]  # deleted, not shelved
     index = 0
-    while len(warm) + len(filling) < target:
+    # Instances still draining count towards the pool here: a scale-up takes them back before any
+    # warm one, and the pool gets them when their drain ends; creating for them now would pay the
+    # cold lead time twice.
+    while len(warm) + len(filling) + len(retiring) < target:
         while index in used:
             index += 1
         filling.append(index)

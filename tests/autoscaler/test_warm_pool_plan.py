@@ -9,6 +9,8 @@ import random
 from collections.abc import Mapping, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.core.billing import RETIRE_PAID_HOUR, choose_retirees
 from autoscaler.core.drain import Drain, FleetPlan, plan_fleet
@@ -40,6 +42,7 @@ def outcome(plan: FleetPlan) -> Layout:
     found: Layout = {
         "serving": list(plan.serving),
         "retiring": [d.index for d in plan.retiring],
+        "retired": list(plan.retired),
         "warm": list(plan.warm),
         "filling": list(plan.filling),
         "taken_back": list(plan.taken_back),
@@ -137,12 +140,28 @@ POOL_CASES: list[tuple[str, int, dict[str, object], int, int | None, Layout]] = 
         {"serving": [0, 1], "warm": [3], "filling": [], "deleted": [2]},
     ),
     (
-        "a-busy-retiree-is-not-shelved-and-the-pool-refills-meanwhile",
+        "a-draining-retiree-counts-towards-the-pool-nothing-is-created-for-it",
         2,
         {"serving": [0, 1], "retiring": [2], "sessions": {2: 4}},
         1,
         None,
+        {"serving": [0, 1], "retiring": [2], "warm": [], "filling": []},
+    ),
+    (
+        "beyond-the-draining-ones-the-pool-refills",
+        2,
+        {"serving": [0, 1], "retiring": [2], "sessions": {2: 4}},
+        2,
+        None,
         {"serving": [0, 1], "retiring": [2], "warm": [], "filling": [3], "refilled": [3]},
+    ),
+    (
+        "a-scale-down-retires-and-creates-nothing-for-the-pool",
+        1,
+        {"serving": [0, 1]},
+        1,
+        None,
+        {"serving": [1], "retiring": [0], "warm": [], "filling": [], "retired": [0]},
     ),
     (
         "excess-within-what-the-pool-keeps-stays",
@@ -159,6 +178,22 @@ POOL_CASES: list[tuple[str, int, dict[str, object], int, int | None, Layout]] = 
         1,
         2,
         {"serving": [0, 1], "warm": [2, 3], "filling": [], "trimmed": [4, 5], "deleted": [4, 5]},
+    ),
+    (
+        "without-a-pool-what-is-left-of-one-is-deleted",
+        2,
+        {"serving": [0, 1], "warm": [2], "filling": [3, 4], "configured": [3]},
+        0,
+        None,
+        {"serving": [0, 1], "warm": [], "filling": [], "trimmed": [2, 3, 4], "deleted": [2, 3, 4]},
+    ),
+    (
+        "without-a-pool-a-scale-up-still-uses-what-is-left-of-one",
+        3,
+        {"serving": [0, 1], "warm": [2], "filling": [3]},
+        0,
+        None,
+        {"serving": [0, 1, 2], "warm": [], "filling": [], "activated": [2], "trimmed": [3], "deleted": [3]},
     ),
     (
         "a-drained-instance-completes-the-pool-without-a-refill",
@@ -340,3 +375,69 @@ def test_the_pool_window_survives_a_restart_through_the_loop_state() -> None:
 def test_a_pool_window_from_the_future_is_not_trusted() -> None:
     """A clock set back must not hold a large pool for ever."""
     assert pool_keep([[NOW + 86400, 9]], 1, NOW, SHRINK)[0] == 1
+
+
+@st.composite
+def pooled_fleets(draw: st.DrawFn) -> tuple[list[Member], dict[int, Drain], dict[int, int | None]]:
+    indices = draw(st.lists(st.integers(0, 15), unique=True, max_size=12))
+    kinds = draw(
+        st.lists(
+            st.sampled_from(["serving", "retiring", "warm", "filling"]),
+            min_size=len(indices),
+            max_size=len(indices),
+        )
+    )
+    found: list[Member] = []
+    drains: dict[int, Drain] = {}
+    sessions: dict[int, int | None] = {}
+    for i, kind in zip(indices, kinds, strict=True):
+        at = NOW - draw(st.floats(0, 7200))
+        if kind == "serving":
+            found.append(Member(i, at, ready=True))
+        elif kind == "retiring":
+            found.append(Member(i, at, retiring=True, in_rotation=draw(st.booleans())))
+            drains[i] = Drain(i, NOW - 300, NOW + draw(st.sampled_from([-1.0, 300.0])))
+            sessions[i] = draw(st.sampled_from([None, 0, 2]))
+        else:
+            pool = POOL_WARM if kind == "warm" else POOL_FILLING
+            found.append(Member(i, at, ready=kind == "warm" or draw(st.booleans()), pool=pool))
+    return found, drains, sessions
+
+
+@settings(max_examples=300, deadline=None)
+@given(pooled_fleets(), st.integers(0, 14), st.integers(0, 6), st.integers(0, 4))
+def test_whatever_the_fleet_a_pool_plan_keeps_its_promises(
+    fleet_: tuple[list[Member], dict[int, Drain], dict[int, int | None]],
+    desired: int,
+    target: int,
+    extra: int,
+) -> None:
+    found, drains, sessions = fleet_
+    plan = plan_fleet(
+        desired, found, drains, sessions, NOW, TIMEOUT, pool_target=target, pool_keep=target + extra
+    )
+    by_index = {m.index: m for m in found}
+    sets = [set(plan.serving), {d.index for d in plan.retiring}, set(plan.warm), set(plan.filling)]
+    assert sum(map(len, sets)) == len(set().union(*sets)), "an index is in one set at most"
+    assert len(plan.serving) == desired
+    pool = len(plan.warm) + len(plan.filling)
+    assert pool <= target + extra, "never beyond what the pool keeps"
+    assert pool + len(plan.retiring) >= target, "refilled up to the target, drains counted"
+    if plan.created:
+        unused = [m.index for m in found if m.pool == POOL_WARM and m.index not in plan.serving]
+        assert not unused, "nothing is created while a warm instance waits"
+    for i in plan.filling:
+        assert i not in by_index or not by_index[i].ready, "a configured filling instance is shelved"
+    for i in plan.warm:
+        m = by_index.get(i)
+        configured = m is not None and (
+            m.pool == POOL_WARM or m.retiring or (m.pool == POOL_FILLING and m.ready)
+        )
+        assert configured, "only configured instances are shelved: warm, drained, or filling and ready"
+    for i in plan.deleted:
+        m = by_index[i]
+        if m.retiring:
+            d = next(x for x in plan.removed if x.index == i)
+            assert d.sessions == 0 or d.deadline <= NOW, "nothing with sessions goes before its deadline"
+        else:
+            assert m.pool, "a serving instance is never deleted at once"

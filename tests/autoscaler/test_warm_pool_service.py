@@ -23,8 +23,10 @@ runner = CliRunner()
 POOL = {"enabled": True, "cold_lead_s": 600, "warm_lead_s": 120}
 
 
-def _loop(tmp_path: Path, fleet: Any, **web: Any) -> tuple[Autoscaler, FakeSource, FakeClock, Any]:
-    clock = FakeClock()
+def _loop(
+    tmp_path: Path, fleet: Any, clock: FakeClock | None = None, **web: Any
+) -> tuple[Autoscaler, FakeSource, FakeClock, Any]:
+    clock = clock or FakeClock()
     source = FakeSource(clock)
     tel, log = telemetry()
     cfg = config(tmp_path, web={"drain_timeout_s": 300, "max": 16, **web}, video={"drain_timeout_s": 300})
@@ -165,7 +167,9 @@ def test_with_the_pool_swell_plans_across_the_warm_lead_time(tmp_path: Path) -> 
     fleet = FakeFleet({"web": [0, 1], "video": [0]})
     with_pool, *_ = _loop(tmp_path, fleet, warm_pool=POOL, lead_time_s=600)
     without, *_ = _loop(tmp_path, fleet, lead_time_s=600)
+    ignored, *_ = _loop(tmp_path, FakeActuator({"web": 2, "video": 1}), warm_pool=POOL, lead_time_s=600)
     assert with_pool.params["web"].lead_time_s == 120 and without.params["web"].lead_time_s == 600
+    assert ignored.params["web"].lead_time_s == 600, "no pool where the actuator cannot keep one"
 
 
 def test_swell_status_shows_active_warm_and_pending_per_tier(tmp_path: Path) -> None:
@@ -199,3 +203,41 @@ def test_swell_status_shows_active_warm_and_pending_per_tier(tmp_path: Path) -> 
     ]
     video_row = next(line for line in table.output.splitlines() if line.startswith("│ video"))
     assert video_row.split("│")[6].strip() == "-", "no pool"
+
+
+def test_the_pool_shrinks_only_after_its_target_was_lower_for_shrink_after_s_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    fleet = FakeFleet({"web": [0, 1], "video": [0]}, configured=set(range(100)))
+    pool = {**POOL, "shrink_after_s": 600}
+    loop, source, clock, _ = _loop(tmp_path, fleet, warm_pool={**pool, "size": 3})
+    _passes(loop, source, clock, web=100.0, n=4)
+    warm = list(fleet.warm["web"])
+    assert len(warm) == 3
+    # A new process with a smaller pool: the window in the store still holds 3 for 600 s.
+    restarted, source, _, _ = _loop(tmp_path, fleet, clock, warm_pool={**pool, "size": 1})
+    records = _passes(restarted, source, clock, web=100.0, n=60)
+    kept = [r["pool"]["warm"] for r in records]
+    trimmed_at = next(i for i, n in enumerate(kept) if n == 1)
+    assert all(n == 3 for n in kept[:trimmed_at]) and set(kept[trimmed_at:]) == {1}
+    assert 600 - 4 * 15 <= trimmed_at * 15 <= 600, "after the window, not before"
+    assert records[trimmed_at]["pool"]["trimmed"] == sorted(warm)[1:], "the highest warm ones go"
+
+
+def test_the_pool_stays_within_the_tiers_quota_beside_the_active_instances(tmp_path: Path) -> None:
+    """A shelved server still counts in Nova's instances quota."""
+    fleet = FakeFleet({"web": [0, 1], "video": [0]})
+    loop, source, clock, _ = _loop(tmp_path, fleet, warm_pool={**POOL, "size": 10}, quota=5)
+    (record,) = _passes(loop, source, clock, web=100.0, n=1)
+    assert record["pool"]["target"] == 5 - record["desired"]
+    assert record["pool"]["reason"].endswith("within quota 5")
+
+
+def test_turning_the_pool_off_deletes_what_is_left_of_it(tmp_path: Path) -> None:
+    fleet = FakeFleet({"web": [0, 1], "video": [0]}, warm={"web": [2, 3]}, filling={"web": [4]})
+    loop, source, clock, _ = _loop(tmp_path, fleet)
+    (record,) = _passes(loop, source, clock, web=100.0, n=1)
+    assert fleet.warm["web"] == fleet.filling["web"] == []
+    assert sorted(fleet.serving["web"]) == [0, 1, 2, 3][: record["desired"]], "a scale-up unshelves first"
+    assert fleet.calls[-1][3:] == (None, None), "the call without a pool"
+    assert "pool" not in record
