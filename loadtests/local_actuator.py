@@ -315,6 +315,7 @@ class LocalActuator:
                     continue
                 if index in shelved:
                     if inst.state == FILLING:
+                        self._note_configured(inst, now)  # the reconciler may not have yet
                         inst.state = WARM
                         self._event(inst, "shelved")
                     elif inst.state != WARM:  # running (drained, serving or unshelved): shelve it
@@ -489,6 +490,12 @@ class LocalActuator:
         self._book.instances.append(inst)
         self._event(inst, "filling")
 
+    def _note_configured(self, inst: Instance, now: float) -> None:
+        """Record, once, that a filling instance's configuration has finished."""
+        if inst.state == FILLING and inst.configured(now) and not inst.report_configured:
+            inst.report_configured = True
+            self._event(inst, "configured")
+
     def _activate(self, inst: Instance, spec: LocalTierSettings, ready_at: float, what: str) -> None:
         """A pool instance to serving: its process starts now, ready at `ready_at`."""
         self._start_process(inst, spec)
@@ -598,9 +605,7 @@ class LocalActuator:
         with self._lock:
             for inst in self._book.instances:
                 if inst.proc is None:
-                    if inst.state == FILLING and inst.configured(now) and not inst.report_configured:
-                        inst.report_configured = True
-                        self._event(inst, "configured")
+                    self._note_configured(inst, now)
                     continue
                 if inst.state in (BOOTING, READY, DRAINING) and inst.proc.poll() is not None:
                     self._retire(inst, "died")
