@@ -144,6 +144,13 @@ def build_actuators(cfg: AutoscalerConfig, only: Collection[str] | None = None) 
                         policy_pack_configs=()
                         if spec.policy_pack_config is None
                         else ((spec.work_dir / spec.policy_pack_config).resolve(),),
+                        # One definition of the cold lead time: the one the pool is sized with is
+                        # the one after which the actuator takes a filling instance as configured.
+                        cold_lead_s_by_tier={
+                            n: t.warm_pool.cold_lead_s
+                            for n, t in cfg.tiers.items()
+                            if isinstance(t.actuator, PulumiActuatorConfig)
+                        },
                     )
                 )
             actuators[name] = pulumi_by_stack[key]

@@ -15,11 +15,17 @@ by kind of traffic, and the dashboard's tier variable lists the tiers that have 
   member able to take them) included. Counted at the pool, not at the listeners: the load balancer
   answers the plain-HTTP redirect (:80) and its own PROMETHEUS listener itself, and neither is work
   for the tier. It can count requests because TLS ends at the load balancer (TERMINATED_HTTPS).
-- sessions (chat): concurrent sessions (WebSocket/BOSH) the pool holds, queued ones included. Only pools that
-  serve HTTP count (`http_pools`): chat's load balancer also passes the video bridges' XMPP logins
-  through a TCP pool of its own, and a bridge is not a chat user.
-- participants (video): participants (endpoints) on the bridges. Jitsi Videobridge never refuses a
-  participant: Jicofo keeps placing them and `stress_level` climbs past 1, so endpoints is the offered demand.
+- sessions (chat): concurrent WebSocket sessions the pool holds, queued ones included. Only pools
+  that serve HTTP count (`http_pools`): a balancer with a TCP pool of its own (a catalog's
+  `extra_listeners: [xmpp]`, Prosody's logins) passes connections that are not users.
+- participants (video): participants (endpoints) on the bridges, or what the join rate asks for if
+  more. Jitsi Videobridge never refuses a participant: Jicofo keeps placing them and `stress_level`
+  climbs past 1, so endpoints is the offered demand. But Jicofo admits only about 30 new participants
+  per bridge per minute (bridges report their stats every 5 s, so it cannot see a burst land): a
+  burst of J joins a minute needs J / 30 bridges however few participants there are yet, J / 30 x
+  `participants_per_bridge` in participants (`JitsiLimits`). The demand is the larger of the two:
+  steady state it is the participants; a join burst the limit would spread too thin asks for more.
+  Not CPU: a bridge's own load measure is its stress level (shown per tier, avg and max).
 
 The load balancer metrics use the names of Octavia's PROMETHEUS listener, whose proxy renames
 HAProxy's `haproxy_frontend_*` to `octavia_listener_*` (label `listener`) and `haproxy_backend_*` to
@@ -75,6 +81,9 @@ class Thresholds:
     autoscaler_stale_for: str = "2m"
     actuation_failing_for: str = "10m"
     capped_for: str = "10m"
+    # Two cold lead times (600 s each: create, boot, configure) and slack: a refill that takes longer
+    # is not slow, it is failing.
+    warm_pool_short_for: str = "25m"
 
 
 # The repository's docs/runbooks.md as people open it in a browser (the repository playbooks.repo names).
@@ -93,9 +102,28 @@ def runbook_base_url(value: str) -> str:
 
 
 @dataclass(frozen=True)
+class JitsiLimits:
+    """Jitsi's own limits, which the video demand signal respects. About 30 new participants per
+    bridge per minute: Jicofo's join-rate limit, because bridges regenerate their stats only every
+    5 s (jitsi-videobridge doc/statistics.md, `videobridge.stats.interval`). About 80-100
+    participants per bridge, as Jitsi documents; the low end here. Keep `participants_per_bridge`
+    equal to the video tier's `capacity_per_instance` in the autoscaler's configuration: the join
+    term is then exactly J / 30 bridges."""
+
+    joins_per_bridge_per_minute: float = 30.0
+    participants_per_bridge: float = 80.0
+
+    def __post_init__(self) -> None:
+        for name in ("joins_per_bridge_per_minute", "participants_per_bridge"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"JitsiLimits.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class MixinConfig:
     selectors: Selectors = field(default_factory=Selectors)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    jitsi: JitsiLimits = field(default_factory=JitsiLimits)
     # Where each alert's runbook lives; an alert links to `<base>#<alertname lowercased>`.
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
     rate_window: str = "1m"
@@ -151,8 +179,9 @@ OFFERED_REQUESTS_METRIC = "octavia_pool_http_requests_total"
 def http_pools(metric: str, selector: str) -> str:
     """`metric` of the pools that serve HTTP only: the one place that keeps other pools out of demand.
 
-    Chat's load balancer has a TCP pool besides its HTTP one: the video bridges' XMPP logins on 5222
-    (stacks/listeners.py, `XMPP`), which are not chat users. The pool label cannot tell them apart
+    A balancer may have a TCP pool besides its HTTP one (stacks/listeners.py, `XMPP`: Prosody's
+    logins on 5222, as chat's had before Prosody moved to the Jitsi shards), whose connections are
+    not users. The pool label cannot tell them apart
     in production: Octavia names HAProxy's backends `<pool id>:<listener id>`, so `pool` is a pair of
     UUIDs (octavia/common/jinja/haproxy/combined_listeners/templates/macros.j2). What does tell them
     apart is the protocol: HAProxy exports `*_http_requests_total` only for backends in HTTP mode
@@ -168,8 +197,12 @@ UTILIZATION_RECORD = "tier:swell_utilization:ratio"
 TRAFFIC_RECORDS = {
     "requests": "tier:swell_offered_requests:rate1m",
     "sessions": "tier:swell_offered_sessions:sum",
-    "participants": "tier:swell_offered_participants:sum",
+    "participants": "tier:swell_offered_participants:demand",
 }
+# Participants that joined a tier's bridges in the last minute (the counter every bridge exports).
+JOINS_RECORD = "tier:swell_participant_joins:increase1m"
+STRESS_AVG_RECORD = "tier:jitsi_jvb_stress_level:avg"
+STRESS_MAX_RECORD = "tier:jitsi_jvb_stress_level:max"
 
 
 def tier_matcher(names: Sequence[str]) -> str:
@@ -221,6 +254,28 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
             "record": "tier:swell_offered_participants:sum",
             "expr": f"sum by (tier) (jitsi_jvb_endpoints{{{jvb}}})",
         },
+        # Video demand (module docstring): the larger of the participants and the join rate x
+        # participants per bridge / joins a bridge admits per minute. `increase` over one minute is
+        # the joins Jicofo's per-minute limit counts; the `signal` label keeps both series apart
+        # for `max` (an `or` of equal label sets would keep only the first) and either alone counts.
+        {
+            "record": JOINS_RECORD,
+            "expr": f"sum by (tier) (increase(jitsi_jvb_total_participants{{{jvb}}}[{w}]))",
+        },
+        {
+            "record": TRAFFIC_RECORDS["participants"],
+            "expr": (
+                "max by (tier) (label_replace(tier:swell_offered_participants:sum,"
+                ' "signal", "participants", "", "")'
+                f" or label_replace({JOINS_RECORD} * {cfg.jitsi.participants_per_bridge:g}"
+                f' / {cfg.jitsi.joins_per_bridge_per_minute:g}, "signal", "join_rate", "", ""))'
+            ),
+        },
+        # The bridges' own load measure (load / threshold, may pass 1): the average says how full
+        # the tier is, the maximum whether one bridge is overloaded while others idle (conferences
+        # stay on their bridge, so load does not even out by itself).
+        {"record": STRESS_AVG_RECORD, "expr": f"avg by (tier) (jitsi_jvb_stress_level{{{jvb}}})"},
+        {"record": STRESS_MAX_RECORD, "expr": f"max by (tier) (jitsi_jvb_stress_level{{{jvb}}})"},
         {
             # One series per tier, in the unit that tier's capacity is sized in.
             "record": DEMAND_RECORD,
@@ -245,7 +300,7 @@ def _recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
             # Bridges report their own stress (load / threshold, may exceed 1); other tiers use CPU.
             "record": UTILIZATION_RECORD,
             "expr": (
-                f"avg by (tier) (jitsi_jvb_stress_level{{{jvb}}})"
+                f"{STRESS_AVG_RECORD}"
                 f' or (1 - avg by (tier) (rate(node_cpu_seconds_total{{{node},mode="idle"}}[{w}])))'
             ),
         },
@@ -359,6 +414,18 @@ def _alerts(cfg: MixinConfig) -> list[dict[str, Any]]:
             "The autoscaler wants more {{ $labels.tier }} instances but its {{ $labels.limit }} "
             "caps it. Raise tiers.{{ $labels.tier }}.max or the OVHcloud quota before demand outgrows it.",
         ),
+        _alert(
+            cfg,
+            "SwellWarmPoolShort",
+            f'max by (tier) (swell_autoscaler_warm_pool_instances{{{a},state="warm"}})'
+            f" < max by (tier) (swell_autoscaler_warm_pool_target_instances{{{a}}})",
+            t.warm_pool_short_for,
+            "warning",
+            "{{ $labels.tier }}'s warm pool stays below its target",
+            "Fewer {{ $labels.tier }} instances are shelved and ready than the warm pool's target for "
+            f"{t.warm_pool_short_for}, two refills' time: refills are failing (creation, configuration "
+            "or shelving). A spike now waits for the cold lead time instead of the warm one.",
+        ),
     ]
 
 
@@ -374,11 +441,20 @@ def rules_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
     }
 
 
-def _panel(panel_id: int, title: str, exprs: list[tuple[str, str]], y: int, x: int, unit: str) -> dict:
+def _panel(
+    panel_id: int,
+    title: str,
+    exprs: list[tuple[str, str]],
+    y: int,
+    x: int,
+    unit: str,
+    description: str | None = None,
+) -> dict:
     return {
         "id": panel_id,
         "type": "timeseries",
         "title": title,
+        **({"description": description} if description else {}),
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
@@ -392,7 +468,7 @@ def _panel(panel_id: int, title: str, exprs: list[tuple[str, str]], y: int, x: i
 def dashboard_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
     """The Grafana dashboard: per tier, demand against capacity, and what the autoscaler did."""
     cfg = cfg or MixinConfig()
-    a = cfg.selectors.autoscaler
+    a, j = cfg.selectors.autoscaler, cfg.jitsi
     sel = 'tier=~"$tier"'
     panels = [
         _panel(1, "Offered demand", [(f"{DEMAND_RECORD}{{{sel}}}", "{{tier}}")], 0, 0, "short"),
@@ -453,6 +529,42 @@ def dashboard_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
             12,
             "short",
         ),
+        _panel(
+            7,
+            "Video: participants, join-rate demand, bridge stress",
+            [
+                (f"tier:swell_offered_participants:sum{{{sel}}}", "{{tier}} participants"),
+                (
+                    f"{JOINS_RECORD}{{{sel}}}"
+                    f" * {j.participants_per_bridge:g} / {j.joins_per_bridge_per_minute:g}",
+                    "{{tier}} joins/min x participants per bridge / joins per bridge per minute",
+                ),
+                (f"{TRAFFIC_RECORDS['participants']}{{{sel}}}", "{{tier}} demand (the larger)"),
+            ],
+            24,
+            0,
+            "short",
+            "Video demand is what Jitsi measures, not CPU: participants on the bridges, or, if larger, "
+            f"the joins of the last minute x {j.participants_per_bridge:g} participants per bridge / "
+            f"{j.joins_per_bridge_per_minute:g} joins a bridge admits per minute. Jicofo admits about 30 "
+            "new participants per bridge per minute because bridges report their stats only every 5 s: "
+            "a join burst needs that many bridges before the participants are there.",
+        ),
+        _panel(
+            8,
+            "Video: bridge stress (avg, max)",
+            [
+                (f"{STRESS_AVG_RECORD}{{{sel}}}", "{{tier}} avg"),
+                (f"{STRESS_MAX_RECORD}{{{sel}}}", "{{tier}} max"),
+            ],
+            24,
+            12,
+            "percentunit",
+            "jitsi_jvb_stress_level, each bridge's own load / threshold (may pass 1: a bridge never "
+            "refuses a participant). Average: how full the tier is; maximum: one bridge overloaded while "
+            "others idle (a conference stays on its bridge). Jicofo places no new conference on a bridge "
+            "past 0.8 while another is below it.",
+        ),
     ]
     return {
         "uid": "swell-capacity",
@@ -487,7 +599,14 @@ def dashboard_document(cfg: MixinConfig | None = None) -> dict[str, Any]:
 
 
 def render_rules(cfg: MixinConfig | None = None) -> str:
-    header = "# Generated by `python -m dashboards` from dashboards/mixin.py: edit that, not this file.\n"
+    header = (
+        "# Generated by `python -m dashboards` from dashboards/mixin.py: edit that, not this file.\n"
+        "# Video demand (tier:swell_offered_participants:demand) is what Jitsi measures, not CPU: the\n"
+        "# participants on the bridges, or, if larger, the joins of the last minute x participants per\n"
+        "# bridge / the ~30 joins per bridge per minute Jicofo admits (bridges report stats every 5 s),\n"
+        "# so a join burst the limit would spread too thin counts as demand. Bridge stress\n"
+        "# (jitsi_jvb_stress_level, avg and max per tier) is the bridges' own load measure.\n"
+    )
     return header + yaml.safe_dump(rules_document(cfg), sort_keys=False, width=120)
 
 

@@ -94,7 +94,36 @@ def _instance_relabel(site: Site, tiers: Sequence[str]) -> list[dict[str, Any]]:
             "regex": f"{site.stack};({'|'.join(tiers)});{site.private_network}",
             "action": "keep",
         },
+        {
+            # The warm pool's shelved instances (docs/stacks.md, "Warm pool") have no running
+            # exporter: scraping them would show targets down. Only shelving is dropped; an
+            # instance in ERROR or BUILD stays visible. Nova's statuses: SHELVED, SHELVED_OFFLOADED.
+            "source_labels": ["__meta_openstack_instance_status"],
+            "regex": "SHELVED(_OFFLOADED)?",
+            "action": "drop",
+        },
         {"source_labels": ["__meta_openstack_tag_tier"], "target_label": "tier"},
+        {"source_labels": ["__meta_openstack_instance_name"], "regex": "(.+)", "target_label": "instance"},
+        # A bridge's Jitsi shard (Nova metadata `shard`, chosen once at creation: stacks/fixed.py),
+        # so a shard's bridges can be told apart; absent on other tiers.
+        {"source_labels": ["__meta_openstack_tag_shard"], "regex": "(.+)", "target_label": "shard"},
+    ]
+
+
+def _fixed_group_relabel(site: Site, groups: Sequence[str]) -> list[dict[str, Any]]:
+    """The fixed groups' instances (chat store, Jitsi shards): Nova metadata `group`, not `tier`, so
+    they stay out of every per-tier rule (a tier's utilization, its demand) and are watched alone."""
+    return [
+        {
+            "source_labels": [
+                "__meta_openstack_tag_stack",
+                "__meta_openstack_tag_group",
+                "__meta_openstack_address_pool",
+            ],
+            "regex": f"{site.stack};({'|'.join(groups)});{site.private_network}",
+            "action": "keep",
+        },
+        {"source_labels": ["__meta_openstack_tag_group"], "target_label": "group"},
         {"source_labels": ["__meta_openstack_instance_name"], "regex": "(.+)", "target_label": "instance"},
     ]
 
@@ -121,6 +150,11 @@ def production_config(site: Site | None = None) -> dict[str, Any]:
                 "job_name": "node",
                 "openstack_sd_configs": _openstack_sd(site, NODE_EXPORTER_PORT),
                 "relabel_configs": _instance_relabel(site, tiers.names()),
+            },
+            {
+                "job_name": "node-fixed",
+                "openstack_sd_configs": _openstack_sd(site, NODE_EXPORTER_PORT),
+                "relabel_configs": _fixed_group_relabel(site, [g.name for g in tiers.load().fixed]),
             },
             {
                 "job_name": "jvb",
@@ -177,6 +211,9 @@ def drill_scrape_config(
         "jvb": {"file_sd_configs": [{"files": [str(jvb_file_sd)], **refresh}]},
         "swell-lb": {"static_configs": [{"targets": list(lb_targets)}]},
         "swell-autoscaler": {"static_configs": [{"targets": list(autoscaler_targets)}]},
+        # The drill runs no fixed group's host: its Redis is a local process, its bridges register
+        # with the allocator stand-in, not with a shard.
+        "node-fixed": {"static_configs": [{"targets": []}]},
     }
     out = copy.deepcopy(dict(production))
     out["global"] = {

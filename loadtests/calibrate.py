@@ -34,6 +34,7 @@ import platform
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ from loadtests.knee import (
 )
 from loadtests.plumbing import free_port, http_ok, wait_for
 from loadtests.processes import Children, interrupt_on_sigterm, signals_held, stop_process
+from swell import tiers
 
 LOCUSTFILE = Path(__file__).with_name("calibrate_locustfile.py")
 CONFIRM = 2  # consecutive broken steps that end a pass
@@ -244,6 +246,15 @@ class Pass:
         }
 
 
+def _registered(allocator_url: str) -> bool:
+    """Whether a bridge takes conferences at the allocator (its /healthz lists bridge states)."""
+    try:
+        with urllib.request.urlopen(f"{allocator_url}/healthz", timeout=1.0) as r:
+            return "available" in json.loads(r.read()).get("bridges", {}).values()
+    except (OSError, ValueError):
+        return False
+
+
 class Calibration:
     def __init__(
         self, options: CalibrateOptions, progress: Callable[[dict[str, Any]], None] | None = None
@@ -317,14 +328,29 @@ class Calibration:
 
     def _start_service(self) -> None:
         port = free_port()
-        proc = self._spawn(
-            f"tier-service-{self.o.tier}",
-            [sys.executable, "-m", "loadtests.tier_service", "--tier", self.o.tier, "--port", str(port)],
-        )
-        self.host = f"http://127.0.0.1:{port}"
-        self.progress({"phase": f"starting the reference {self.o.tier} service on {self.host}"})
+        cmd = [sys.executable, "-m", "loadtests.tier_service", "--tier", self.o.tier, "--port", str(port)]
+        allocator_url = None
+        if tiers.load().get(self.o.tier).traffic == "participants":
+            # Video users ask the allocator for their bridge (loadtests/users.py): the one bridge
+            # registers with an allocator of its own, which is the users' host.
+            from loadtests import allocator  # aiohttp: only here, never before locust's patching
+
+            allocator_port = free_port()
+            allocator_url = f"http://127.0.0.1:{allocator_port}"
+            alloc = self._spawn("allocator", allocator.command(allocator_port, report_interval_s=1.0))
+            try:
+                wait_for(lambda: http_ok(f"{allocator_url}/healthz"), "the video allocator", 20, alloc)
+            except RuntimeError as exc:
+                raise CalibrationError(f"{exc} (log: {self.logs})") from None
+            cmd += ["--allocator", allocator_url, "--report-interval", "1.0"]
+        proc = self._spawn(f"tier-service-{self.o.tier}", cmd)
+        service = f"http://127.0.0.1:{port}"
+        self.host = allocator_url or service
+        self.progress({"phase": f"starting the reference {self.o.tier} service on {service}"})
         try:
-            wait_for(lambda: http_ok(f"{self.host}/healthz"), f"the {self.o.tier} service", 20, proc)
+            wait_for(lambda: http_ok(f"{service}/healthz"), f"the {self.o.tier} service", 20, proc)
+            if allocator_url is not None:
+                wait_for(lambda: _registered(allocator_url), "the bridge to register", 20, proc)
         except RuntimeError as exc:
             raise CalibrationError(f"{exc} (log: {self.logs})") from None
 

@@ -65,7 +65,7 @@ from loadtests.processes import Children, interrupt_on_sigterm, signals_held
 from loadtests.record import DrillRecord, Timeline
 from loadtests.requestlog import RequestLog, percentile
 from loadtests.wiring import build_loop
-from swell import tiers
+from swell import chat_store, tiers
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEMAND = "tier:swell_offered_demand:current"
@@ -91,6 +91,7 @@ class Drill:
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.locust: subprocess.Popen[bytes] | None = None
+        self.allocator: subprocess.Popen[bytes] | None = None
         self.actuator: LocalActuator | None = None
         self.discovery: OpenStackDiscoveryStandIn | None = None
         self.telemetry_server: TelemetryServer | None = None
@@ -104,6 +105,7 @@ class Drill:
         self.load_started_at = 0.0
         self.autoscaler_starts_at = 0.0
         self.prom_url = ""
+        self.allocator_url = ""
         self.finished_at = 0.0
         self.cpu_at_start = self.cpu_at_end = os.times()
 
@@ -123,6 +125,8 @@ class Drill:
         node_sd, jvb_sd = self.work / "nodes.json", self.work / "jvb.json"
         chat_tiers = {t for t in o.plans if tiers.load().get(t).traffic == "sessions"}
         redis_args = ("--redis", self._start_redis()) if chat_tiers else ()
+        bridge_tiers = {t for t in o.plans if tiers.load().get(t).traffic == "participants"}
+        bridge_args = self._start_allocator() if bridge_tiers else ()
         self.actuator = LocalActuator(
             LocalActuatorSettings(
                 tiers={
@@ -132,7 +136,11 @@ class Drill:
                         boot_delay_s=o.cold_delay_s(t),
                         warm_delay_s=o.warm_delay_s(t),
                         bridge_metrics=tiers.load().get(t).bridge_metrics,
-                        service_args=redis_args if t in chat_tiers else (),
+                        service_args=redis_args
+                        if t in chat_tiers
+                        else bridge_args
+                        if t in bridge_tiers
+                        else (),
                     )
                     for t in o.plans
                 },
@@ -152,7 +160,26 @@ class Drill:
         (self.work / "redis").mkdir()
         proc = self.children.start(redis_command(port, self.work / "redis"), self.logs / "redis.log")
         wait_for(lambda: redis_ready(port), "Redis (redis-server)", 15, proc)
-        return f"redis://127.0.0.1:{port}/0"
+        return chat_store.redis_url("127.0.0.1", port)
+
+    def _start_allocator(self) -> tuple[str, ...]:
+        """The video tier's allocator (`loadtests/allocator.py`, a stand-in for Jicofo's bridge
+        selection), a child of the drill: every bridge registers with it and reports every
+        `report_interval` (5 s / speed, at least 1 s), and video users ask it for their bridge.
+        Returns the bridges' extra arguments."""
+        # Here, not at the top: it imports aiohttp, which must not precede gevent's monkey-patching
+        # in a test process that imports this module and locust.
+        from loadtests import allocator
+
+        port = free_port()
+        interval = max(allocator.REPORT_INTERVAL_S / self.o.effective_speed, 1.0)
+        self.allocator = self.children.start(
+            allocator.command(port, self.o.effective_speed, interval, self.logs / "allocator.exit.json"),
+            self.logs / "allocator.log",
+        )
+        self.allocator_url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{self.allocator_url}/healthz"), "the video allocator", 15, self.allocator)
+        return ("--allocator", self.allocator_url, "--report-interval", repr(interval))
 
     def _start_prometheus(self) -> None:
         """Prometheus starts once the base load runs: a rate window that began on an idle HAProxy
@@ -202,11 +229,17 @@ class Drill:
     def _write_parts(self) -> None:
         """What runs, for people and tests checking that a stopped (or killed) drill left nothing
         behind: the parts' pids, every port, the instances' logs and the temporary directory."""
-        procs = {"haproxy": self.haproxy, "prometheus": self.prometheus, "locust": self.locust}
+        procs = {
+            "haproxy": self.haproxy,
+            "prometheus": self.prometheus,
+            "locust": self.locust,
+            "allocator": self.allocator,
+        }
         parts = {
             "pids": {name: p.pid for name, p in procs.items() if p is not None},
             "ports": {
                 **({"prometheus": int(self.prom_url.rsplit(":", 1)[1])} if self.prom_url else {}),
+                **({"allocator": int(self.allocator_url.rsplit(":", 1)[1])} if self.allocator_url else {}),
                 **{f"haproxy_{t}": self.ports.frontend(t) for t in self.o.plans},
                 "haproxy_stats": self.ports.stats,
             },
@@ -252,10 +285,13 @@ class Drill:
             SWELL_BASE_USERS=str(o.base_users),
             SWELL_REQUEST_LOG=str(self.requests.path),
         )
-        # Each tier's users reach its HAProxy frontend (loadtests/users.py).
+        # Each tier's users reach its HAProxy frontend (loadtests/users.py); video users the
+        # allocator, which names their bridge (reached directly, as in production).
         for t in tiers.load().tiers:
             scheme = "http" if t.traffic == "requests" else "ws"
             env[t.users_host_env] = f"{scheme}://127.0.0.1:{self.ports.frontend(t.name)}"
+            if t.traffic == "participants" and self.allocator_url:
+                env[t.users_host_env] = self.allocator_url
         self.requests.path.unlink(missing_ok=True)
         self.locust = self.children.start(
             [
@@ -336,7 +372,15 @@ class Drill:
             cpu_at_start=self.cpu_at_start,
             cpu_at_end=self.cpu_at_end,
             chat_messages=self.requests.chat,
+            allocation=self._allocation(),
         )
+
+    def _allocation(self) -> dict[str, Any]:
+        """What the allocator placed, from the report it writes when stopped (none: {})."""
+        try:
+            return dict(json.loads((self.logs / "allocator.exit.json").read_text()))
+        except (OSError, ValueError):
+            return {}
 
     def _loop(self, scaler: Autoscaler) -> None:
         o = self.o

@@ -67,7 +67,7 @@ class FaultyActuator:
 
     def scale(self, tier: str, desired: int) -> None:
         if self.failing:
-            raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
+            raise ActuationError(INJECTED_ACTUATION_ERROR)
         self.inner.scale(tier, desired)
 
     def members(self, tier: str) -> list[Member]:
@@ -82,11 +82,15 @@ class FaultyActuator:
         filling: Sequence[int] = (),
     ) -> None:
         if self.failing:
-            raise ActuationError("injected fault: actuator-error (the cloud API refuses)")
+            raise ActuationError(INJECTED_ACTUATION_ERROR)
         self.inner.apply(tier, serving, retiring, warm, filling)
 
     def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
         return self.inner.sessions(tier, indices)
+
+
+# The error a failing actuator raises: the report tells injected failures from real ones by it.
+INJECTED_ACTUATION_ERROR = "injected fault: actuator-error (the cloud API refuses)"
 
 
 @dataclass(frozen=True)

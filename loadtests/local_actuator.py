@@ -48,6 +48,13 @@ idempotent. Failures raise `ActuationError`; a refused layout changes nothing.
 Instances start through `loadtests.processes` (each in its own process group, SIGKILLed if the
 drill dies), into the drill's `Children` when given one, so that the drill stops them together with
 its other parts.
+
+A bridge (a tier with bridge metrics) is removed as a Jitsi Videobridge is: when it is retired as
+stopped, it is first sent the JVB's graceful shutdown (`POST /colibri/shutdown`,
+jitsi-videobridge doc/rest.md) and exits by itself once its conferences have ended, at once when
+the drain emptied it (event `exited (graceful shutdown)`, nothing cut). One still holding
+conferences after `GRACEFUL_EXIT_WAIT_S` (the drain timeout, the hard stop, has passed by then) is
+stopped like any other instance, its sessions counted as cut.
 """
 
 from __future__ import annotations
@@ -184,6 +191,34 @@ def _drain_state(port: int) -> dict[str, Any]:
             return dict(json.loads(r.read()))
     except (OSError, ValueError):
         return {}
+
+
+# How long a bridge in graceful shutdown gets to exit by itself before it is stopped. It is asked
+# after the drain: empty, it exits at once; still holding conferences, the drain timeout (the hard
+# stop) has already passed.
+GRACEFUL_EXIT_WAIT_S = 1.0
+
+
+def graceful_exit(
+    proc: subprocess.Popen[bytes] | None, port: int, wait_s: float = GRACEFUL_EXIT_WAIT_S
+) -> bool:
+    """Send a running bridge the JVB's graceful shutdown (`POST /colibri/shutdown` with
+    `{"graceful-shutdown": "true"}`); whether it exited by itself within `wait_s`."""
+    if proc is None or proc.poll() is not None:
+        return False
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/colibri/shutdown",
+        data=json.dumps({"graceful-shutdown": "true"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=1.0):
+            pass
+        proc.wait(timeout=wait_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return False  # not answering, or conferences still open: stopped by the caller
+    return True
 
 
 def _write_json_atomically(path: Path, data: Any) -> None:
@@ -528,6 +563,8 @@ class LocalActuator:
     def _shelve(self, inst: Instance) -> None:
         """Out of HAProxy and file_sd, then (the caller, outside the lock) its process stopped:
         the configured disk stays, nothing runs."""
+        if self.settings.tiers[inst.tier].bridge_metrics and graceful_exit(inst.proc, inst.port):
+            self._event(inst, "exited (graceful shutdown)")  # as `_retire`: a bridge leaves gracefully
         inst.state = WARM
         self._event(inst, "shelved")
         with contextlib.suppress(ActuationError):
@@ -582,6 +619,8 @@ class LocalActuator:
         self._write_file_sd()
 
     def _retire(self, inst: Instance, what: str) -> None:
+        if self.settings.tiers[inst.tier].bridge_metrics and graceful_exit(inst.proc, inst.port):
+            self._event(inst, "exited (graceful shutdown)")  # the stop that follows cuts nothing
         inst.state = GONE
         self._event(inst, what)
         with contextlib.suppress(ActuationError):

@@ -63,11 +63,25 @@ def compress_rules(rules: dict[str, Any], speed: float) -> dict[str, Any]:
     """Production's rules for a drill running `speed` times faster: every range, offset and `for:`
     divided by the speed (ranges no shorter than `MIN_RANGE_S`). The one difference between the
     drill's rules and production's, and it is only time: a 1-minute rate window stays one nominal
-    minute, as the policy's time constants do (`compress_time`)."""
+    minute, as the policy's time constants do (`compress_time`). A count over a window that the
+    floor lengthened (`increase(x[1m])` at a high speed: the joins of the last minute, video's
+    demand) is scaled back to the nominal window, `(increase(x[3000ms]) * 0.2222)`: a rate needs no
+    such correction, a count does."""
+
+    def one_range(m: re.Match[str]) -> str:
+        if m["plain"] is not None:
+            return f"[{compressed_duration(m['plain'], speed, MIN_RANGE_S)}]"
+        nominal = duration_s(m["window"]) / speed
+        window = compressed_duration(m["window"], speed, MIN_RANGE_S)
+        if nominal >= MIN_RANGE_S:
+            return f"increase({m['arg']}[{window}])"
+        return f"(increase({m['arg']}[{window}]) * {nominal / MIN_RANGE_S:.6g})"
 
     def expr(text: str) -> str:
         text = re.sub(
-            rf"\[({DURATION})\]", lambda m: f"[{compressed_duration(m[1], speed, MIN_RANGE_S)}]", text
+            rf"increase\((?P<arg>[^()\[\]]*)\[(?P<window>{DURATION})\]\)|\[(?P<plain>{DURATION})\]",
+            one_range,
+            text,
         )
         return re.sub(rf"\boffset ({DURATION})", lambda m: f"offset {compressed_duration(m[1], speed)}", text)
 
@@ -135,9 +149,10 @@ class HAProxyPorts:
 
 def drill_stand_in(tier: str) -> BalancedTier:
     """The drill's load balancer for a tier that has none in production (video: participants reach
-    their bridge directly, placed by Jicofo on the least loaded one). The drill spreads its users
-    over the instances with a pool shaped like chat's (long WebSocket sessions, least connections),
-    without persistence: one WebSocket each."""
+    their bridge directly, placed by Jicofo on the least loaded one). The drill's video users do the
+    same (they ask the allocator, `loadtests/allocator.py`, and connect to the bridge it names), so
+    no user traffic passes here: the pool stays as the local actuator's member list and health
+    check, shaped like chat's (long WebSocket sessions, least connections, no persistence)."""
     return BalancedTier(
         tier,
         (
@@ -167,9 +182,10 @@ AMPHORA_DEFAULTS = ("retries 3", "option redispatch", "option splice-request", "
 # rendered (tests/loadtests/test_drill_config.py checks both ways).
 DRILL_OMITTED: Mapping[str, str] = {
     listeners.XMPP.name: (
-        "the video bridges' XMPP login to Prosody (TCP 5222): no bridge runs in the drill (its video "
-        "tier is the tier_service stand-in, which speaks no XMPP), so nothing would connect to it, and "
-        "its sessions are no chat demand anyway (dashboards/mixin.py counts only pools that serve HTTP)"
+        "the video bridges' XMPP login to Prosody (TCP 5222): the drill's bridges (the tier_service "
+        "stand-in) speak no XMPP, they register with the allocator stand-in over HTTP, so nothing would "
+        "connect to it, and its sessions are no chat demand anyway (dashboards/mixin.py counts only "
+        "pools that serve HTTP)"
     ),
 }
 

@@ -61,3 +61,5 @@ class DrillRecord:
     cpu_at_start: os.times_result
     cpu_at_end: os.times_result
     chat_messages: list[ChatMessages] = field(default_factory=list)
+    # What the video allocator (the Jicofo stand-in) placed: its `--exit-report` (empty without one).
+    allocation: dict[str, Any] = field(default_factory=dict)

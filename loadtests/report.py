@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from autoscaler.sim.metrics import compute_metrics, rounded
-from loadtests.faults import kill_target
+from loadtests.faults import INJECTED_ACTUATION_ERROR, kill_target
 from loadtests.record import DrillRecord
 from loadtests.requestlog import LATE_AFTER_S, ChatMessages, Request, percentile
+from swell.tiers import load as load_catalog
 
+# How long after a fault's end a pass may still fail from it: one pass in flight (2 s) and slack.
+FAULT_GRACE_S = 5.0
 PRICE_PER_HOUR = 0.10  # b3-16, EUR excl. VAT, third-party price scrape of January 2026 (docs/ovhcloud.md)
 
 
@@ -77,11 +80,23 @@ def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
                 f"{held} of {len(during)} decisions held during the outage, {downs} scale-downs"
             )
         elif f["kind"] == "actuator-error":
-            failed_tiers = {d["tier"] for d in during if d["error"]}
+            # Told by the injected error itself, not by the window alone: a pass that started just
+            # before the fault ended may fail after it, and its decision is stamped with its start.
+            injected = [
+                d
+                for d in rec.decisions
+                if start <= d["t"] < end + FAULT_GRACE_S and INJECTED_ACTUATION_ERROR in str(d["error"] or "")
+            ]
+            last_failure: dict[str, float] = {}
+            for d in injected:
+                last_failure[d["tier"]] = max(d["t"], last_failure.get(d["tier"], d["t"]))
+            failed_tiers = set(last_failure)
             retried = {
-                d["tier"] for d in rec.decisions if d["t"] >= end and d["acted"] and d["tier"] in failed_tiers
+                d["tier"]
+                for d in rec.decisions
+                if d["acted"] and d["tier"] in last_failure and d["t"] > last_failure[d["tier"]]
             }
-            entry.update(errors=sum(1 for d in during if d["error"]), retried=sorted(retried))
+            entry.update(errors=len(injected), retried=sorted(retried))
             entry["outcome"] = (
                 f"{entry['errors']} failed actuations ({', '.join(sorted(failed_tiers))}); "
                 f"applied after the fault: {', '.join(sorted(retried)) or 'none'}"
@@ -207,6 +222,11 @@ def build_report(rec: DrillRecord) -> dict[str, Any]:
     slo["chat_messages"]["late_after_s"] = LATE_AFTER_S
     if slo["chat_messages"]["lost"] or slo["chat_messages"]["late"]:
         slo["held"] = False
+    # Video: how the allocator (one for the bridges of every participants tier) spread conferences.
+    allocation, catalog = allocation_summary(rec.allocation), load_catalog()
+    for tier in tiers:
+        if allocation and catalog.get(tier).traffic == "participants":
+            tiers[tier]["allocation"] = allocation
     cpu = tl.cpu_busy[1:]
     # CPU time of the drill and every process it started and reaped (Prometheus, HAProxy,
     # instances, Locust): what the drill itself cost, apart from other work on the machine.
@@ -279,6 +299,23 @@ def _fmt(v: Any, spec: str = "") -> str:
     return format(v, spec)
 
 
+def allocation_summary(placed: dict[str, Any]) -> dict[str, Any]:
+    """The video allocator's placements in short: how many bridges got conferences, how evenly
+    (conferences per bridge, most first), and how often no bridge met every limit (fallbacks) or
+    none took new conferences at all (refused)."""
+    if not placed:
+        return {}
+    conferences = sorted((int(n) for n in placed.get("conferences_placed", {}).values()), reverse=True)
+    return {
+        "bridges_used": len(conferences),
+        "conferences": sum(conferences),
+        "conferences_per_bridge": conferences,
+        "participants": sum(int(n) for n in placed.get("participants_placed", {}).values()),
+        "fallbacks": int(placed.get("fallbacks", 0)),
+        "refused": int(placed.get("refused", 0)),
+    }
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> Path:
     s = report["slo"]
     lines = [
@@ -322,6 +359,16 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
             f"| {_fmt(m.get('theta_u'), '.1f')} "
             f"| {_fmt(m.get('theta_o'), '.1f')} | {_fmt(m.get('tau_u'), '.1f')} |"
         )
+    for tier, t in report["tiers"].items():
+        if "allocation" in t:
+            a = t["allocation"]
+            lines += [
+                "",
+                f"{tier} allocation (the Jicofo stand-in): {a['participants']} participants in "
+                f"{a['conferences']} conferences over {a['bridges_used']} bridges (conferences per bridge "
+                f"{', '.join(map(str, a['conferences_per_bridge']))}); {a['fallbacks']} fallbacks, "
+                f"{a['refused']} refused.",
+            ]
     if report["faults"]:
         lines += ["", "## Faults", ""]
         lines += [

@@ -21,7 +21,12 @@ drill fits on 2 cores without the CPU ever being the bottleneck.
 - participants (video): conference participants over a WebSocket (`/colibri-ws`), `bitrate_kbps`
   each, answering heartbeats. Like a Jitsi Videobridge it never refuses a participant for load
   alone: the stress level (participants / capacity) may exceed 1, and heartbeats slow down with it,
-  until a hard cap (`hard_cap` x capacity) where joins get 503.
+  until a hard cap (`hard_cap` x capacity) where joins get 503. With `--allocator URL` (the drill
+  always gives it) the bridge registers with the allocator (`loadtests/allocator.py`, a stand-in for
+  Jicofo) and reports its stats every `--report-interval` seconds (participants, conferences, stress,
+  drain and graceful-shutdown flags), as a bridge publishes them in the brewery MUC every 5 s; it
+  reports at once when a flag changes and leaves when it exits. Participants learn its URL from the
+  allocator and connect to it directly.
 
 Drain (the autoscaler's two-phase scale-down), named like the Jitsi Videobridge's private REST API:
 `POST /colibri/drain/enable` and `/disable` (reversible, unlike JVB's graceful shutdown, so a
@@ -32,10 +37,17 @@ this instance (503); the load balancer sends it nothing new anyway. With `--exit
 sessions still open when the instance is stopped are written there: the drill counts them as cut by
 a scale-down.
 
-`/healthz` answers 200 (the load balancer's health check). `/metrics` exposes the instance's
-counters, and for participants `jitsi_jvb_endpoints`, `jitsi_jvb_conferences`,
-`jitsi_jvb_stress_level` and the bit rates, named like the Jitsi Videobridge exporter that the
-recording rules read.
+Graceful shutdown, as the Jitsi Videobridge's private REST API has it (jitsi-videobridge doc/rest.md):
+`POST /colibri/shutdown` with `{"graceful-shutdown": "true"}` (video only). It is final: the bridge
+accepts no new conference (a join to a conference it does not hold gets 503), its conferences go on,
+and the process exits 0 when the last one ends, at once if it has none.
+
+`/healthz` answers 200 (the load balancer's health check) with the instance's `drain` and
+`graceful_shutdown` flags. `/metrics` exposes the instance's counters, and for participants
+`jitsi_jvb_endpoints`, `jitsi_jvb_conferences`, `jitsi_jvb_stress_level`,
+`jitsi_jvb_total_participants` (a counter of every participant that joined: its rate is the join
+rate the video demand signal reads) and the bit rates, named like the Jitsi Videobridge exporter
+that the recording rules read.
 
 Run: `python -m loadtests.tier_service --tier web --port 8081 [--capacity ...]` (a tier of the
 catalog in use: `SWELL_TIERS`, else the packaged one).
@@ -45,17 +57,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import signal
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from aiohttp import WSMsgType, web
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from swell import tiers
+from swell import chat_store, tiers
 
 KINDS = tiers.TRAFFIC_KINDS
 
@@ -155,7 +170,10 @@ class ChatSession:
 
 
 class ChatBus(Protocol):
-    """Where a room's messages get their sequence number and reach every instance."""
+    """Where a room's messages get their sequence number and reach every instance. `failure` says
+    why the bus stopped delivering (None while it works): the instance then fails its health check."""
+
+    failure: str | None
 
     async def publish(self, room: str, body: str, ts: float) -> int: ...
 
@@ -170,6 +188,7 @@ class LocalBus:
         self.seq: dict[str, int] = defaultdict(int)
         self.kept: dict[str, deque[dict[str, Any]]] = defaultdict(lambda: deque(maxlen=CHAT_HISTORY))
         self.subscriber: Any = None
+        self.failure: str | None = None
 
     async def publish(self, room: str, body: str, ts: float) -> int:
         self.seq[room] += 1
@@ -193,7 +212,10 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'body', ARGV[2]
 redis.call('PUBLISH', ARGV[5], cjson.encode({room=ARGV[1], seq=seq, ts=tonumber(ARGV[3]), body=ARGV[2]}))
 return seq
 """
-CHANNEL_PREFIX = "swell:chat:room:"
+# Shared with production (the chat role renders the same names): swell/chat_store.py.
+CHANNEL_PREFIX = chat_store.ROOM_CHANNEL_PREFIX
+# A message to one session may take this long (its socket's buffer full); then the session is cut.
+CHAT_SEND_TIMEOUT_S = 2.0
 
 
 class RedisBus:
@@ -211,6 +233,7 @@ class RedisBus:
         self.script = self.client.register_script(_PUBLISH_LUA)
         self.pubsub = self.client.pubsub()
         self.listener: asyncio.Task[None] | None = None
+        self.failure: str | None = None
 
     async def start(self, subscriber: Any) -> None:
         await self.client.ping()
@@ -218,9 +241,19 @@ class RedisBus:
         self.listener = asyncio.create_task(self._listen(subscriber))
 
     async def _listen(self, subscriber: Any) -> None:
-        async for msg in self.pubsub.listen():
-            if msg["type"] == "pmessage":
-                await subscriber(json.loads(msg["data"]))
+        # redis-py reconnects and subscribes again after a short loss (its retries); what it gives
+        # up on ends the listener. Without it the instance would keep its sessions open and deliver
+        # nothing, so the failure is kept for /healthz: the balancer takes the instance out, its
+        # clients reconnect elsewhere and resume with `since`.
+        try:
+            async for msg in self.pubsub.listen():
+                if msg["type"] == "pmessage":
+                    await subscriber(json.loads(msg["data"]))
+            self.failure = f"the subscription to Redis at {self.url} ended"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # redis.ConnectionError, TimeoutError ...
+            self.failure = f"lost Redis at {self.url}: {type(exc).__name__}: {exc}"
 
     async def publish(self, room: str, body: str, ts: float) -> int:
         key = CHANNEL_PREFIX + room
@@ -264,8 +297,17 @@ class TierService:
         self.rooms: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self.sessions = 0
         self.draining = False
+        # Video: the JVB's graceful shutdown (final, unlike the drain) and its participant counter.
+        self.graceful_shutdown = False
+        self.total_participants = 0
+        # Called when the bridge should exit (graceful shutdown, last conference ended), and when a
+        # flag the allocator reads changes; `serve` sets them.
+        self.exit_now: Callable[[], None] = lambda: None
+        self.state_changed: Callable[[], None] = lambda: None
         self.bus: ChatBus = LocalBus() if bus is None else bus
         self.chat_sessions: dict[web.WebSocketResponse, ChatSession] = {}
+        self.chat_recovered = 0  # messages the subscription missed, sent from the room's stream
+        self.chat_slow_cut = 0  # sessions closed for not taking their messages in time
 
     def open_sessions(self) -> int:
         """What a stop would cut: sessions (chat, video) or requests in flight and waiting (web)."""
@@ -320,6 +362,9 @@ class TierService:
 
     async def socket(self, request: web.Request) -> web.StreamResponse:
         room = request.query.get("room", "lobby")[:64]
+        if self.graceful_shutdown and room not in self.rooms:
+            self.counters.refused += 1
+            return web.Response(status=503, text="graceful shutdown: no new conferences here\n")
         if self.draining and room not in self.rooms:
             self.counters.refused += 1
             return web.Response(status=503, text="draining: no new rooms here\n")
@@ -329,6 +374,7 @@ class TierService:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         self.sessions += 1
+        self.total_participants += 1
         self.rooms[room].add(ws)
         try:
             async for msg in ws:
@@ -342,6 +388,8 @@ class TierService:
             self.rooms[room].discard(ws)
             if not self.rooms[room]:
                 del self.rooms[room]
+            if self.graceful_shutdown and not self.rooms:
+                self.exit_now()  # the last conference ended
         return ws
 
     # --- chat -------------------------------------------------------------------------------
@@ -382,25 +430,92 @@ class TierService:
         return ws
 
     async def on_chat_message(self, delivered: dict[str, Any]) -> None:
-        """A room's message from the bus: to this instance's sessions in that room."""
-        for session in [s for s in self.chat_sessions.values() if s.room == delivered["room"]]:
-            await session.on_live(delivered)
+        """A room's message from the bus: to this instance's sessions in that room, all at once (a
+        slow client does not delay its neighbours by more than `CHAT_SEND_TIMEOUT_S`, then it is cut
+        and resumes with `since` on reconnecting, as a real chat server sheds a slow consumer)."""
+        sessions = [s for s in self.chat_sessions.values() if s.room == delivered["room"]]
+        await asyncio.gather(*(self._deliver(s, delivered) for s in sessions))
+
+    async def _deliver(self, session: ChatSession, delivered: dict[str, Any]) -> None:
+        try:
+            async with asyncio.timeout(CHAT_SEND_TIMEOUT_S):
+                if session.live and 0 < session.last_seq < delivered["seq"] - 1:
+                    # Pub/sub is at most once: messages published while this instance's
+                    # subscription reconnected never came. The room's stream has them.
+                    for missed in await self.bus.history(session.room, session.last_seq):
+                        if missed["seq"] < delivered["seq"]:
+                            self.chat_recovered += 1
+                            await session.send(missed)
+                await session.on_live(delivered)
+        except TimeoutError:
+            self.chat_slow_cut += 1
+            with contextlib.suppress(Exception):  # its buffer may be as full for the close frame
+                await asyncio.wait_for(
+                    session.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"), 1
+                )
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away mid-send: its own handler ends the session
 
     # --- drain ------------------------------------------------------------------------------
     async def drain_enable(self, request: web.Request) -> web.Response:
         self.draining = True
+        self.state_changed()
         return await self.drain_state(request)
 
     async def drain_disable(self, request: web.Request) -> web.Response:
         self.draining = False
+        self.state_changed()
         return await self.drain_state(request)
 
     async def drain_state(self, request: web.Request) -> web.Response:
-        return web.json_response({"drain": self.draining, "sessions": self.open_sessions()})
+        return web.json_response(
+            {
+                "drain": self.draining,
+                "graceful_shutdown": self.graceful_shutdown,
+                "sessions": self.open_sessions(),
+            }
+        )
+
+    async def shutdown(self, request: web.Request) -> web.Response:
+        """The JVB's `POST /colibri/shutdown` with `{"graceful-shutdown": "true"}`: no new
+        conferences, exit when the last one ends (at once without any). Final: there is no undo."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        flag = body.get("graceful-shutdown") if isinstance(body, dict) else None
+        if flag not in ("true", True):
+            return web.Response(status=400, text='expected the JSON body {"graceful-shutdown": "true"}\n')
+        self.graceful_shutdown = True
+        self.state_changed()
+        if not self.rooms:
+            self.exit_now()
+        return await self.drain_state(request)
+
+    def stats(self) -> dict[str, Any]:
+        """What the bridge publishes to the allocator (the brewery MUC's stats, in short)."""
+        return {
+            "participants": self.sessions,
+            "conferences": sorted(self.rooms),
+            "stress": round(self.overload(), 4),
+            "graceful_shutdown": self.graceful_shutdown,
+            "drain": self.draining,
+            # One participant's share of the stress (Jicofo uses it between two reports).
+            "average_participant_stress": 1.0 / self.spec.capacity,
+        }
 
     # --- health and metrics -----------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text=json.dumps({"kind": self.spec.kind, "ok": True}) + "\n")
+        failure = self.bus.failure
+        health = {
+            "kind": self.spec.kind,
+            "ok": failure is None,
+            "drain": self.draining,
+            "graceful_shutdown": self.graceful_shutdown,
+        }
+        if failure is not None:
+            health["error"] = failure
+        return web.Response(status=200 if failure is None else 503, text=json.dumps(health) + "\n")
 
     async def metrics(self, request: web.Request) -> web.Response:
         c = self.counters
@@ -414,6 +529,17 @@ class TierService:
             f"swell_tier_sessions {self.sessions}",
             f"swell_tier_capacity {self.spec.capacity}",
         ]
+        if self.spec.kind == "sessions":
+            lines += [
+                # Rooms with members on this instance: any instance serves any room, so a room's
+                # members spread over instances. Then the bus's repairs.
+                f"swell_chat_rooms {len({c.room for c in self.chat_sessions.values()})}",
+                f"swell_chat_sessions {len(self.chat_sessions)}",
+                "# TYPE swell_chat_recovered_messages_total counter",
+                f"swell_chat_recovered_messages_total {self.chat_recovered}",
+                "# TYPE swell_chat_slow_sessions_cut_total counter",
+                f"swell_chat_slow_sessions_cut_total {self.chat_slow_cut}",
+            ]
         if self.spec.kind == "participants":
             rate = self.sessions * self.spec.bitrate_kbps * 1000
             lines += [
@@ -423,6 +549,8 @@ class TierService:
                 f"jitsi_jvb_conferences {len(self.rooms)}",
                 "# TYPE jitsi_jvb_stress_level gauge",
                 f"jitsi_jvb_stress_level {self.overload():.4f}",
+                "# TYPE jitsi_jvb_total_participants counter",
+                f"jitsi_jvb_total_participants {self.total_participants}",
                 f"jitsi_jvb_bit_rate_download {rate}",
                 f"jitsi_jvb_bit_rate_upload {rate}",
             ]
@@ -443,11 +571,78 @@ class TierService:
             app.router.add_get("/xmpp-websocket", self.chat_socket)
         else:
             app.router.add_get("/colibri-ws", self.socket)
+            app.router.add_post("/colibri/shutdown", self.shutdown)
         return app
 
 
+class AllocatorClient:
+    """The bridge's side of the brewery MUC, against the allocator stand-in: a report every
+    `interval_s` (and at once when `nudge`d: a flag changed), a goodbye at exit."""
+
+    def __init__(self, service: TierService, allocator_url: str, bridge_id: str, url: str, interval_s: float):
+        self.service = service
+        self.allocator_url = allocator_url.rstrip("/")
+        self.bridge_id = bridge_id
+        self.url = url
+        self.interval_s = interval_s
+        self.wake = asyncio.Event()
+        self.session: aiohttp.ClientSession | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def nudge(self) -> None:
+        self.wake.set()
+
+    async def report(self) -> None:
+        assert self.session is not None
+        body = {"id": self.bridge_id, "url": self.url, **self.service.stats()}
+        async with self.session.post(f"{self.allocator_url}/bridges", json=body) as r:
+            r.raise_for_status()
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        try:
+            await self.report()  # registered before it serves anything
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self.session.close()
+            raise SystemExit(
+                f"tier_service: cannot register with the allocator at {self.allocator_url}: {exc}"
+            ) from exc
+        self.task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval_s)
+            self.wake.clear()
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                await self.report()  # the allocator restarting: the next report registers again
+
+    async def leave(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if self.session is None:
+            return
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with self.session.delete(f"{self.allocator_url}/bridges/{self.bridge_id}"):
+                pass
+        await self.session.close()
+
+
+@dataclass(frozen=True)
+class BridgeOptions:
+    """Video: where the allocator is, and how often the bridge reports to it (real seconds)."""
+
+    allocator_url: str
+    report_interval_s: float = 5.0
+
+
 async def serve(
-    spec: TierSpec, host: str, port: int, exit_report: str | None = None, redis_url: str | None = None
+    spec: TierSpec,
+    host: str,
+    port: int,
+    exit_report: str | None = None,
+    redis_url: str | None = None,
+    bridge: BridgeOptions | None = None,
 ) -> None:
     bus: LocalBus | RedisBus = LocalBus() if redis_url is None else RedisBus(redis_url)
     service = TierService(spec, bus)
@@ -462,20 +657,40 @@ async def serve(
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=512).start()
     stop = asyncio.Event()
+    service.exit_now = stop.set
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reporter = None
+    if bridge is not None:
+        # Listening first: the allocator may send participants as soon as the bridge registers.
+        reporter = AllocatorClient(
+            service, bridge.allocator_url, f"{host}:{port}", f"ws://{host}:{port}", bridge.report_interval_s
+        )
+        service.state_changed = reporter.nudge
+        await reporter.start()
     await stop.wait()
+    if reporter is not None:
+        await reporter.leave()  # out of the brewery before it stops answering
     if exit_report:
         # Before the cleanup closes them: what this stop cuts.
         with open(exit_report, "w") as f:
-            json.dump({"sessions": service.open_sessions(), "draining": service.draining}, f)
+            json.dump(
+                {
+                    "sessions": service.open_sessions(),
+                    "draining": service.draining,
+                    "graceful_shutdown": service.graceful_shutdown,
+                },
+                f,
+            )
     await runner.cleanup()
     if isinstance(bus, RedisBus):
         await bus.close()
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str | None, str | None]:
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[TierSpec, str, int, str | None, str | None, BridgeOptions | None]:
     p = argparse.ArgumentParser(description="The drill's reference tier service (one instance).")
     p.add_argument("--tier", choices=tiers.names(), required=True, help="a tier of the catalog")
     p.add_argument("--port", type=int, required=True)
@@ -486,6 +701,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str |
     p.add_argument("--hard-cap", type=float, help="chat/video: refuse past this multiple of capacity")
     p.add_argument("--exit-report", help="write the sessions still open at stop to this file (JSON)")
     p.add_argument("--redis", help="chat: the shared Redis (redis://host:port/db); else rooms are local")
+    p.add_argument(
+        "--allocator", help="video: the allocator (Jicofo stand-in) to register with, http://host:port"
+    )
+    p.add_argument(
+        "--report-interval", type=float, default=5.0, help="video: seconds between reports to the allocator"
+    )
     a = p.parse_args(argv)
     base = catalog_spec(a.tier)
     spec = TierSpec(
@@ -502,12 +723,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[TierSpec, str, int, str |
         p.error("--hard-cap must be >= 1")
     if a.redis is not None and spec.kind != "sessions":
         p.error("--redis is for a tier whose traffic is sessions (chat)")
-    return spec, a.host, a.port, a.exit_report, a.redis
+    bridge = None
+    if a.allocator is not None:
+        if spec.kind != "participants":
+            p.error("--allocator is for a tier whose traffic is participants (video)")
+        if not a.allocator.startswith(("http://", "https://")):
+            p.error(f"--allocator: expected an http(s):// URL, got {a.allocator!r}")
+        if not (math.isfinite(a.report_interval) and a.report_interval > 0):
+            p.error(f"--report-interval: expected seconds > 0, got {a.report_interval}")
+        bridge = BridgeOptions(a.allocator, a.report_interval)
+    return spec, a.host, a.port, a.exit_report, a.redis, bridge
 
 
 def main(argv: list[str] | None = None) -> None:
-    spec, host, port, exit_report, redis_url = parse_args(argv)
-    asyncio.run(serve(spec, host, port, exit_report, redis_url))
+    spec, host, port, exit_report, redis_url, bridge = parse_args(argv)
+    asyncio.run(serve(spec, host, port, exit_report, redis_url, bridge))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,21 @@
   (`chat_messages` events: delivered, lost, late). Sessions last 10-20 messages, then the user
   reconnects to the same room with `since` = the last sequence number it saw (a new session may land
   on a new instance), and gets what it missed first.
-- `ParticipantUser` (video): joins a conference over a WebSocket (`/colibri-ws`, as a Jitsi
-  Videobridge participant), sends heartbeats and times their answers, leaves after 10-25 heartbeats.
+- `ParticipantUser` (video): joins one of `rooms` conferences of the current meeting slot (a new set
+  of conferences every `meeting_s` real seconds: conferences begin and end, as meetings do, so new
+  conferences reach new bridges while old ones finish where they are); it asks the allocator which
+  bridge holds its conference (`POST /allocate`,
+  `loadtests/allocator.py`, the drill's stand-in for Jicofo's bridge selection), then joins the
+  conference on that bridge directly, over a WebSocket (`/colibri-ws`, as a Jitsi Videobridge
+  participant), sends heartbeats and times their answers, leaves after 10-25 heartbeats. Bridges
+  are reached directly in production too (public addresses, no load balancer): the bridge's URL
+  comes from the allocator's answer, which the bridge registered itself; nothing else names it.
 
 Each tier's users reach their own host, `SWELL_<TIER>_HOST` (`SWELL_CHAT_HOST=ws://host:port`,
-`SWELL_WEB_HOST=http://host:port`), else the `--host` given to Locust (its scheme changed to ws(s)
-for WebSockets). Their weight is the catalog's `drill.users_weight`; requests are named
-`<tier> <what>` (`web page`, `chat message`), which the request log reads the tier from.
+`SWELL_WEB_HOST=http://host:port`, `SWELL_VIDEO_HOST=http://allocator:port`), else the `--host`
+given to Locust (its scheme changed to ws(s) for WebSockets). Their weight is the catalog's
+`drill.users_weight`; requests are named `<tier> <what>` (`web page`, `chat message`), which
+the request log reads the tier from.
 
 WebSocket messages and joins are reported to Locust as requests of type `WS`, so Locust's stats
 (and `--csv`) carry them with the HTTP requests.
@@ -28,6 +36,7 @@ import json
 import os
 import random
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 
@@ -54,6 +63,15 @@ def ws_base(host: str | None, env_var: str) -> str:
     if not host:
         raise ValueError(f"give --host or {env_var}")
     return host.replace("https://", "wss://").replace("http://", "ws://").rstrip("/")
+
+
+def http_base(host: str | None, env_var: str) -> str:
+    explicit = os.environ.get(env_var)
+    if explicit:
+        return explicit.rstrip("/")
+    if not host:
+        raise ValueError(f"give --host or {env_var}")
+    return host.replace("wss://", "https://").replace("ws://", "http://").rstrip("/")
 
 
 class RequestsUser(FastHttpUser):
@@ -121,10 +139,12 @@ class _SocketUser(User):
             self._fire(name, started, exc)
             return False
 
-    def session(self, query: str, exchange: Callable[[websocket.WebSocket], bool]) -> None:
-        """One session: joins `<host><path>?<query>`, then `exchange`s once a second for a session's
-        length, until an exchange fails."""
-        url = f"{ws_base(self.host, self.env_var)}{self.path}?{query}"
+    def session(
+        self, query: str, exchange: Callable[[websocket.WebSocket], bool], base: str | None = None
+    ) -> None:
+        """One session: joins `<base><path>?<query>` (`base`: the tier's host by default), then
+        `exchange`s once a second for a session's length, until an exchange fails."""
+        url = f"{base or ws_base(self.host, self.env_var)}{self.path}?{query}"
         started = time.perf_counter()
         try:
             ws = websocket.create_connection(url, timeout=RECV_TIMEOUT_S)
@@ -191,11 +211,39 @@ class ParticipantUser(_SocketUser):
     path = "/colibri-ws"
     room_prefix = "conference"
     session_length = (10, 25)
+    # A conference's life, in real seconds (like the sessions, not compressed): about a session.
+    # Conferences stay on their bridge (Jicofo's rule), so with a fixed set of conferences that never
+    # empty, a new bridge would never get one.
+    meeting_s = 20.0
 
     @task
     def video(self) -> None:
-        conference = f"{self.room_prefix}-{random.randrange(self.rooms)}"
-        self.session(f"room={conference}", lambda ws: self._round_trip(ws, "heartbeat"))
+        slot = int(time.time() // self.meeting_s)
+        conference = f"{self.room_prefix}-{slot}-{random.randrange(self.rooms)}"
+        bridge = self.bridge_for(conference)
+        if bridge is None:
+            time.sleep(1.0)
+            return
+        self.session(f"room={conference}", lambda ws: self._round_trip(ws, "heartbeat"), base=bridge)
+
+    def bridge_for(self, conference: str) -> str | None:
+        """The URL of the bridge holding `conference`, from the allocator (None: refused or
+        unreachable, reported as a failed `allocate`)."""
+        request = urllib.request.Request(
+            f"{http_base(self.host, self.env_var)}/allocate",
+            data=json.dumps({"conference": conference}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=RECV_TIMEOUT_S) as r:
+                url = str(json.loads(r.read())["url"])
+        except Exception as exc:  # 503 (no bridge), unreachable, malformed
+            self._fire("allocate", started, exc)
+            return None
+        self._fire("allocate", started, None)
+        return url.rstrip("/")
 
 
 BY_TRAFFIC: dict[str, type[User]] = {

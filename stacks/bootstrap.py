@@ -1,19 +1,22 @@
 """Cloud-init user_data that brings a fresh instance to its role without a human.
 
 It follows ARCHITECTURE.md, "Instance bootstrap": write /etc/swell/ansible-vars.json (and, for the
-tiers that need them, the service secrets in /etc/swell/secrets.json, root-only), install ansible
-and git from Debian, then run ansible-pull on playbooks/pull.yml at the configured commit. The text
-depends only on the tier and on stack-wide settings, never on the tier's count or the instance's
-index, so scaling never changes the user_data of an instance that already exists.
+tiers and fixed groups that need them, the service secrets in /etc/swell/secrets.json, root-only),
+install ansible and git from Debian, then run ansible-pull on playbooks/pull.yml at the configured
+commit. The text depends only on the tier (or fixed group) and on stack-wide settings, never on the
+count or the instance's index, so scaling never changes the user_data of an instance that already
+exists; what differs per instance (a bridge's shard) is in its Nova metadata instead
+(stacks/fixed.py), which the role reads from the metadata service.
 
-The vars file also says where each tier finds the others (`tier_vars`): chat gets the XMPP domain
-and the TURN host and port it advertises; video gets the domain, the address and port of chat's XMPP
-listener (the chat load balancer's private VIP, ARCHITECTURE.md "Where a bridge logs in") and the
-TURN host and port its coturn serves.
+The vars file also says where each tier finds the others (`tier_vars`): chat gets the chat store's
+private address and port (Redis); video gets the XMPP domain, every shard's Prosody private address
+(`swell_jitsi_shards`, shard -> address: the role keeps its own shard's, named in the instance
+metadata), the XMPP port and the TURN host and port its coturn serves; a shard gets the domain and
+the TURN host and port its Prosody advertises.
 
-The document carries secrets for chat and video: the Tier component passes it to Nova as a Pulumi
-secret (encrypted in the state, `[secret]` in previews); ARCHITECTURE.md, "Secrets", says who can
-still read it.
+The document carries secrets for chat, video, the shards and the chat store: the Tier and FixedGroup
+components pass it to Nova as a Pulumi secret (encrypted in the state, `[secret]` in previews);
+ARCHITECTURE.md, "Secrets", says who can still read it.
 """
 
 from __future__ import annotations
@@ -33,41 +36,54 @@ CHECKOUT_DIR = "/opt/swell"
 PLAYBOOK = "playbooks/pull.yml"
 
 
+def _bootstrap(name: str) -> tiers.Bootstrap:
+    """The catalog's bootstrap entry of a tier or of a fixed group."""
+    catalog = tiers.load()
+    if name in catalog.fixed_names:
+        return catalog.fixed_group(name).bootstrap
+    return catalog.get(name).bootstrap
+
+
 def tier_secrets(tier: str) -> Mapping[str, str]:
-    """Which role variables `tier` gets from `swell:secrets` (role variable -> SecretsConfig field),
-    from the tier catalog: least privilege, only what its role uses (video gets the XMPP certificate
-    as its trust anchor for Prosody, never the key)."""
-    return dict(tiers.load().get(tier).bootstrap.secrets)
+    """Which role variables `tier` (or a fixed group) gets from `swell:secrets` (role variable ->
+    SecretsConfig field), from the tier catalog: least privilege, only what its role uses (video gets
+    the XMPP certificate as its trust anchor for Prosody, never the key)."""
+    return dict(_bootstrap(tier).secrets)
 
 
 def tier_var_names(tier: str) -> tuple[str, ...]:
     """Which stack-wide, non-secret variables `tier` gets in its vars file (ARCHITECTURE.md, "Instance
-    bootstrap"), from the tier catalog; the roles' defaults read them (chat_xmpp_domain from
+    bootstrap"), from the tier catalog; the roles' defaults read them (jitsi_shard_xmpp_domain from
     swell_xmpp_domain, ...)."""
-    return tuple(tiers.load().get(tier).bootstrap.vars)
+    return tuple(_bootstrap(tier).vars)
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the tiers find each other: the XMPP service for the bridges, TURN for the clients."""
+    """Where the tiers find each other: the shards' Prosody for the bridges, the chat store for the
+    chat servers, TURN for the clients. Addresses are None until known (the program resolves the
+    fixed groups' addresses before rendering the user_data that names them)."""
 
     xmpp_domain: str
-    # The chat load balancer's private VIP, where its `xmpp` listener takes the bridges' logins.
-    # None until it is known (the program resolves it before rendering video's user_data).
-    xmpp_address: str | None
     xmpp_port: int
     turn_host: str
     turn_port: int
+    # Each shard's Prosody private address, by shard number as a string (JSON object keys).
+    jitsi_shards: Mapping[str, str] | None = None
+    chat_store_address: str | None = None
+    chat_store_port: int | None = None
 
 
 def tier_vars(tier: str, endpoints: Endpoints) -> dict[str, object]:
     """The variables of `tier` (`tier_var_names`), with their values."""
     every: dict[str, object] = {
         "swell_xmpp_domain": endpoints.xmpp_domain,
-        "swell_xmpp_address": endpoints.xmpp_address,
         "swell_xmpp_port": endpoints.xmpp_port,
+        "swell_jitsi_shards": None if endpoints.jitsi_shards is None else dict(endpoints.jitsi_shards),
         "swell_turn_host": endpoints.turn_host,
         "swell_turn_port": endpoints.turn_port,
+        "swell_chat_store_address": endpoints.chat_store_address,
+        "swell_chat_store_port": endpoints.chat_store_port,
     }
     wanted = {name: every[name] for name in tier_var_names(tier)}
     missing = [name for name, value in wanted.items() if value is None]
@@ -80,7 +96,9 @@ def secret_vars(tier: str, secrets: SecretsConfig | None) -> dict[str, str]:
     """The role variables of `tier` that come from `swell:secrets` (empty without secrets)."""
     if secrets is None:
         return {}
-    return {var: getattr(secrets, name).get_secret_value() for var, name in tier_secrets(tier).items()}
+    found = {var: getattr(secrets, name) for var, name in tier_secrets(tier).items()}
+    # An optional secret left unset (chatStorePassword) is left out: the role refuses to run without it.
+    return {var: value.get_secret_value() for var, value in found.items() if value is not None}
 
 
 @dataclass(frozen=True)

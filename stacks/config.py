@@ -5,10 +5,13 @@ Keys (documented for operators in Pulumi.yaml):
 - `openstack:region`             the OpenStack region (GRA11, SBG5, ...): never hard-coded here
 - `swell:tiers`                  object keyed by tier (every tier of the catalog, swell/data/tiers.yaml):
                                  flavor, count, min, max, image,
-                                 and the autoscaler's `instances` (serving indices, default 0..count-1)
-                                 and `retiring` (indices being drained: weight 0, removed once empty).
-                                 The autoscaler writes count, instances and retiring (docs/stacks.md,
-                                 "During a surge"); min and max are its limits too.
+                                 and the autoscaler's `instances` (serving indices, default 0..count-1),
+                                 `retiring` (indices being drained: weight 0, removed once empty),
+                                 `warm` (shelved, configured, no member) and `filling` (being
+                                 configured for the warm pool, no member); the four sets disjoint,
+                                 serving + warm + filling <= max. The autoscaler writes count,
+                                 instances, retiring, warm and filling (docs/stacks.md, "During a
+                                 surge", "Warm pool"); min and max are its limits too.
 - `swell:adminCidrs`             list of CIDRs allowed to reach SSH (never 0.0.0.0/0 or ::/0)
 - `swell:sshPublicKey`           the admins' SSH public key, installed on every instance
 - `swell:externalNetwork`        the public network (default Ext-Net, OVHcloud's)
@@ -16,10 +19,14 @@ Keys (documented for operators in Pulumi.yaml):
 - `swell:playbooks`              {repo, ref, allowUnpinnedRef}: what ansible-pull runs at first boot
                                  (playbooks/pull.yml); ref must be a full commit SHA unless
                                  allowUnpinnedRef is true (a dev stack following a branch)
-- `swell:secrets`                {xmppBridgePassword, turnSecret, xmppTlsCertificate, xmppTlsKey}:
-                                 per-deployment service secrets, set with `pulumi config set --secret`,
-                                 delivered to chat and video instances in their user_data. Optional:
-                                 without it those tiers get none, and bridges cannot join.
+- `swell:secrets`                {xmppBridgePassword, turnSecret, xmppTlsCertificate, xmppTlsKey,
+                                 chatStorePassword}: per-deployment service secrets, set with `pulumi
+                                 config set --secret`, delivered in their user_data to the instances
+                                 whose catalog entry names them (chat, video, the shards, the chat
+                                 store). Optional: without it those get none, bridges cannot join and
+                                 the chat store refuses to start.
+- `swell:shards`                 how many Jitsi signalling shards (Prosody + Jicofo) to run, default 1:
+                                 a fixed group, never autoscaled (stacks/fixed.py)
 - `swell:quota`                  an OVHcloud quota tier name (10-vms ... 200-vms) or {instances, vcpus, ramGb}
 - `swell:tls`                    the balanced tiers' load balancers' certificate: {certificate, privateKey,
                                  chain?} in PEM, which the stack stores in the Key Manager (Barbican), the
@@ -28,9 +35,9 @@ Keys (documented for operators in Pulumi.yaml):
                                  public names that plain-HTTP requests are redirected to
 - `swell:monitoringCidrs`        IPv4 CIDRs allowed to scrape the load balancers' PROMETHEUS listeners
                                  (default: the private network; never 0.0.0.0/0)
-- `swell:xmpp`                   {domain, turnHost}: the XMPP domain the chat tier serves (the bridges log
+- `swell:xmpp`                   {domain, turnHost}: the XMPP domain the shards serve (the bridges log
                                  in to auth.<domain>) and the public DNS name of the TURN service that
-                                 chat advertises to clients (coturn on the video bridges); both are
+                                 the shards advertise to clients (coturn on the video bridges); both are
                                  delivered to the instances in their user_data (stacks/bootstrap.py)
 
 `parse` is the pure core (a mapping of config keys to values -> StackConfig or ConfigError whose lines
@@ -99,8 +106,15 @@ class TierConfig(_Model):
     # Indices being drained: they exist and keep their sessions, their load balancer member has
     # weight 0 (no new connections); removing one from this list deletes exactly that instance.
     retiring: tuple[int, ...] = ()
+    # The warm pool (docs/stacks.md, "Warm pool"). `warm`: shelved instances (power state
+    # shelved_offloaded: CPU and RAM freed on the host, the configured disk kept), no load balancer
+    # member; moving one to `instances` unshelves it in place. `filling`: instances created for the
+    # pool, running while cloud-init and ansible-pull configure them, no member; moved to `warm`
+    # once configured. Both count within `max` and against the quota (docs/ovhcloud.md, "Quota").
+    warm: tuple[int, ...] = ()
+    filling: tuple[int, ...] = ()
 
-    @field_validator("instances", "retiring")
+    @field_validator("instances", "retiring", "warm", "filling")
     @classmethod
     def _indices(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if value is None:
@@ -118,8 +132,13 @@ class TierConfig(_Model):
 
     @property
     def existing(self) -> tuple[int, ...]:
-        """Every index that has an instance: serving and retiring."""
-        return tuple(sorted({*self.serving, *self.retiring}))
+        """Every index that has an instance: serving, retiring, warm and filling."""
+        return tuple(sorted({*self.serving, *self.retiring, *self.warm, *self.filling}))
+
+    @property
+    def pool(self) -> tuple[int, ...]:
+        """The warm pool's indices: warm (shelved) and filling (being configured)."""
+        return tuple(sorted({*self.warm, *self.filling}))
 
     @field_validator("flavor")
     @classmethod
@@ -213,20 +232,24 @@ def _pem(value: SecretStr, kinds: tuple[str, ...], what: str) -> SecretStr:
 class SecretsConfig(_Model):
     """Per-deployment service secrets (not per user). SecretStr keeps them out of reprs and logs."""
 
-    # The video bridges' XMPP account on the chat tier's Prosody (the brewery MUC login).
+    # The video bridges' XMPP account on their shard's Prosody (the brewery MUC login).
     xmpp_bridge_password: SecretStr = Field(alias="xmppBridgePassword")
-    # Shared by coturn (video) and Prosody's mod_external_services (chat) to sign TURN credentials.
+    # Shared by coturn (video) and Prosody's mod_external_services (shard) to sign TURN credentials.
     turn_secret: SecretStr = Field(alias="turnSecret")
     # Prosody's certificate for the bridges' XMPP domain (auth.<chat domain>) and its key: bridges
     # verify it (video_xmpp_verify_certificate) and trust this certificate for it. Not secret
     # itself, but it travels with its key.
     xmpp_tls_certificate: SecretStr = Field(alias="xmppTlsCertificate")
     xmpp_tls_key: SecretStr = Field(alias="xmppTlsKey")
+    # Redis's requirepass on the chat store, which the chat servers log in with (the chat store's
+    # port is open to chat's security group only; the password is the second lock). Optional so that
+    # stacks set before the chat store keep deploying: without it the chat store refuses to start.
+    chat_store_password: SecretStr | None = Field(default=None, alias="chatStorePassword")
 
-    @field_validator("xmpp_bridge_password", "turn_secret")
+    @field_validator("xmpp_bridge_password", "turn_secret", "chat_store_password")
     @classmethod
-    def _alphabet(cls, value: SecretStr) -> SecretStr:
-        if not SECRET_ALPHABET.match(value.get_secret_value()):
+    def _alphabet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not SECRET_ALPHABET.match(value.get_secret_value()):
             raise ValueError(f"expected {SECRET_EXPECTED}")
         return value
 
@@ -294,7 +317,7 @@ class XmppConfig(_Model):
 
     @property
     def auth_domain(self) -> str:
-        """The bridges' XMPP domain, as the chat and video roles derive it (`auth.<domain>`)."""
+        """The bridges' XMPP domain, as the jitsi_shard and video roles derive it (`auth.<domain>`)."""
         return f"auth.{self.domain}"
 
 
@@ -376,6 +399,15 @@ class StackConfig(_Model):
     monitoring_cidrs: tuple[str, ...] | None = Field(default=None, alias="monitoringCidrs", min_length=1)
     secrets: SecretsConfig | None = None
     xmpp: XmppConfig
+    # Jitsi signalling shards (the catalog's fixed group with `count_key: shards`). Only ever grown
+    # while bridges run: a bridge keeps the shard it was created in (stacks/fixed.py).
+    shards: int = Field(default=1, ge=1, le=64)
+
+    def fixed_count(self, group: tier_catalog.FixedGroup) -> int:
+        """How many instances a fixed group has: one, or its stack config key's value."""
+        if group.count_key is None:
+            return 1
+        return int(getattr(self, group.count_key))
 
     @field_validator("admin_cidrs")
     @classmethod
@@ -445,12 +477,13 @@ class StackConfig(_Model):
     def totals(self) -> tuple[int, int, int]:
         """Instances, vCPUs and GB of RAM that the configured counts ask for."""
         flavors = catalog.load().flavors
-        tiers = list(self.tiers.items())
-        # Retiring instances still run (and are billed) until their drain ends.
+        # Retiring instances still run (and are billed) until their drain ends; fixed groups always.
+        counted = [(len(t.existing), t.flavor) for t in self.tiers.values()]
+        counted += [(self.fixed_count(g), g.flavor) for g in tier_catalog.load().fixed]
         return (
-            sum(len(t.existing) for _, t in tiers),
-            sum(len(t.existing) * flavors[t.flavor].vcpus for _, t in tiers),
-            sum(len(t.existing) * flavors[t.flavor].ram_gb for _, t in tiers),
+            sum(n for n, _ in counted),
+            sum(n * flavors[f].vcpus for n, f in counted),
+            sum(n * flavors[f].ram_gb for n, f in counted),
         )
 
 
@@ -538,14 +571,32 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
                 f"{key}.instances: lists {len(tier.instances)} indices but {key}.count is {tier.count}; "
                 "expected one index per serving instance"
             )
-        both = sorted(set(tier.serving) & set(tier.retiring))
-        if both:
+        problems += _overlaps(key, tier)
+        in_max = len(tier.serving) + len(tier.warm) + len(tier.filling)
+        if tier.pool and in_max > tier.max:
             problems.append(
-                f"{key}.retiring: {both} also serve (in {key}.instances, or below {key}.count); "
-                "an instance either serves or is being drained"
+                f"{key}.warm: {len(tier.serving)} serving + {len(tier.warm)} warm + {len(tier.filling)} "
+                f"filling is {in_max}, above max {tier.max}; expected serving + warm + filling <= max "
+                f"(shrink {key}.warm or {key}.filling, or raise {key}.max)"
             )
+    flavors = catalog.load().flavors
+    unknown = [
+        f"{tier_catalog.path()}: fixed.{group.name}.flavor: unknown flavor {group.flavor!r}; "
+        f"allowed: {', '.join(flavors)}"
+        for group in tier_catalog.load().fixed
+        if group.flavor not in flavors
+    ]
+    if unknown:
+        return problems + unknown  # the totals below need every flavor
     quota = cfg.quota_limits
     instances, vcpus, ram_gb = cfg.totals()
+    pooled = sum(len(t.pool) for t in cfg.tiers.values())
+    # Warm (shelved) instances count in full: see docs/ovhcloud.md, "Quota", for why.
+    counted = (
+        f" (including {pooled} warm or filling instances, counted in full: docs/ovhcloud.md, Quota)"
+        if pooled
+        else ""
+    )
     for what, asked, limit in (
         ("instances", instances, quota.instances),
         ("vCPUs", vcpus, quota.vcpus),
@@ -553,9 +604,36 @@ def _semantic_problems(cfg: StackConfig) -> list[str]:
     ):
         if asked > limit:
             problems.append(
-                f"{PROJECT}:quota: the tiers ask for {asked} {what}, "
+                f"{PROJECT}:quota: the tiers ask for {asked} {what}{counted}, "
                 f"above the {limit} of quota {quota.name!r}; "
                 "lower a count or raise the quota (OVHcloud quota tiers in stacks/data/ovhcloud.yaml)"
+            )
+    return problems
+
+
+# Each index is in exactly one of these sets; the first named is the one it is reported against.
+_SETS = ("instances", "retiring", "warm", "filling")
+
+
+def _overlaps(key: str, tier: TierConfig) -> list[str]:
+    """An index in two of a tier's sets (serving, retiring, warm, filling): each such index named,
+    under the later key, with the key it is already in."""
+    sets = {
+        "instances": tier.serving,
+        "retiring": tier.retiring,
+        "warm": tier.warm,
+        "filling": tier.filling,
+    }
+    problems = []
+    for n, later in enumerate(_SETS):
+        for earlier in _SETS[:n]:
+            both = sorted(set(sets[later]) & set(sets[earlier]))
+            if not both:
+                continue
+            where = f"{key}.instances, or below {key}.count" if earlier == "instances" else f"{key}.{earlier}"
+            problems.append(
+                f"{key}.{later}: index(es) {both} also in {where}; expected each index in one of "
+                f"{', '.join(_SETS)} (serving, draining, shelved, being configured for the pool)"
             )
     return problems
 

@@ -36,6 +36,7 @@ SEC_GROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 LOAD_BALANCER = "openstack:loadbalancer/loadBalancer:LoadBalancer"
 MEMBER = "openstack:loadbalancer/member:Member"
 FLOATING_IP = "openstack:networking/floatingIp:FloatingIp"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 MOCK_CREATED = "2026-01-01T00:00:00Z"
 
 
@@ -72,13 +73,17 @@ class Recording:
 class RecordingMocks(pulumi.runtime.Mocks):
     private_cidr: str
     resources: list[Recorded] = field(default_factory=list)
+    # What a StackReference to the stack itself reads: its outputs as the last update left them.
+    previous_outputs: Mapping[str, Any] = field(default_factory=dict)
 
     def _slot(self, name: str) -> tuple[int, int]:
         """(tier slot, index) from a logical name like `web-3` or `chat-lb`: addresses then depend on
         the name alone, so the same instance gets the same placeholder address in every run."""
         prefix, _, rest = name.partition("-")
-        # Catalog order: the first tier gets slot 1 (0 for shared resources such as `private`).
-        names = tiers.names()
+        # Catalog order: the first tier gets slot 1 (0 for shared resources such as `private`), the
+        # fixed groups the slots after the tiers.
+        catalog = tiers.load()
+        names = (*catalog.names, *catalog.fixed_names)
         slot = names.index(prefix) + 1 if prefix in names else 0
         index = int(rest) if rest.isdigit() else 0
         return slot, index
@@ -110,6 +115,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["vipPortId"] = f"{args.name}-vip-port"
         elif args.typ == FLOATING_IP:
             state["address"] = self._public_ips(args.name)[0]
+        elif args.typ == STACK_REFERENCE:
+            state["outputs"] = dict(self.previous_outputs)
+            state["secretOutputNames"] = []
         resource_id = f"{args.name}-id"
         request = getattr(_current, "request", None)
         extra: dict[str, Any] = {}
@@ -176,17 +184,20 @@ def run(
     stack: str,
     entry: Callable[[], object] | None = None,
     secret_keys: Sequence[str] = (),
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> Recording:
     """Run the stack program offline on config `values` (keys as in Pulumi.<stack>.yaml).
 
     `entry` is the program (default `stacks.program.main`, what stacks/__main__.py calls); the outputs
     are what it exported, as `pulumi stack output --json` would print them. `secret_keys` are marked
     secret as `pulumi config set --secret` marks them (the offline engine cannot tell otherwise).
+    `previous_outputs` is what the stack's last update exported (the program reads its placements
+    back through a StackReference to itself); none: a stack's first update.
     """
     from stacks import program
 
     cfg = config.parse(values, stack)  # fail before touching Pulumi's globals
-    mocks = RecordingMocks(cfg.private_network.cidr)
+    mocks = RecordingMocks(cfg.private_network.cidr, previous_outputs=dict(previous_outputs or {}))
     settings.reset_options(project=config.PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_mocks(
         mocks, project=config.PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)

@@ -1,22 +1,20 @@
 """What each balanced tier's load balancer is, as data: its listeners, its pool, its health monitor.
 
 Built from the tier catalog's `balancer` entry (swell/data/tiers.yaml: lb_method, persistence, the
-traffic listeners' inactivity timeout, extra listeners such as chat's `xmpp`); the listener shapes,
-ports and health checks are here, the same for every balanced tier.
+traffic listeners' inactivity timeout, extra listeners); the listener shapes, ports and health
+checks are here, the same for every balanced tier.
 
 One spec, two renderings, so production and the drill cannot drift apart:
 
 - `stacks/loadbalancer.py` turns it into Octavia resources (pulumi-openstack);
 - `loadtests.plumbing.haproxy_config` renders the drill's HAProxy from it, in HTTP mode, as the
   Octavia amphora's HAProxy runs a TERMINATED_HTTPS listener once TLS is off (the drill does not do
-  TLS: see `haproxy_config`). Tests compare both renderings with this spec field by field; the one
-  listener the drill leaves out (chat's `xmpp`: no bridge runs in the drill) is named there with why.
+  TLS: see `haproxy_config`). Tests compare both renderings with this spec field by field; a
+  listener the drill leaves out is named there with why.
 
-Chat's load balancer also carries the video bridges' XMPP logins: a TCP listener on 5222 with a pool
-of its own (Prosody's c2s port on each chat instance), open to the private network only
-(`allowed_cidrs`). Its private VIP is the bridges' one stable address for the chat tier
-(ARCHITECTURE.md, "Where a bridge logs in"). Those sessions are not chat users: the demand rules
-count only pools that serve HTTP (dashboards/mixin.py).
+Chat's load balancer carries only HTTP: the chat servers are stateless WebSocket servers (docs/chat.md)
+and the video bridges log in to their shard's Prosody directly (stacks/fixed.py), no longer through a
+TCP listener of chat's.
 
 Pure data (no Pulumi import), so the drill and the tests read it without the Pulumi SDK.
 
@@ -176,8 +174,8 @@ class BalancedTier:
 # Octavia's own default timeouts (50 s of inactivity, 5 s to connect), stated so both renderings use them.
 DEFAULT_DATA_TIMEOUT_MS = 50_000
 CONNECT_TIMEOUT_MS = 5_000
-# Chat holds a WebSocket (/xmpp-websocket) or a BOSH long poll (/http-bind) per user; Octavia has no
-# tunnel timeout, so client and member inactivity timeouts must outlast an idle session.
+# Chat holds a WebSocket (/xmpp-websocket) per user; Octavia has no tunnel timeout, so client and
+# member inactivity timeouts must outlast an idle session.
 LONG_SESSION_TIMEOUT_MS = 3_600_000
 # Members see the client's address and that it came over TLS (nginx logs, the app's redirects).
 FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto")
@@ -211,10 +209,11 @@ def _listeners(data_timeout_ms: int) -> tuple[Listener, ...]:
 # client's stream header, so an HTTP check cannot be used).
 TCP_MONITOR = HealthMonitor(type="TCP", http_method=None, url_path=None, expected_codes=None)
 
-# The video bridges' XMPP logins (ARCHITECTURE.md, "Where a bridge logs in"): TCP passed through to
-# Prosody's c2s port, from the private network only; Prosody does STARTTLS itself, and the bridges
-# verify its certificate. A bridge's XMPP stream stays open as long as the bridge runs: the timeouts
-# outlast its keepalive (Smack, the bridge's XMPP library, pings every 30 minutes by default).
+# A TCP listener passing XMPP through to Prosody's c2s port, from the private network only. No tier
+# of the packaged catalog uses it since the bridges log in to their shard's Prosody directly; it stays
+# a catalog option (`extra_listeners: [xmpp]`) because loadtests/plumbing.py still names it in
+# DRILL_OMITTED (remove both together). A bridge's XMPP stream stays open as long as the bridge runs:
+# the timeouts outlast its keepalive (Smack, the bridge's XMPP library, pings every 30 minutes).
 XMPP = Listener(
     "xmpp",
     TCP,

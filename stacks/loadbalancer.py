@@ -6,7 +6,7 @@ TERMINATED_HTTPS on 443), so the load balancer sees every HTTP request: its PROM
 counts them, which is the web tier's offered demand (ARCHITECTURE.md, "The demand signal"). Members
 get plain HTTP on port 80 over the private network, with X-Forwarded-For/Proto; an HTTP listener on
 80 redirects to HTTPS; the PROMETHEUS listener answers only the monitoring networks. A listener with a
-pool of its own (chat's `xmpp`, the bridges' XMPP logins on 5222) gets that pool, its monitor and one
+pool of its own (an `xmpp` TCP listener, should a catalog entry name one) gets that pool, its monitor and one
 member per instance, and answers only the private network.
 
 `TlsCertificate` stores the stack's PEM certificate, key and chain in the Key Manager (Barbican) as
@@ -91,7 +91,7 @@ class LoadBalancerArgs:
     public_host: str
     # Who may scrape the PROMETHEUS listener (IPv4, never the whole internet: stacks/config.py).
     monitoring_cidrs: Sequence[str]
-    # Who may reach the private-only listeners (chat's XMPP): the private network.
+    # Who may reach the private-only listeners (an `xmpp` TCP listener): the private network.
     private_cidrs: Sequence[str] = ()
 
 
@@ -133,7 +133,7 @@ class LoadBalancer(pulumi.ComponentResource):
                 )
         # The tier's pool keeps its historical resource names (`-healthz`): renaming would replace it.
         self._pool(name, prefix, listeners[args.spec.traffic.name], args.spec.pool, args, child, "healthz")
-        # Listeners with a pool of their own (chat's xmpp, the bridges' XMPP logins).
+        # Listeners with a pool of their own (an `xmpp` TCP listener).
         for spec, own in args.spec.own_pools:
             self._pool(
                 f"{name}-{spec.name}",

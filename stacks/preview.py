@@ -22,6 +22,7 @@ from rich.table import Table
 
 from stacks import catalog, config
 from stacks.policy import checks
+from swell import tiers as tier_catalog
 
 # The checkout this code runs from; in a wheel or pipx install it holds no Pulumi.yaml.
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -100,7 +101,12 @@ def apply_sets(values: Mapping[str, Any], sets: Sequence[str]) -> dict[str, Any]
 class TierLine:
     tier: str
     flavor: str
+    # Every instance the program declares (serving, retiring and the warm pool); `warm` and
+    # `filling` say how many of them are in the pool. All are priced at the running price: what
+    # OVHcloud bills for a shelved one is not confirmed (stacks/data/ovhcloud.yaml), so an upper bound.
     instances: int
+    warm: int
+    filling: int
     vcpus: int
     ram_gb: int
     eur_per_month: float
@@ -139,20 +145,26 @@ def _short(type_: str) -> str:
 def summarize(recording: Any) -> Summary:
     cat = catalog.load()
     cfg: config.StackConfig = recording.config
-    custom = [r for r in recording.resources if not r.type.startswith("swell:")]
-    per_tier: dict[str, Counter[str]] = {name: Counter() for name in cfg.tiers}
+    # Components are not cloud resources, nor is the program's read of its own last outputs.
+    custom = [r for r in recording.resources if not r.type.startswith(("swell:", "pulumi:"))]
+    fixed = {g.name: g for g in tier_catalog.load().fixed}
+    # Tiers, then fixed groups (chat store, shards): each a line of its own.
+    flavors_of = {name: t.flavor for name, t in cfg.tiers.items()} | {n: g.flavor for n, g in fixed.items()}
+    per_tier: dict[str, Counter[str]] = {name: Counter() for name in flavors_of}
     shared: Counter[str] = Counter()
     for r in custom:
         owner = r.name.split("-", 1)[0]
         per_tier.get(owner, shared)[_short(r.type)] += 1
     lines = []
-    for name, tier in cfg.tiers.items():
-        flavor = cat.flavors[tier.flavor]
+    for name, flavor_name in flavors_of.items():
+        flavor = cat.flavors[flavor_name]
         lines.append(
             TierLine(
                 tier=name,
-                flavor=tier.flavor,
+                flavor=flavor_name,
                 instances=per_tier[name]["Instance"],
+                warm=len(cfg.tiers[name].warm) if name in cfg.tiers else 0,
+                filling=len(cfg.tiers[name].filling) if name in cfg.tiers else 0,
                 vcpus=per_tier[name]["Instance"] * flavor.vcpus,
                 ram_gb=per_tier[name]["Instance"] * flavor.ram_gb,
                 eur_per_month=round(
@@ -166,10 +178,12 @@ def summarize(recording: Any) -> Summary:
     vcpus = sum(line.vcpus for line in lines)
     ram_gb = sum(line.ram_gb for line in lines)
     fitting = cat.smallest_quota_fitting(instances, vcpus, ram_gb)
-    tiers = list(cfg.tiers.items())
-    max_instances = sum(t.max for _, t in tiers)
-    max_vcpus = sum(t.max * cat.flavors[t.flavor].vcpus for _, t in tiers)
-    max_ram_gb = sum(t.max * cat.flavors[t.flavor].ram_gb for _, t in tiers)
+    # At every tier's max, with the fixed groups as they are (never scaled).
+    at_max = [(t.max, t.flavor) for t in cfg.tiers.values()]
+    at_max += [(cfg.fixed_count(g), g.flavor) for g in fixed.values()]
+    max_instances = sum(n for n, _ in at_max)
+    max_vcpus = sum(n * cat.flavors[f].vcpus for n, f in at_max)
+    max_ram_gb = sum(n * cat.flavors[f].ram_gb for n, f in at_max)
     kinds = Counter(_short(r.type) for r in custom)
     return Summary(
         stack=cfg.stack,
@@ -210,10 +224,11 @@ def render(summary: Summary, console: Console) -> None:
     for column in ("tier", "flavor", "instances", "vCPU", "RAM GB", f"{summary.prices['currency']}/month"):
         table.add_column(column, justify="left" if column in ("tier", "flavor") else "right")
     for line in summary.tiers:
+        pool = ", ".join(f"{n} {what}" for n, what in ((line.warm, "warm"), (line.filling, "filling")) if n)
         table.add_row(
             line.tier,
             line.flavor,
-            str(line.instances),
+            f"{line.instances} ({pool})" if pool else str(line.instances),
             str(line.vcpus),
             str(line.ram_gb),
             f"{line.eur_per_month:.2f}",
@@ -264,6 +279,11 @@ def render(summary: Summary, console: Console) -> None:
         f"month = {p['hours_per_month']} h. "
         f"Instances only: {', '.join(summary.unpriced) or 'nothing else'} not priced (not in the table)."
     )
+    if any(line.warm for line in summary.tiers):
+        console.print(
+            "Warm (shelved) instances are priced at the running price, an upper bound: what OVHcloud "
+            "bills for a shelved instance is not confirmed (stacks/data/ovhcloud.yaml, shelved_instances)."
+        )
 
 
 def main(stack: str, sets: Sequence[str], as_json: bool, project_dir: Path | None = None) -> int:

@@ -54,3 +54,16 @@ def ingress_rules(tier: str, admin_cidrs: Sequence[str], private_cidr: str) -> l
     rules += [Rule(p.protocol, p.port, private_cidr, p.description) for p in private]
     rules += [Rule(p.protocol, p.port, remote, p.description) for remote in WORLD for p in world]
     return rules
+
+
+def fixed_ingress_rules(group: str, admin_cidrs: Sequence[str], private_cidr: str) -> list[Rule]:
+    """A fixed group's rules by address: SSH from the admin networks and each exporter from the
+    private network. Its own ports are open to named tiers' security groups only, not to addresses
+    (FixedGroup.admit): a Redis or a Prosody answers those tiers and nobody else on the network."""
+    catalog = tiers.load()
+    entry = catalog.fixed_group(group)
+    rules = [Rule("tcp", 22, cidr, "SSH from the admin networks only") for cidr in admin_cidrs]
+    for name in entry.exporters:
+        exporter = catalog.exporters[name]
+        rules.append(Rule("tcp", exporter.port, private_cidr, exporter.description))
+    return rules

@@ -1,6 +1,6 @@
 """The tier component: a security group, a soft-anti-affinity server group, one instance per index
-(serving and retiring) and, for a balanced tier (the catalog's `balancer`), an Octavia load balancer
-with one member per instance.
+(serving, retiring, warm and filling) and, for a balanced tier (the catalog's `balancer`), an Octavia
+load balancer with one member per serving or retiring instance.
 
 Scaling is configuration alone: instance i is named `<tier>-<i>` and its inputs depend on the tier
 and on i only, never on the count or on the other indices, so the indices that appear or disappear
@@ -8,6 +8,16 @@ are exactly the ones created or deleted and the others are never replaced. Which
 data (`serving` and `retiring`, from `swell:tiers.<tier>.instances` and `.retiring`): a scale-down
 first moves the chosen indices to `retiring` (their member gets weight 0: no new connections, the
 open ones kept), then removes exactly those once drained, whatever their place in the order.
+
+The warm pool (`warm` and `filling`, docs/stacks.md, "Warm pool") is the same instances in other
+states: a warm index is declared with `power_state="shelved_offloaded"` (Nova shelves it: CPU and RAM
+freed, the configured disk kept), a filling one active while it is configured, and neither has a load
+balancer member. Only `power_state` and membership depend on the set an index is in; every other
+input depends on the tier and the index alone, so moving an index between sets is an update in place
+(pulumi-openstack's `power_state` is not a replacing property: the provider shelves or unshelves the
+server), never a replacement. Nothing else may change with the set either: Nova refuses most
+updates (metadata, for one) of a shelved_offloaded server, and the provider applies them after the
+shelve (terraform-provider-openstack issue #1749).
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_openstack as openstack
@@ -24,9 +34,19 @@ from stacks import listeners
 from stacks.loadbalancer import LoadBalancer, LoadBalancerArgs
 from stacks.rules import ingress_rules
 
+if TYPE_CHECKING:
+    from stacks.fixed import Placement
+
 # Soft anti-affinity: hard anti-affinity fails to schedule once members outnumber hypervisors
 # (docs/ovhcloud.md), which is exactly when a surge needs more instances.
 SERVER_GROUP_POLICY = "soft-anti-affinity"
+
+# pulumi-openstack compute.Instance `power_state` values (the provider also accepts shutoff, paused).
+# "active" is the provider's default (terraform-provider-openstack compute_instance_v2 schema:
+# Optional, Default "active", not ForceNew), so instances deployed before it was declared see no diff.
+ACTIVE, SHELVED = "active", "shelved_offloaded"
+# Stack output `pool` of an instance entry: "" serving or retiring, else the pool state it is in.
+POOL_NONE, POOL_WARM, POOL_FILLING = "", "warm", "filling"
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,12 @@ class TierArgs:
     balancer: BalancerSettings | None
     public: bool
     retiring: tuple[int, ...] = ()
+    # The warm pool: shelved instances, and instances being configured for it (no members).
+    warm: tuple[int, ...] = ()
+    filling: tuple[int, ...] = ()
+    # The fixed-group member each instance belongs to (video: its shard), in its Nova metadata under
+    # the group's name; chosen once at creation (stacks/fixed.py, assign), never changed after.
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -79,23 +105,30 @@ def _addresses(networks: Sequence[Mapping[str, Any]], public: bool) -> dict[str,
 
 
 def _entry(
-    name: str, index: int, retiring: bool, public: bool, values: Sequence[Any]
+    name: str, index: int, retiring: bool, pool: str, public: bool, values: Sequence[Any]
 ) -> dict[str, str | int | bool | None]:
     networks, created = values
     return {
         "name": name,
         "index": index,
         "retiring": retiring,
+        "pool": pool,
         "created": created,
         **_addresses(networks, public),
     }
 
 
+def _member(index: int, members: Mapping[int, int]) -> str:
+    return str(members[index])
+
+
 class Tier(pulumi.ComponentResource):
     instances: pulumi.Output[list[dict[str, str | None]]]
     load_balancer: pulumi.Output[dict[str, str | int]] | None
-    # The load balancer's private VIP (None without one): where the bridges reach chat's XMPP listener.
+    # The load balancer's private VIP (None without one).
     vip_address: pulumi.Output[str] | None
+    # Fixed groups open their ports to this security group (stacks/fixed.py, FixedGroup.admit).
+    security_group_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: TierArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("swell:openstack:Tier", name, None, opts)
@@ -107,6 +140,7 @@ class Tier(pulumi.ComponentResource):
             description=f"swell {args.tier} instances (ARCHITECTURE.md, Ports)",
             opts=child,
         )
+        self.security_group_id = group.id
         for rule in ingress_rules(args.tier, args.admin_cidrs, args.private_cidr):
             openstack.networking.SecGroupRule(
                 f"{name}-in-{rule.slug}",
@@ -135,14 +169,27 @@ class Tier(pulumi.ComponentResource):
         # user_data carries the tier's service secrets: a secret input is encrypted in the state and
         # shown as [secret] by `pulumi preview`; additional_secret_outputs keeps the provider's
         # echo of it secret too. Every tier's is secret, so a secret added later cannot leak.
+        # An instance's placement (metadata `shard`) is chosen once: a bridge never changes shard.
+        ignored = ["userData"] + ([f"metadata.{args.placement.key}"] if args.placement else [])
         instance_opts = pulumi.ResourceOptions(
-            parent=self, ignore_changes=["userData"], additional_secret_outputs=["userData"]
+            parent=self, ignore_changes=ignored, additional_secret_outputs=["userData"]
         )
         user_data = pulumi.Output.secret(args.user_data)
         retiring = set(args.retiring)
-        indices = sorted({*args.serving, *retiring})
+        pool = {**dict.fromkeys(args.filling, POOL_FILLING), **dict.fromkeys(args.warm, POOL_WARM)}
+        indices = sorted({*args.serving, *retiring, *pool})
         instances = []
         for index in indices:
+            # A filling instance runs (it is being configured; it is shelved once configured, so an
+            # unshelved one serves without running Ansible again). Nova's shelve keeps the disk.
+            power_state = SHELVED if pool.get(index) == POOL_WARM else ACTIVE
+            metadata: dict[str, pulumi.Input[str]] = {
+                "tier": args.tier,
+                "stack": args.stack,
+                "index": str(index),
+            }
+            if args.placement is not None:
+                metadata[args.placement.key] = args.placement.members.apply(functools.partial(_member, index))
             instances.append(
                 openstack.compute.Instance(
                     f"{name}-{index}",
@@ -152,10 +199,12 @@ class Tier(pulumi.ComponentResource):
                     key_pair=args.key_pair,
                     security_groups=[group.name],
                     scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=server_group.id)],
-                    # Prometheus openstack_sd selects on Nova metadata `tier` (not on tags).
-                    metadata={"tier": args.tier, "stack": args.stack, "index": str(index)},
+                    # Prometheus openstack_sd selects on Nova metadata `tier` (not on tags), and
+                    # turns `shard` into a label (__meta_openstack_tag_shard).
+                    metadata=metadata,
                     networks=networks,
                     user_data=user_data,
+                    power_state=power_state,
                     opts=instance_opts,
                 )
             )
@@ -164,7 +213,12 @@ class Tier(pulumi.ComponentResource):
         entries = [
             pulumi.Output.all(i.networks, i.created).apply(
                 functools.partial(
-                    _entry, f"swell-{args.stack}-{args.tier}-{index}", index, index in retiring, public
+                    _entry,
+                    f"swell-{args.stack}-{args.tier}-{index}",
+                    index,
+                    index in retiring,
+                    pool.get(index, POOL_NONE),
+                    public,
                 )
             )
             for index, i in zip(indices, instances, strict=True)
@@ -180,9 +234,12 @@ class Tier(pulumi.ComponentResource):
                     tier=args.tier,
                     subnet_id=args.subnet_id,
                     external_network=args.external_network,
+                    # Serving and retiring instances only: a warm one is shelved, a filling one
+                    # not configured yet; activation adds its member in the same update.
                     members=[
                         (index, i.networks.apply(_private_ip), index in retiring)
                         for index, i in zip(indices, instances, strict=True)
+                        if index not in pool
                     ],
                     spec=listeners.spec(args.tier),
                     tls_container_ref=args.balancer.tls_container_ref,

@@ -7,6 +7,12 @@ report). Code branches on a tier's properties (its kind of traffic, `balanced`, 
 exporters), never on its name, so adding a tier is one catalog entry plus its Ansible role
 (ARCHITECTURE.md, "Adding a tier").
 
+Besides the tiers (autoscaled), the catalog's `fixed` section lists the fixed groups: instances the
+tiers need but that are never autoscaled (chat's Redis store, Jitsi's signalling shards). A fixed
+group has its own security group, whose ports admit named tiers only (by security group, not by
+network), and its count is one (or a stack config key: `swell:shards`). Readers of `tiers` never see
+a fixed group; code that needs both reads `fixed` explicitly (stacks/fixed.py, stacks/program.py).
+
 `load()` reads the catalog named by `SWELL_TIERS` (a YAML file), else the packaged one; it is cheap
 (pydantic and PyYAML only, both core dependencies) and cached per file, so every area can call it
 where it needs the tiers instead of copying the list at import time.
@@ -31,10 +37,20 @@ Traffic = Literal["requests", "sessions", "participants"]
 TRAFFIC_KINDS: tuple[Traffic, ...] = ("requests", "sessions", "participants")
 # The stack-wide variables a tier's role may be handed (stacks/bootstrap.py, Endpoints).
 EndpointVar = Literal[
-    "swell_xmpp_domain", "swell_xmpp_address", "swell_xmpp_port", "swell_turn_host", "swell_turn_port"
+    "swell_xmpp_domain",
+    "swell_xmpp_port",
+    "swell_jitsi_shards",
+    "swell_turn_host",
+    "swell_turn_port",
+    "swell_chat_store_address",
+    "swell_chat_store_port",
 ]
 # The `swell:secrets` fields (stacks/config.py, SecretsConfig) a role variable may take.
-SecretField = Literal["xmpp_bridge_password", "turn_secret", "xmpp_tls_certificate", "xmpp_tls_key"]
+SecretField = Literal[
+    "xmpp_bridge_password", "turn_secret", "xmpp_tls_certificate", "xmpp_tls_key", "chat_store_password"
+]
+# Stack config keys a fixed group may take its count from (stacks/config.py, StackConfig).
+CountKey = Literal["shards"]
 # Listeners a balancer may carry besides its HTTPS/HTTP/PROMETHEUS ones (stacks/listeners.py).
 ExtraListener = Literal["xmpp"]
 
@@ -118,6 +134,9 @@ class Tier(_Model):
     # Names from the catalog's `exporters`: `node` everywhere, `jvb` on Jitsi Videobridges.
     exporters: tuple[str, ...] = ("node",)
     bootstrap: Bootstrap = Bootstrap()
+    # A fixed group each instance belongs to one member of (video: its bridges' shard), chosen at
+    # creation, kept in the instance's Nova metadata under the group's name (stacks/fixed.py).
+    placed_in: str | None = None
     drill: Drill
 
     @property
@@ -150,11 +169,42 @@ class Tier(_Model):
         return self
 
 
+class FixedPort(_Model):
+    """One ingress port of a fixed group's security group, open to one tier's security group only."""
+
+    protocol: Literal["tcp", "udp"]
+    port: int = Field(ge=1, le=65535)
+    # The tier whose instances may connect (its security group is the rule's remote group).
+    from_tier: str
+    description: str = Field(min_length=1)
+
+
+class FixedGroup(_Model):
+    """Instances the tiers need that are not autoscaled: a count (one, or the stack config key
+    `count_key`), a flavor, a role, ports open to named tiers only, exporters, bootstrap."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    role: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    # An OVHcloud flavor of stacks/data/ovhcloud.yaml (checked by stacks/config.py).
+    flavor: str = Field(min_length=1)
+    # None: exactly one instance.
+    count_key: CountKey | None = None
+    ports: tuple[FixedPort, ...] = ()
+    exporters: tuple[str, ...] = ("node",)
+    bootstrap: Bootstrap = Bootstrap()
+
+    @property
+    def slug(self) -> str:
+        """The group's name in Nova names and hostnames (no underscore there): `chat-store`."""
+        return self.name.replace("_", "-")
+
+
 class Catalog(_Model):
     exporters: dict[str, Exporter]
     tiers: tuple[Tier, ...] = Field(min_length=1)
+    fixed: tuple[FixedGroup, ...] = ()
 
-    @field_validator("tiers", mode="before")
+    @field_validator("tiers", "fixed", mode="before")
     @classmethod
     def _named(cls, value: object) -> object:
         # The file is keyed by name (readable, unique by construction); the model keeps the order.
@@ -167,23 +217,48 @@ class Catalog(_Model):
         names = self.names
         if len(set(names)) != len(names):
             raise ValueError(f"a tier appears twice in {list(names)}")
-        for tier in self.tiers:
-            unknown = [e for e in tier.exporters if e not in self.exporters]
+        fixed = self.fixed_names
+        clash = sorted(set(names) & set(fixed)) or sorted({n for n in fixed if fixed.count(n) > 1})
+        if clash:
+            raise ValueError(f"{', '.join(clash)}: a name appears twice among the tiers and fixed groups")
+        exporters_of = [(t.name, t.exporters) for t in self.tiers]
+        exporters_of += [(g.name, g.exporters) for g in self.fixed]
+        for name, exporters in exporters_of:
+            unknown = [e for e in exporters if e not in self.exporters]
             if unknown:
                 known = ", ".join(self.exporters)
-                raise ValueError(f"{tier.name}: unknown exporter(s) {', '.join(unknown)}; known: {known}")
-        # `swell_xmpp_address` is the VIP of the tier whose balancer carries the xmpp listener: it
-        # must be declared before the tiers that need it (the program resolves the VIP first).
-        providers = [t.name for t in self.tiers if t.balancer and "xmpp" in t.balancer.extra_listeners]
-        for i, tier in enumerate(self.tiers):
-            if "swell_xmpp_address" in tier.bootstrap.vars:
-                earlier = [p for p in providers if names.index(p) < i]
-                if len(providers) != 1 or not earlier:
+                raise ValueError(f"{name}: unknown exporter(s) {', '.join(unknown)}; known: {known}")
+        for group in self.fixed:
+            for port in group.ports:
+                if port.from_tier not in names:
                     raise ValueError(
-                        f"{tier.name}: swell_xmpp_address needs exactly one tier with the xmpp listener "
-                        "declared before it"
+                        f"fixed {group.name}: port {port.port} is open to unknown tier {port.from_tier!r}; "
+                        f"tiers: {', '.join(names)}"
                     )
+        for tier in self.tiers:
+            if tier.placed_in is not None and tier.placed_in not in fixed:
+                raise ValueError(
+                    f"{tier.name}: placed_in names unknown fixed group {tier.placed_in!r}; "
+                    f"fixed groups: {', '.join(fixed) or 'none'}"
+                )
+        # A placed tier finds its group's members through `swell_jitsi_shards`, and only a placed
+        # tier can tell which one is its own.
+        for tier in self.tiers:
+            if "swell_jitsi_shards" in tier.bootstrap.vars and tier.placed_in is None:
+                raise ValueError(
+                    f"{tier.name}: swell_jitsi_shards needs `placed_in` (which shard is its own)"
+                )
         return self
+
+    @property
+    def fixed_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.fixed)
+
+    def fixed_group(self, name: str) -> FixedGroup:
+        for group in self.fixed:
+            if group.name == name:
+                return group
+        raise KeyError(f"unknown fixed group {name!r}; fixed groups: {', '.join(self.fixed_names)}")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -1,5 +1,6 @@
-"""A new video bridge joins: from the stack's user_data, over the network path as shipped, to a real
-XMPP login on the chat tier's Prosody, and chat hands clients the configured TURN host.
+"""A new video bridge joins: from the stack's user_data and Nova metadata, over the network path as
+shipped, to a real XMPP login on its Jitsi shard's Prosody, and the shard hands clients the
+configured TURN host.
 
 What is real here:
 
@@ -7,28 +8,30 @@ What is real here:
   Pulumi.prod-gra11.yaml, with `swell:secrets` set (a random bridge password and TURN secret, and a
   certificate for the bridges' domain made with openssl for this run), in a child process
   (tests/render_user_data.py). The XMPP domain and the TURN host are the stack's `swell:xmpp`; the
-  XMPP address is the chat load balancer's VIP as the mocks answer it;
+  shards' Prosody addresses are the shard instances' private addresses as the mocks answer them;
+  the bridge's shard is its instance's Nova metadata `shard` as the program declared it;
 - the apply: playbooks/pull.yml, ansible-pull's entry point, with exactly the variables of the
   files the user_data writes (/etc/swell/ansible-vars.json + /etc/swell/secrets.json, as extra
   vars like ansible-pull's two `--extra-vars @file`), on fresh Debian 12 roots through the chroot
-  connection: one chat instance and two video instances made from the same user_data;
+  connection: one shard instance and two video instances made from the same user_data;
 - the network path: two network namespaces this test creates, joined by a veth pair (the private
-  network). In the chat one: the chat root's own nftables ruleset, loaded there, and the root's own
-  Prosody (Debian's), started as its prosody user with the configuration the role wrote, listening on
-  the chat instance's private address. In the bridge one: the chat load balancer's VIP, where a real
-  HAProxy in TCP mode (what Octavia's amphora runs) renders the spec's `xmpp` listener
-  (stacks/listeners.py) and passes connections to Prosody's private address;
+  network). In the shard one: the shard root's own nftables ruleset, loaded there, and the root's own
+  Prosody (Debian's), started as its prosody user with the configuration the jitsi_shard role wrote,
+  listening on the shard's private address. In the bridge one: a bridge's private address, which
+  reaches the shard's directly (no load balancer: each bridge logs in to its own shard);
 - the login: slixmpp, a real XMPP client, run in the bridge namespace with the video root's applied
   /etc/hosts mounted over /etc/hosts (its own mount namespace), dialling exactly the hostname and
   port of the bridge's applied jvb.conf (HOCON) with its account, domain and password, over STARTTLS
   verified against the trust store the video role built; both bridges join the brewery room.
 
-What is not: Jitsi Videobridge itself (download.jitsi.org is out of reach: `video_jitsi_install`
-is off, the role still writes jvb.conf); Octavia (HAProxy stands in for its TCP listener; its
-`allowed_cidrs` is checked on the stack, tests/stacks/test_stack_load_balancers.py); the instances'
-own addresses (a chroot finds none: `swell_private_ip` is given as an inventory variable); cloud-init
-(one video root gets an instance-id file and the hosts template, as cloud-init would leave them); the
-DNS records of the TURN host. Everything the user_data carries is used as is.
+What is not: Jitsi Videobridge and Jicofo themselves (download.jitsi.org is out of reach:
+`video_jitsi_install` and `jitsi_shard_jitsi_install` are off, the roles still write jvb.conf and
+jicofo.conf); the security groups (5222 from video's group only: tests/stacks/test_stack_fixed.py);
+the metadata service (the bridge's shard is given as `swell_shard`, the very value of its Nova
+metadata: a stand-in for the role's read of meta_data.json); the instances' own addresses (a chroot
+finds none: `swell_private_ip` is given as an inventory variable); cloud-init (one video root gets an
+instance-id file and the hosts template, as cloud-init would leave them); the DNS records of the
+TURN host. Everything the user_data carries is used as is.
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks import listeners
 from swell.configure.progress import RunTally
 from swell.configure.runner import PLAYBOOKS_DIR, AnsibleRunner, PlaybookRun
 
@@ -74,7 +76,9 @@ TURN_HOST: str = VALUES["swell:xmpp"]["turnHost"]
 AUTH_DOMAIN = f"auth.{DOMAIN}"
 BREWERY = f"jvbbrewery@internal.{AUTH_DOMAIN}"
 PRIVATE_CIDR: str = VALUES["swell:privateNetwork"]["cidr"]
-PRIVATE_IPS = {"chat": "10.42.0.21", "video-a": "10.42.0.31", "video-b": "10.42.0.32"}
+# The shard's address is what the offline engine answers for shard-0 in 10.42.0.0/16 (the address the
+# bridges' user_data names); the bridges' own are any in the private network.
+PRIVATE_IPS = {"shard": "10.42.80.11", "video-a": "10.42.0.31", "video-b": "10.42.0.32"}
 # In the admin network (swell:adminCidrs: SSH may come from it) but outside the private network.
 OUTSIDE = "198.51.100.66"
 # What Jitsi's postinst writes into sip-communicator.properties; read before jvb.conf by the bridge.
@@ -102,14 +106,14 @@ def make_certificate(workdir: Path, name: str) -> tuple[str, str]:
     return crt.read_text(), key.read_text()
 
 
-def render_user_data(values: dict[str, Any]) -> dict[str, str]:
+def render_user_data(values: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "tests.render_user_data"],
         input=json.dumps({"stack": STACK, "values": values}),
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    rendered: dict[str, str] = json.loads(done.stdout)
+    rendered: dict[str, Any] = json.loads(done.stdout)
     return rendered
 
 
@@ -169,11 +173,13 @@ class Joined:
     applied: dict[str, Applied]
     instance_id: str
     seconds: float
+    # The bridges' shard, from video-0's Nova metadata as the program declared it.
+    shard: str
 
     @property
     def xmpp_address(self) -> str:
-        """The chat load balancer's VIP, as video's user_data names it."""
-        return str(self.files["video"]["/etc/swell/ansible-vars.json"]["swell_xmpp_address"])
+        """The bridges' shard's Prosody address, as video's user_data names it for that shard."""
+        return str(self.files["video"]["/etc/swell/ansible-vars.json"]["swell_jitsi_shards"][self.shard])
 
 
 @pytest.fixture(scope="module")
@@ -189,11 +195,13 @@ def joined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joined]:
         "turnSecret": f"CANARYturn{secrets.token_hex(16)}",
         "xmppTlsCertificate": certificate,
         "xmppTlsKey": key,
+        "chatStorePassword": f"CANARYstore{secrets.token_hex(16)}",
     }
     values = json.loads(json.dumps(VALUES))
     values["swell:secrets"] = stack_secrets
     rendered = render_user_data(values)
-    files = {tier: written_files(rendered[tier]) for tier in ("chat", "video")}
+    files = {tier: written_files(rendered[tier]) for tier in ("shard", "video")}
+    shard = rendered["metadata"]["video"]["shard"]
 
     roots = {name: debian_root.fresh_root(base / name) for name in PRIVATE_IPS}
     # video-b boots like a real instance: cloud-init recorded its Nova instance id, and its image
@@ -213,17 +221,20 @@ def joined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joined]:
     jobs = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         for name, root in roots.items():
-            tier = "chat" if name == "chat" else "video"
+            tier = "shard" if name == "shard" else "video"
             extravars = files[tier]["/etc/swell/ansible-vars.json"] | files[tier]["/etc/swell/secrets.json"]
             host_vars: dict[str, Any] = {"swell_private_ip": PRIVATE_IPS[name]}
             if tier == "video":
-                host_vars |= {"video_jitsi_install": False}
+                # Its Nova metadata `shard`, which the role would read from the metadata service.
+                host_vars |= {"video_jitsi_install": False, "swell_shard": shard}
+            else:
+                host_vars |= {"jitsi_shard_jitsi_install": False}
             jobs[name] = pool.submit(apply_pull, root, extravars, host_vars)
         applied = {name: job.result() for name, job in jobs.items()}
     for root in roots.values():
         debian_root.keep_archives(root)
 
-    yield Joined(roots, stack_secrets, files, applied, instance_id, time.monotonic() - started)
+    yield Joined(roots, stack_secrets, files, applied, instance_id, time.monotonic() - started, shard)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -251,12 +262,11 @@ def root_ids(root: Path, user: str) -> tuple[int, int]:
 
 @dataclass
 class Network:
-    """The two namespaces: `chat` (the chat instance) and `bridge` (the private network as a bridge
-    sees it, with the chat load balancer's VIP in it)."""
+    """The two namespaces: `shard` (the shard instance) and `bridge` (the private network as a bridge
+    sees it)."""
 
-    chat: str
+    shard: str
     bridge: str
-    vip: str
     hosts: Path  # the video root's applied /etc/hosts, which the probe resolves with
 
 
@@ -293,36 +303,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-def load_balancer_config(vip: str, member: str) -> str:
-    """The chat load balancer's `xmpp` listener as the amphora renders a TCP listener and its pool
-    (macros.j2: `mode tcp`, `balance`, the listener's and members' timeouts, a TCP check), on the
-    VIP, with one member: this chat instance."""
-    spec = listeners.XMPP
-    assert spec.pool is not None and spec.protocol == listeners.TCP
-    monitor = spec.pool.monitor
-    return "\n".join(
-        [
-            "global",
-            "  maxconn 100",
-            "defaults",
-            f"  timeout connect {spec.timeout_member_connect_ms}ms",
-            f"frontend chat-{spec.name}",
-            f"  bind {vip}:{spec.port}",
-            "  mode tcp",
-            f"  timeout client {spec.timeout_client_data_ms}ms",
-            f"  default_backend chat-{spec.name}-pool",
-            f"backend chat-{spec.name}-pool",
-            "  mode tcp",
-            f"  balance {listeners.HAPROXY_BALANCE[spec.pool.lb_method]}",
-            f"  timeout server {spec.timeout_member_data_ms}ms",
-            f"  timeout check {monitor.timeout_s}s",
-            f"  server chat-0 {member}:{spec.pool.member_port} check inter 1s"
-            f" fall {monitor.max_retries_down} rise 1",
-            "",
-        ]
-    )
-
-
 def probe(net: Network, request: dict[str, Any], timeout_s: int = 120) -> Any:
     """tests/xmpp_probe.py in the bridge namespace, resolving names with the video root's /etc/hosts
     (bind-mounted over /etc/hosts in a private mount namespace: nothing changes on this machine)."""
@@ -340,56 +320,53 @@ def probe(net: Network, request: dict[str, Any], timeout_s: int = 120) -> Any:
 
 @pytest.fixture(scope="module")
 def network(joined: Joined, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    """Namespaces, veth, the chat root's firewall and Prosody, the load balancer's stand-in; all of
-    it removed at the end whatever happened."""
+    """Namespaces, veth, the shard root's firewall and Prosody; all of it removed at the end whatever
+    happened."""
     failed = {n: failures(a) for n, a in joined.applied.items() if a.rc != 0}
     assert not failed, failed
-    if shutil.which("ip") is None or shutil.which("haproxy") is None:
-        pytest.skip("needs iproute2 and haproxy")
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2")
     logs = tmp_path_factory.mktemp("path")
     tag = f"{os.getpid() % 100000}"
-    net = Network(
-        f"swell-chat-{tag}", f"swell-bridge-{tag}", joined.xmpp_address, joined.roots["video-a"] / "etc/hosts"
-    )
-    veth_chat, veth_bridge = f"swc{tag}", f"swb{tag}"
-    chat_ip, bridge_ip = PRIVATE_IPS["chat"], PRIVATE_IPS["video-a"]
+    net = Network(f"swell-shard-{tag}", f"swell-bridge-{tag}", joined.roots["video-a"] / "etc/hosts")
+    veth_chat, veth_bridge = f"sws{tag}", f"swb{tag}"
+    chat_ip, bridge_ip = PRIVATE_IPS["shard"], PRIVATE_IPS["video-a"]
     prefix = ipaddress.ip_network(PRIVATE_CIDR).prefixlen
     procs: list[subprocess.Popen[bytes]] = []
     made: list[str] = []
     try:
-        for ns in (net.chat, net.bridge):
+        for ns in (net.shard, net.bridge):
             ip("netns", "add", ns)
             made.append(ns)
             ip("-n", ns, "link", "set", "lo", "up")
         ip("link", "add", veth_chat, "type", "veth", "peer", "name", veth_bridge)
-        ip("link", "set", veth_chat, "netns", net.chat)
+        ip("link", "set", veth_chat, "netns", net.shard)
         ip("link", "set", veth_bridge, "netns", net.bridge)
-        # The chat instance: its private address; the admin network is reachable over the same link.
-        ip("-n", net.chat, "addr", "add", f"{chat_ip}/{prefix}", "dev", veth_chat)
-        ip("-n", net.chat, "link", "set", veth_chat, "up")
-        ip("-n", net.chat, "route", "add", f"{OUTSIDE}/32", "dev", veth_chat)
-        # The bridge's side: a bridge's private address, an outside address, the load balancer's VIP.
+        # The shard instance: its private address; the admin network is reachable over the same link.
+        ip("-n", net.shard, "addr", "add", f"{chat_ip}/{prefix}", "dev", veth_chat)
+        ip("-n", net.shard, "link", "set", veth_chat, "up")
+        ip("-n", net.shard, "route", "add", f"{OUTSIDE}/32", "dev", veth_chat)
+        # The bridge's side: a bridge's private address, and an outside address.
         ip("-n", net.bridge, "addr", "add", f"{bridge_ip}/{prefix}", "dev", veth_bridge)
         ip("-n", net.bridge, "addr", "add", f"{OUTSIDE}/32", "dev", veth_bridge)
-        ip("-n", net.bridge, "addr", "add", f"{net.vip}/32", "dev", "lo")
         ip("-n", net.bridge, "link", "set", veth_bridge, "up")
 
-        # The chat root's own ruleset, loaded into the chat namespace only (it starts with `flush
+        # The shard root's own ruleset, loaded into the shard namespace only (it starts with `flush
         # ruleset`): refuse to load it anywhere that has other interfaces than these two.
-        links = in_ns(net.chat, "ip", "-o", "link").stdout
+        links = in_ns(net.shard, "ip", "-o", "link").stdout
         assert sorted(re.findall(r"^\d+: ([^:@]+)", links, re.MULTILINE)) == sorted(["lo", veth_chat]), links
         loaded = in_ns(
-            net.chat, "chroot", str(joined.roots["chat"]), "/usr/sbin/nft", "-f", "/etc/nftables.conf"
+            net.shard, "chroot", str(joined.roots["shard"]), "/usr/sbin/nft", "-f", "/etc/nftables.conf"
         )
         assert loaded.returncode == 0, loaded.stderr
 
-        root = joined.roots["chat"]
+        root = joined.roots["shard"]
         uid, gid = root_ids(root, "prosody")
         run_dir = root / "run/prosody"
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chown(run_dir, uid, gid)
         prosody = start_in_ns(
-            net.chat,
+            net.shard,
             ["chroot", f"--userspec={uid}:{gid}", str(root), "/usr/bin/prosody"],
             logs / "prosody.out",
         )
@@ -399,11 +376,6 @@ def network(joined: Joined, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             prosody_logs = "".join(p.read_text() for p in (root / "var/log/prosody").glob("prosody.*"))
             pytest.fail(f"Prosody not reachable on {chat_ip}:5222 ({ready}): {prosody_logs[-3000:]}")
 
-        config = logs / "haproxy.cfg"
-        config.write_text(load_balancer_config(net.vip, chat_ip))
-        procs.append(start_in_ns(net.bridge, ["haproxy", "-db", "-f", str(config)], logs / "haproxy.out"))
-        ready = probe(net, {"action": "wait", "source": bridge_ip, "host": net.vip, "port": 5222})
-        assert ready == "connected", (logs / "haproxy.out").read_text()[-2000:]
         yield net
     finally:
         for proc in procs:
@@ -419,7 +391,12 @@ def network(joined: Joined, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def test_new_instances_converge_from_their_rendered_user_data(joined: Joined) -> None:
     for name, applied in joined.applied.items():
         assert applied.rc == 0, f"{name}: {failures(applied)}"
-    assert joined.applied["chat"].tally.hosts["localhost"].roles == ["base", "node_exporter", "web", "chat"]
+    assert joined.applied["shard"].tally.hosts["localhost"].roles == [
+        "base",
+        "node_exporter",
+        "web",
+        "jitsi_shard",
+    ]
     assert joined.applied["video-a"].tally.hosts["localhost"].roles == ["base", "node_exporter", "video"]
     # The secrets reached only the tiers that need them, in the root-only file.
     assert set(joined.files["video"]["/etc/swell/secrets.json"]) == {
@@ -427,13 +404,19 @@ def test_new_instances_converge_from_their_rendered_user_data(joined: Joined) ->
         "video_turn_secret",
         "video_xmpp_ca_certificate",
     }
-    # Where the tiers find each other came from the stack: its names, and a private VIP.
-    chat_vars = joined.files["chat"]["/etc/swell/ansible-vars.json"]
-    assert (chat_vars["swell_xmpp_domain"], chat_vars["swell_turn_host"], chat_vars["swell_turn_port"]) == (
+    # Where the tiers find each other came from the stack: its names, and the shard's private address.
+    shard_vars = joined.files["shard"]["/etc/swell/ansible-vars.json"]
+    assert (
+        shard_vars["swell_xmpp_domain"],
+        shard_vars["swell_turn_host"],
+        shard_vars["swell_turn_port"],
+    ) == (
         DOMAIN,
         TURN_HOST,
         443,
     )
+    video_vars = joined.files["video"]["/etc/swell/ansible-vars.json"]
+    assert video_vars["swell_jitsi_shards"] == {joined.shard: PRIVATE_IPS["shard"]}
     assert ipaddress.ip_address(joined.xmpp_address) in ipaddress.ip_network(PRIVATE_CIDR)
     print(f"\njoin test: render + three applies took {joined.seconds:.1f} s")
 
@@ -461,7 +444,7 @@ def test_bridges_verify_prosody_and_trust_its_certificate(joined: Joined) -> Non
     assert body in re.sub(r"\s", "", bundle)
 
 
-def test_the_bridge_dials_the_certificates_name_which_its_hosts_file_maps_to_chats_xmpp_listener(
+def test_the_bridge_dials_the_certificates_name_which_its_hosts_file_maps_to_its_shards_prosody(
     joined: Joined,
 ) -> None:
     line = f"{joined.xmpp_address} {AUTH_DOMAIN}"
@@ -471,7 +454,7 @@ def test_the_bridge_dials_the_certificates_name_which_its_hosts_file_maps_to_cha
         assert (shard["hostname"], shard["domain"], shard["port"]) == (AUTH_DOMAIN, AUTH_DOMAIN, 5222)
         hosts = (joined.roots[name] / "etc/hosts").read_text().splitlines()
         assert hosts.count(line) == 1, hosts
-        # The root's own resolver (glibc, its nsswitch.conf) gives the VIP for that name.
+        # The root's own resolver (glibc, its nsswitch.conf) gives the shard's address for that name.
         resolved = debian_root.in_root(joined.roots[name], "getent", "ahostsv4", AUTH_DOMAIN).stdout
         assert resolved.split()[0] == joined.xmpp_address, resolved
     # Where cloud-init rewrites /etc/hosts at boot, its template keeps the line too.
@@ -480,15 +463,15 @@ def test_the_bridge_dials_the_certificates_name_which_its_hosts_file_maps_to_cha
 
 
 def test_prosody_listens_on_the_private_address_too(joined: Joined) -> None:
-    lua = (joined.roots["chat"] / "etc/prosody/prosody.cfg.lua").read_text()
+    lua = (joined.roots["shard"] / "etc/prosody/prosody.cfg.lua").read_text()
     (interfaces,) = re.findall(r"^c2s_interfaces = \{(.*)\}$", lua, re.MULTILINE)
-    assert re.findall(r'"([^"]+)"', interfaces) == ["127.0.0.1", "::1", PRIVATE_IPS["chat"]]
+    assert re.findall(r'"([^"]+)"', interfaces) == ["127.0.0.1", "::1", PRIVATE_IPS["shard"]]
 
 
 # --- Over the network path --------------------------------------------------------------------
 
 
-def test_the_bridges_log_in_through_chats_xmpp_listener_and_both_join_the_brewery(
+def test_the_bridges_log_in_to_their_shards_prosody_and_both_join_its_brewery(
     joined: Joined, network: Network
 ) -> None:
     shards = [dict(jvb_shard(joined, name)) for name in ("video-a", "video-b")]
@@ -498,17 +481,17 @@ def test_the_bridges_log_in_through_chats_xmpp_listener_and_both_join_the_brewer
     results = probe(network, {"action": "join", "bridges": shards, "cafile": cafile})
     assert [r["outcome"] for r in results] == ["logged in", "logged in"], results
     assert all(r["tls"] for r in results), "the login did not go through STARTTLS"
-    # Each reached the chat load balancer's VIP (which passed it on to Prosody's private address).
+    # Each reached its shard's Prosody on its private address, directly.
     assert [r["peer"] for r in results] == [joined.xmpp_address] * 2
     # Jicofo would see two bridges: the room holds both nicknames.
     assert results[1]["occupants"] == sorted(s["muc_nickname"] for s in shards)
 
 
-def test_the_chat_firewall_opens_5222_to_the_private_network_only(joined: Joined, network: Network) -> None:
-    chat = PRIVATE_IPS["chat"]
+def test_the_shard_firewall_opens_5222_to_the_private_network_only(joined: Joined, network: Network) -> None:
+    chat = PRIVATE_IPS["shard"]
     tries = [
         {"source": PRIVATE_IPS["video-a"], "host": chat, "port": 5222},
-        # The outside address reaches the chat instance (SSH is open to the admin network, where
+        # The outside address reaches the shard instance (SSH is open to the admin network, where
         # nothing listens here: refused) ...
         {"source": OUTSIDE, "host": chat, "port": 22},
         # ... but its XMPP connection is dropped by the firewall.
@@ -516,7 +499,7 @@ def test_the_chat_firewall_opens_5222_to_the_private_network_only(joined: Joined
     ]
     outcomes = probe(network, {"action": "connect", "tries": tries})
     assert outcomes == ["connected", "ConnectionRefusedError", "TimeoutError"]
-    ruleset = in_ns(network.chat, "chroot", str(joined.roots["chat"]), "/usr/sbin/nft", "list", "ruleset")
+    ruleset = in_ns(network.shard, "chroot", str(joined.roots["shard"]), "/usr/sbin/nft", "list", "ruleset")
     assert f"ip saddr {PRIVATE_CIDR} tcp dport 5222 accept" in ruleset.stdout
 
 
@@ -530,9 +513,9 @@ def test_a_wrong_password_is_refused(joined: Joined, network: Network) -> None:
 def test_a_bridge_that_does_not_trust_prosodys_certificate_does_not_log_in(
     joined: Joined, network: Network
 ) -> None:
-    # With Debian's public CAs only (the chat root's own bundle, which lacks the stack's certificate),
+    # With Debian's public CAs only (the shard root's own bundle, which lacks the stack's certificate),
     # verification refuses Prosody before the password is sent.
-    public_only = joined.roots["chat"] / "etc/ssl/certs/ca-certificates.crt"
+    public_only = joined.roots["shard"] / "etc/ssl/certs/ca-certificates.crt"
     assert public_only.is_file()
     shard = dict(jvb_shard(joined, "video-a"))
     (result,) = probe(
@@ -541,7 +524,7 @@ def test_a_bridge_that_does_not_trust_prosodys_certificate_does_not_log_in(
     assert result["outcome"].startswith("TLS refused")
 
 
-def test_chat_hands_clients_exactly_coturns_service_at_the_configured_turn_host(
+def test_the_shard_hands_clients_exactly_coturns_service_at_the_configured_turn_host(
     joined: Joined, network: Network
 ) -> None:
     # Asked over XMPP (XEP-0215) of the user domain, where the service is configured: Prosody answers
@@ -571,7 +554,7 @@ def test_chat_hands_clients_exactly_coturns_service_at_the_configured_turn_host(
 def test_coturn_and_prosody_share_the_turn_secret(joined: Joined) -> None:
     coturn = (joined.roots["video-a"] / "etc/turnserver.conf").read_text()
     (turn,) = re.findall(r"^static-auth-secret=(.+)$", coturn, re.MULTILINE)
-    lua = (joined.roots["chat"] / "etc/prosody/prosody.cfg.lua").read_text()
+    lua = (joined.roots["shard"] / "etc/prosody/prosody.cfg.lua").read_text()
     (external,) = re.findall(r'^external_service_secret = "(.+)"$', lua, re.MULTILINE)
     assert turn == external == joined.secrets["turnSecret"]
     # coturn's realm is the stack's domain, and its certificate names the TURN host.
@@ -592,7 +575,7 @@ def test_no_secret_in_the_applies_output(joined: Joined) -> None:
             assert secret not in text, name
     # The files holding them are root's (and the service group's) only.
     for path, mode in (
-        ("chat", f"etc/prosody/certs/{AUTH_DOMAIN}.key"),
+        ("shard", f"etc/prosody/certs/{AUTH_DOMAIN}.key"),
         ("video-a", "etc/turnserver.conf"),
     ):
         assert (joined.roots[path] / mode).stat().st_mode & 0o007 == 0

@@ -28,20 +28,40 @@ def test_sample_outputs_become_one_group_per_tier() -> None:
         "web": ["swell-prod-gra11-web-0", "swell-prod-gra11-web-1"],
         "chat": ["swell-prod-gra11-chat-0"],
         "video": ["swell-prod-gra11-video-0", "swell-prod-gra11-video-1"],
+        # The catalog's fixed groups, from the outputs' `fixed`.
+        "chat_store": ["swell-prod-gra11-chat-store-0"],
+        "shard": ["swell-prod-gra11-shard-0", "swell-prod-gra11-shard-1"],
     }
     children = inventory["all"]["children"]
     assert {tier: group["vars"]["swell_tier"] for tier, group in children.items()} == {
         "web": "web",
         "chat": "chat",
         "video": "video",
+        "chat_store": "chat_store",
+        "shard": "shard",
     }
     video0 = children["video"]["hosts"]["swell-prod-gra11-video-0"]
-    assert video0 == {"ansible_host": "10.42.0.31", "swell_private_ip": "10.42.0.31"}
+    assert video0 == {"ansible_host": "10.42.0.31", "swell_private_ip": "10.42.0.31", "swell_shard": "0"}
     common = inventory["all"]["vars"]
     assert common["swell_stack"] == "prod-gra11"
     assert common["swell_private_network_cidr"] == "10.42.0.0/16"
     assert common["swell_admin_cidrs"] == ["203.0.113.0/24"]
     assert common["ansible_user"] == "debian"
+
+
+def test_shelved_warm_pool_instances_are_left_out_and_filling_ones_kept() -> None:
+    """A warm instance is shelved (not running): Ansible could not reach it, and it was configured
+    before it was shelved. A filling one runs and is being configured: it stays."""
+    data = sample()
+    web = data["tiers"]["web"]["instances"]
+    web.append({**web[0], "name": "swell-prod-gra11-web-2", "private_ip": "10.42.0.13", "pool": "warm"})
+    web.append({**web[0], "name": "swell-prod-gra11-web-3", "private_ip": "10.42.0.14", "pool": "filling"})
+    inventory = build_inventory(parse_stack_outputs(json.dumps(data)), InventorySettings(admin_cidrs=ADMIN))
+    assert hosts_by_tier(inventory)["web"] == [
+        "swell-prod-gra11-web-0",
+        "swell-prod-gra11-web-1",
+        "swell-prod-gra11-web-3",
+    ]
 
 
 def test_limit_keeps_one_tier() -> None:
@@ -85,19 +105,24 @@ def test_admin_networks_from_outputs_and_flags_are_merged_once() -> None:
 
 
 def test_each_tier_gets_the_stacks_variables_as_group_vars() -> None:
-    # What a new instance finds in /etc/swell/ansible-vars.json, so `swell configure` needs no -e for
-    # the XMPP names: chat and video serve and dial the stack's domain, video the chat VIP.
+    # What a new instance finds in /etc/swell/ansible-vars.json, so `swell configure` needs no -e:
+    # the shards serve the stack's domain, video dials its shard's Prosody, chat reaches the store.
     inventory = build_inventory(load_stack_outputs(SAMPLE), InventorySettings(admin_cidrs=ADMIN))
-    groups = {tier: group["vars"] for tier, group in inventory["all"]["children"].items()}
+    children = inventory["all"]["children"]
+    groups = {tier: group["vars"] for tier, group in children.items()}
     assert groups["web"] == {"swell_tier": "web"}
     assert groups["chat"] == {
         "swell_tier": "chat",
-        "swell_xmpp_domain": "meet.example.org",
-        "swell_turn_host": "turn.example.org",
-        "swell_turn_port": 443,
+        "swell_chat_store_address": "10.42.64.11",
+        "swell_chat_store_port": 6379,
     }
-    assert groups["video"]["swell_xmpp_address"] == sample()["tiers"]["chat"]["load_balancer"]["vip_address"]
+    assert groups["video"]["swell_jitsi_shards"] == {"0": "10.42.80.11", "1": "10.42.80.12"}
     assert groups["video"]["swell_xmpp_port"] == 5222
+    # The fixed groups are groups of their own, and each bridge gets its shard (its Nova metadata).
+    assert groups["shard"]["swell_xmpp_domain"] == "meet.example.org"
+    assert list(children["shard"]["hosts"]) == ["swell-prod-gra11-shard-0", "swell-prod-gra11-shard-1"]
+    assert list(children["chat_store"]["hosts"]) == ["swell-prod-gra11-chat-store-0"]
+    assert [h["swell_shard"] for h in children["video"]["hosts"].values()] == ["0", "1"]
     # An older stack without them still gives an inventory (the roles then ask for -e).
     data = sample()
     data.pop("tier_vars")
@@ -168,7 +193,7 @@ def test_bad_outputs_are_refused_naming_the_key(text: str, expected: str) -> Non
 
 def test_stack_with_no_instances_is_refused() -> None:
     data = sample()
-    for tier in data["tiers"].values():
+    for tier in [*data["tiers"].values(), *data["fixed"].values()]:
         tier["instances"] = []
     with pytest.raises(StackOutputsError, match="no instances"):
         build_inventory(parse_stack_outputs(json.dumps(data)), InventorySettings(admin_cidrs=ADMIN))

@@ -1,9 +1,10 @@
 """site.yml applied for real to Debian 12 roots through the community.general.chroot connection.
 
-Three fresh copies of a debootstrap root (tests/debian_root.py) play a web, a chat and a video
-host of one stack. The run must converge, a second run must change nothing, check mode must
-report nothing to do, and the configurations must pass the programs' own checks inside the
-roots (nginx -t, prosodyctl check config, sshd -t, sshd -T, nft -c, chronyd -p, visudo -c). The
+Five fresh copies of a debootstrap root (tests/debian_root.py) play a web, a chat and a video host
+of one stack, its chat store and its (one) Jitsi shard. The run must converge, a second run must
+change nothing, check mode must report nothing to do, and the configurations must pass the
+programs' own checks inside the roots (nginx -t, prosodyctl check config, sshd -t, sshd -T, nft -c,
+chronyd -p, visudo -c; redis-server started on the chat store's rendered file). The
 web root starts with a cloud-init drop-in that allows passwords, as some images ship, and the
 hardening must still win. The secrets given never appear in Ansible's output or events.
 """
@@ -15,8 +16,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from swell import chat_store
 from swell.cli import app
 from swell.configure.inventory import InventorySettings, build_inventory
 from swell.configure.outputs import parse_stack_outputs
@@ -37,27 +41,41 @@ import debian_root
 
 pytestmark = pytest.mark.slow
 
-TIER_IPS = {"web": "10.42.0.11", "chat": "10.42.0.21", "video": "10.42.0.31"}
+TIER_IPS = {
+    "web": "10.42.0.11",
+    "chat": "10.42.0.21",
+    "video": "10.42.0.31",
+    "chat_store": "10.42.0.41",
+    "shard": "10.42.0.51",
+}
+# The catalog's fixed groups: in the stack outputs' `fixed`, not `tiers`.
+FIXED = ("chat_store", "shard")
+STORE_SECRET = "CANARYstore0password0for0tests00"
 # What cloud-init writes on images that allow password logins; sshd keeps the first value it reads.
 CLOUD_INIT_SSHD = "# cloud-init\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n"
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0vJ7kq1cQy7m9xSdHfd5yVqHn6g2d3Y1K1pL0mX0a alice@laptop"
 EXTRAVARS: dict[str, Any] = {
     "base_admin_users": [{"name": "alice", "ssh_public_keys": [ADMIN_KEY]}],
-    "chat_jvb_password": "CANARYbridge0password0for0tests",
+    "jitsi_shard_jvb_password": "CANARYbridge0password0for0tests",
     "video_xmpp_password": "CANARYbridge0password0for0tests",
-    "chat_turn_secret": "CANARYturn0secret0not0for0production",
-    # download.jitsi.org is out of reach here: the rest of the video role still applies.
+    "jitsi_shard_turn_secret": "CANARYturn0secret0not0for0production",
+    "chat_redis_password": STORE_SECRET,
+    "chat_store_password": STORE_SECRET,
+    # download.jitsi.org is out of reach here: the rest of the video and shard roles still applies.
     "video_jitsi_install": False,
+    "jitsi_shard_jitsi_install": False,
     "video_turn_secret": "CANARYturn0secret0not0for0production",
 }
-SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0production")
+SECRETS = ("CANARYbridge0password0for0tests", "CANARYturn0secret0not0for0production", STORE_SECRET)
 # Where the tiers find each other: the stack outputs' `tier_vars` (what the user_data delivers,
 # stacks/bootstrap.py TIER_VARS), which swell configure turns into group vars; no -e needed.
 NAMES = {"swell_xmpp_domain": "chat.swell.test", "swell_turn_host": "turn.swell.test", "swell_turn_port": 443}
 TIER_VARS: dict[str, dict[str, Any]] = {
     "web": {},
-    "chat": NAMES,
-    "video": NAMES | {"swell_xmpp_address": "10.42.0.5", "swell_xmpp_port": 5222},
+    "chat": {"swell_chat_store_address": TIER_IPS["chat_store"], "swell_chat_store_port": chat_store.PORT},
+    "video": NAMES | {"swell_jitsi_shards": {"0": TIER_IPS["shard"]}, "swell_xmpp_port": 5222},
+    "chat_store": {},
+    "shard": NAMES,
 }
 
 
@@ -70,12 +88,23 @@ def outputs_json(tiers: list[str]) -> str:
             "admin_cidrs": ["203.0.113.0/24", "2001:db8:ad::/48"],
             "tiers": {
                 tier: {
-                    "instances": [{"name": f"{tier}-0", "private_ip": TIER_IPS[tier]}],
+                    "instances": [{"name": f"{tier}-0", "index": 0, "private_ip": TIER_IPS[tier]}],
                     "load_balancer": None,
                 }
                 for tier in tiers
+                if tier not in FIXED
             },
-            "tier_vars": {tier: TIER_VARS[tier] for tier in tiers},
+            "tier_vars": {tier: TIER_VARS[tier] for tier in tiers if tier not in FIXED},
+            "fixed": {
+                group: {
+                    "instances": [{"name": f"{group}-0", "index": 0, "private_ip": TIER_IPS[group]}],
+                    "vars": TIER_VARS[group],
+                }
+                for group in tiers
+                if group in FIXED
+            },
+            # The stack placed the bridge in shard 0 (its Nova metadata; swell_shard for Ansible).
+            "placements": {"video": {"0": 0}} if "video" in tiers else {},
         }
     )
 
@@ -133,7 +162,7 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     if reason:
         pytest.skip(reason)
     base = tmp_path_factory.mktemp("roots")
-    roots = {tier: debian_root.fresh_root(base / tier) for tier in ("web", "chat", "video")}
+    roots = {tier: debian_root.fresh_root(base / tier) for tier in TIER_IPS}
     dropins = roots["web"] / "etc/ssh/sshd_config.d"
     dropins.mkdir(parents=True, exist_ok=True)
     (dropins / "50-cloud-init.conf").write_text(CLOUD_INIT_SSHD)
@@ -152,7 +181,7 @@ def describe(run: Run) -> str:
 
 def test_site_converges_every_tier_on_a_fresh_debian_root(converged: Converged) -> None:
     assert converged.first.rc == 0, describe(converged.first)
-    assert set(converged.first.tally.hosts) == {"web-0", "chat-0", "video-0"}
+    assert set(converged.first.tally.hosts) == {f"{tier}-0" for tier in TIER_IPS}
     for host, progress in converged.first.tally.hosts.items():
         assert progress.changed > 0, f"{host} changed nothing on a fresh root"
 
@@ -172,7 +201,7 @@ def test_check_mode_on_converged_hosts_reports_nothing_to_do(converged: Converge
 def test_check_mode_on_a_fresh_host_reports_the_installs_and_writes_nothing(
     converged: Converged, tmp_path: Path
 ) -> None:
-    root = debian_root.fresh_root(tmp_path / "fresh-chat")
+    root = debian_root.fresh_root(tmp_path / "fresh-shard")
     try:
         # The apt module needs python3-apt to simulate installs; Debian's cloud images have it
         # (unattended-upgrades depends on it), a minbase root does not.
@@ -180,10 +209,10 @@ def test_check_mode_on_a_fresh_host_reports_the_installs_and_writes_nothing(
             root, "apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-apt"
         )
         assert installed.returncode == 0, installed.stderr
-        run = run_site(chroot_inventory({"chat": root}), check=True)
+        run = run_site(chroot_inventory({"shard": root}), check=True)
         assert run.rc == 0, describe(run)
-        changed = run.tally.hosts["chat-0"].changed_tasks
-        assert "chat : Install Prosody" in changed
+        changed = run.tally.hosts["shard-0"].changed_tasks
+        assert "jitsi_shard : Install Prosody" in changed
         assert "web : Install nginx" in changed
         assert not (root / "etc" / "nginx").exists()
         assert not (root / "etc" / "nftables.conf").exists()
@@ -196,7 +225,8 @@ def test_check_mode_on_a_fresh_host_reports_the_installs_and_writes_nothing(
     [
         ("web", ["nginx", "-t"]),
         ("chat", ["nginx", "-t"]),
-        ("chat", ["prosodyctl", "check", "config"]),
+        ("shard", ["nginx", "-t"]),
+        ("shard", ["prosodyctl", "check", "config"]),
         ("web", ["/usr/sbin/sshd", "-t"]),
         ("video", ["nft", "-c", "-f", "/etc/nftables.conf"]),
         ("web", ["nft", "-c", "-f", "/etc/nftables.conf"]),
@@ -206,7 +236,8 @@ def test_check_mode_on_a_fresh_host_reports_the_installs_and_writes_nothing(
     ids=[
         "web-nginx",
         "chat-nginx",
-        "chat-prosody",
+        "shard-nginx",
+        "shard-prosody",
         "sshd",
         "video-nftables",
         "web-nftables",
@@ -269,19 +300,27 @@ def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
             ["ip saddr { 10.42.0.0/16 } tcp dport 80 accept", "tcp dport 9100"],
             ["udp dport 10000", "8080", "dport 443"],
         ),
-        # The bridges' XMPP login comes through the load balancer, from the private network only.
+        # Chat servers take HTTP from the load balancer only: no XMPP, no Redis of their own.
         (
             "chat",
-            [
-                "ip saddr { 10.42.0.0/16 } tcp dport 5222 accept",
-                "ip saddr { 10.42.0.0/16 } tcp dport 80 accept",
-            ],
-            # ... and from nowhere else (a rule without a source would open it to the world).
-            ["udp dport 10000", "dport 443", "\n        tcp dport 5222"],
+            ["ip saddr { 10.42.0.0/16 } tcp dport 80 accept"],
+            ["udp dport 10000", "dport 443", "5222", "6379"],
         ),
         ("video", ["udp dport 10000 accept", "tcp dport 8080 accept"], ["tcp dport 80 ", "5222"]),
+        # Redis and Prosody from the private network only (the security groups narrow it to a tier),
+        # and from nowhere else (a rule without a source would open it to the world).
+        (
+            "chat_store",
+            ["ip saddr { 10.42.0.0/16 } tcp dport 6379 accept"],
+            ["dport 80 ", "\n        tcp dport 6379"],
+        ),
+        (
+            "shard",
+            ["ip saddr { 10.42.0.0/16 } tcp dport 5222 accept"],
+            ["dport 80 ", "\n        tcp dport 5222"],
+        ),
     ],
-    ids=["web", "chat", "video"],
+    ids=["web", "chat", "video", "chat_store", "shard"],
 )
 def test_firewall_follows_the_tier(
     converged: Converged, tier: str, present: list[str], absent: list[str]
@@ -326,32 +365,45 @@ def test_coturn_serves_turn_over_tls_on_443_only(converged: Converged) -> None:
     assert "turnserver" in (result.stdout + result.stderr).lower()
 
 
-def test_chat_and_video_agree_on_the_bridge_account_and_brewery(converged: Converged) -> None:
+def test_the_shard_and_its_bridge_agree_on_the_bridge_account_and_brewery(converged: Converged) -> None:
     from pyhocon import ConfigFactory
 
     jvb = ConfigFactory.parse_string(read(converged, "video", "/etc/jitsi/videobridge/jvb.conf"))
     shard = jvb.get("videobridge.apis.xmpp-client.configs.swell")
     assert (shard["domain"], shard["username"]) == ("auth.chat.swell.test", "jvb")
-    # The bridge dials the certificate's name, which /etc/hosts maps to chat's XMPP listener.
+    # The bridge dials the certificate's name, which /etc/hosts maps to its shard's Prosody (shard 0,
+    # from the placements as its Nova metadata would say).
     assert (shard["hostname"], shard["port"]) == ("auth.chat.swell.test", 5222)
-    assert "10.42.0.5 auth.chat.swell.test" in read(converged, "video", "/etc/hosts").splitlines()
+    hosts = read(converged, "video", "/etc/hosts").splitlines()
+    assert f"{TIER_IPS['shard']} auth.chat.swell.test" in hosts
     assert shard["muc_jids"] == "jvbbrewery@internal.auth.chat.swell.test"
     # Verification is on unless a stack turns it off; the nickname is this root's own id.
     assert shard["disable_certificate_verification"] is False
     bridge_id = read(converged, "video", "/var/lib/swell/bridge-id").strip()
     assert shard["muc_nickname"] == bridge_id and len(bridge_id) == 32
-    host = read(converged, "chat", "/etc/prosody/conf.d/chat.swell.test.cfg.lua")
+    host = read(converged, "shard", "/etc/prosody/conf.d/chat.swell.test.cfg.lua")
     assert 'Component "internal.auth.chat.swell.test" "muc"' in host
+    assert 'Component "conference.chat.swell.test" "muc"' in host
     assert 'VirtualHost "auth.chat.swell.test"' in host
-    account = converged.roots["chat"] / "var/lib/prosody/auth%2echat%2eswell%2etest/accounts/jvb.dat"
-    assert account.exists()
+    accounts = converged.roots["shard"] / "var/lib/prosody/auth%2echat%2eswell%2etest/accounts"
+    assert (accounts / "jvb.dat").exists() and (accounts / "focus.dat").exists()
+    # Jicofo watches the very room the bridge joins, as the focus user whose password Prosody has.
+    jicofo = ConfigFactory.parse_string(read(converged, "shard", "/etc/jitsi/jicofo/jicofo.conf"))
+    assert jicofo.get("jicofo.bridge.brewery-jid") == shard["muc_jids"]
+    client = jicofo.get("jicofo.xmpp.client")
+    assert (client["domain"], client["username"], client["port"]) == ("auth.chat.swell.test", "focus", 5222)
+    focus_password = read(converged, "shard", "/var/lib/swell/focus-password").strip()
+    assert client["password"] == focus_password and len(focus_password) == 32
+    assert oct((converged.roots["shard"] / "var/lib/swell/focus-password").stat().st_mode)[-3:] == "600"
 
 
-def test_chat_nginx_proxies_websocket_and_bosh_to_prosody_on_80(converged: Converged) -> None:
+def test_chat_nginx_proxies_the_websocket_to_the_chat_application_on_80(converged: Converged) -> None:
     site = read(converged, "chat", "/etc/nginx/sites-available/swell.conf")
     assert "listen 80 default_server;" in site
     assert "location /xmpp-websocket" in site
-    assert "location /http-bind" in site
+    assert "127.0.0.1:8000" in site
+    # No Prosody on the chat tier any more: no BOSH, nothing on 5280.
+    assert "location /http-bind" not in site and "5280" not in site
     assert "proxy_set_header Upgrade $http_upgrade;" in site
     assert "proxy_read_timeout 900s;" in site
     assert "location = /healthz" in site
@@ -412,7 +464,7 @@ def test_failed_task_exits_non_zero_naming_host_and_task(converged: Converged, t
     result = CliRunner().invoke(app, [*chroot_cli_args(converged, tmp_path, "web"), "-e", "swell_tier=wbe"])
     assert result.exit_code == 1, result.output
     assert "web-0: failed at task 'base : Check that the tier is one swell knows'" in result.output
-    assert "expected one of web, chat, video" in result.output
+    assert "expected one of web, chat, video, chat_store, shard" in " ".join(result.output.split())
 
 
 def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged, tmp_path: Path) -> None:
@@ -458,8 +510,8 @@ def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged
 @pytest.mark.parametrize(
     ("bootstrap_vars", "expected"),
     [
-        ({}, "swell_tier is unset; expected one of web, chat, video"),
-        ({"swell_tier": "db"}, "swell_tier is db; expected one of web, chat, video"),
+        ({}, "swell_tier is unset; expected one of web, chat, video, chat_store, shard"),
+        ({"swell_tier": "db"}, "swell_tier is db; expected one of web, chat, video, chat_store, shard"),
     ],
     ids=["missing-tier", "unknown-tier"],
 )
@@ -628,11 +680,78 @@ def test_web_nginx_serves_on_80_and_believes_forwarded_headers_from_the_load_bal
     assert spoofed["hsts"] is None
 
 
-def test_chat_nginx_passes_the_websocket_upgrade_to_prosody(converged: Converged) -> None:
+@pytest.mark.parametrize(
+    ("group", "port"), [("chat", 8000), ("shard", 5280)], ids=["chat-app", "shard-prosody"]
+)
+def test_nginx_passes_the_websocket_upgrade_to_its_upstream(
+    converged: Converged, group: str, port: int
+) -> None:
+    # Chat: the chat application; a shard: Prosody's WebSocket (the Jitsi web front end's signalling).
     cases = [("ws", LB, "/xmpp-websocket", {"Upgrade": "websocket", "Connection": "Upgrade"})]
-    script = NGINX_PROBE.replace("UPSTREAM_PORTS", "[5280]").replace("CASES", repr(cases))
-    upstream = in_netns(converged.roots["chat"], script, [f"{LB}/32"])["ws"]["upstream"]
+    script = NGINX_PROBE.replace("UPSTREAM_PORTS", f"[{port}]").replace("CASES", repr(cases))
+    upstream = in_netns(converged.roots[group], script, [f"{LB}/32"])["ws"]["upstream"]
     assert (upstream["upgrade"], upstream["connection"]) == ("websocket", "upgrade")
+
+
+def test_the_chat_servers_get_the_chat_stores_url_as_the_shared_module_builds_it(
+    converged: Converged,
+) -> None:
+    env = dict(
+        line.split("=", 1)
+        for line in read(converged, "chat", "/etc/swell-chat/chat.env").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["SWELL_CHAT_REDIS_URL"] == chat_store.redis_url(
+        TIER_IPS["chat_store"], chat_store.PORT, STORE_SECRET
+    )
+    path = converged.roots["chat"] / "etc/swell-chat/chat.env"
+    assert oct(path.stat().st_mode)[-3:] == "640"
+
+
+def test_the_chat_stores_redis_config_is_what_redis_server_runs(converged: Converged, tmp_path: Path) -> None:
+    # The rendered file, line by line where it matters, then Debian's redis-server (the same
+    # package the root installed) started on it: an unknown or malformed directive stops it.
+    from loadtests.processes import start_process, stop_all
+
+    config = read(converged, "chat_store", "/etc/redis/redis.conf")
+    directives = [line.split(None, 1) for line in config.splitlines() if line and not line.startswith("#")]
+    settings = {d[0]: (d[1] if len(d) > 1 else "") for d in directives}
+    assert settings["bind"] == TIER_IPS["chat_store"]
+    assert (settings["port"], settings["requirepass"]) == (str(chat_store.PORT), STORE_SECRET)
+    assert (settings["appendonly"], settings["maxmemory-policy"]) == ("yes", "noeviction")
+    path = converged.roots["chat_store"] / "etc/redis/redis.conf"
+    assert oct(path.stat().st_mode)[-3:] == "640"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # The root's private address does not exist here: the address, port and files move to the test's.
+    overrides = ["--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path)]
+    overrides += ["--logfile", "", "--pidfile", str(tmp_path / "pid"), "--supervised", "no"]
+    proc = start_process(["redis-server", str(path), *overrides], tmp_path / "redis.log")
+    try:
+        import redis  # the drill extra: redis-py, which the chat servers use too
+
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        answered: object = None
+        for _ in range(50):
+            try:
+                answered = client.ping()
+                break
+            except redis.AuthenticationError as e:  # up, and refusing us without the password
+                answered = e
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        log = (tmp_path / "redis.log").read_text() if (tmp_path / "redis.log").exists() else ""
+        assert isinstance(answered, redis.AuthenticationError), f"{answered!r}; redis-server said: {log}"
+        authed = redis.Redis(host="127.0.0.1", port=port, password=STORE_SECRET, socket_timeout=2)
+        assert authed.ping() is True
+        assert authed.config_get("appendonly") == {"appendonly": "yes"}
+        assert authed.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        stop_all([proc])
 
 
 METADATA_PROBE = r"""

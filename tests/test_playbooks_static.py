@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.rules import ingress_rules
+from stacks.rules import fixed_ingress_rules, ingress_rules
 from swell import tiers
 from tests.fourth_tier import NAME, use_extended_catalog
 
@@ -29,6 +29,9 @@ SOURCES = {
     "load balancer subnet and private network": "load_balancer",
     "world (IPv4 and IPv6)": "world",
     "private network": "private",
+    # A fixed group's port: its security group admits one tier; the host firewall, the private network.
+    "chat's security group only": "private",
+    "video's security group only": "private",
 }
 
 
@@ -42,7 +45,8 @@ def architecture_ports() -> set[tuple[int, str, str, str]]:
         if not match:
             continue
         port, protocol, tiers, source = match.groups()
-        names = ["web", "chat", "video"] if tiers == "all" else [t.strip() for t in tiers.split(",")]
+        every = ["web", "chat", "video", "chat_store", "shard"]
+        names = every if tiers == "all" else [t.strip().strip("`") for t in tiers.split(",")]
         rows |= {(int(port), protocol, tier, SOURCES[source]) for tier in names}
     return rows
 
@@ -84,6 +88,13 @@ def test_host_firewall_opens_what_the_security_groups_open(
         firewall = {(r["port"], r["protocol"]) for r in table if tier in r["tiers"]}
         groups = {(r.port, r.protocol) for r in ingress_rules(tier, ["203.0.113.0/24"], "10.42.0.0/16")}
         assert firewall == groups, tier
+    # A fixed group's ports admit one tier's security group; the firewall opens them to the network.
+    for group in tiers.load().fixed:
+        firewall = {(r["port"], r["protocol"]) for r in table if group.name in r["tiers"]}
+        by_address = fixed_ingress_rules(group.name, ["203.0.113.0/24"], "10.42.0.0/16")
+        assert firewall == {(r.port, r.protocol) for r in by_address} | {
+            (p.port, p.protocol) for p in group.ports
+        }, group.name
     assert (with_fourth_tier and NAME in {t for r in table for t in r["tiers"]}) or not with_fourth_tier
 
 
@@ -137,38 +148,76 @@ def test_playbooks_pass_syntax_check() -> None:
 STACK_NAMES = {"swell_xmpp_domain": "meet.example.org", "swell_turn_host": "turn.example.org"}
 
 
+SHARDS = {"swell_jitsi_shards": {"0": "10.42.80.11", "1": "10.42.80.12"}}
+STORE = {"swell_chat_store_address": "10.42.64.11", "chat_redis_password": "p" * 32}
+STORE_PASSWORD = {"chat_store_password": "p" * 32}
+VALIDATIONS: list[tuple[str, str, dict[str, Any], str | None]] = [
+    ("shard-from-the-stack", "jitsi_shard", STACK_NAMES | {"jitsi_shard_turn_secret": "s" * 32}, None),
+    ("shard-without-a-domain", "jitsi_shard", {}, "jitsi_shard_xmpp_domain is '', not a DNS name"),
+    (
+        "shard-trailing-dot",
+        "jitsi_shard",
+        STACK_NAMES | {"swell_xmpp_domain": "chat.example.org."},
+        "not a DNS name",
+    ),
+    (
+        "shard-turn-without-a-host",
+        "jitsi_shard",
+        {"swell_xmpp_domain": "meet.example.org", "jitsi_shard_turn_secret": "s" * 32},
+        "jitsi_shard_turn_host is empty",
+    ),
+    ("video-from-the-stack", "video", STACK_NAMES | SHARDS, None),
+    ("video-without-shards", "video", STACK_NAMES, None),
+    ("video-without-a-domain", "video", SHARDS, "video_xmpp_chat_domain is '', not a DNS name"),
+    (
+        "video-shard-address-is-a-name",
+        "video",
+        STACK_NAMES | {"swell_jitsi_shards": {"0": "shard-0"}},
+        "expected each shard's Prosody private IPv4 address",
+    ),
+    ("chat-from-the-stack", "chat", STORE, None),
+    (
+        "chat-without-the-store",
+        "chat",
+        {"chat_redis_password": "p" * 32},
+        "chat_redis_address is '', not an IP",
+    ),
+    (
+        "chat-without-a-password",
+        "chat",
+        {"swell_chat_store_address": "10.42.64.11"},
+        "chat_redis_password is empty",
+    ),
+    (
+        "store-with-a-password",
+        "chat_store",
+        STORE_PASSWORD | {"chat_store_bind_address": "10.42.64.11"},
+        None,
+    ),
+    (
+        "store-without-a-password",
+        "chat_store",
+        {"chat_store_bind_address": "10.42.64.11"},
+        "chat_store_password is empty",
+    ),
+    (
+        "store-on-every-address",
+        "chat_store",
+        STORE_PASSWORD | {"chat_store_bind_address": "0.0.0.0"},
+        "chat_store_bind_address is '0.0.0.0'",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("role", "given", "refusal"),
-    [
-        ("chat", STACK_NAMES | {"chat_turn_secret": "s" * 32}, None),
-        ("chat", {}, "chat_xmpp_domain is '', not a DNS name"),
-        ("chat", STACK_NAMES | {"swell_xmpp_domain": "chat.example.org."}, "not a DNS name"),
-        (
-            "chat",
-            {"swell_xmpp_domain": "meet.example.org", "chat_turn_secret": "s" * 32},
-            "chat_turn_host is empty",
-        ),
-        ("video", STACK_NAMES | {"swell_xmpp_address": "10.42.32.3"}, None),
-        ("video", STACK_NAMES, None),
-        ("video", {"swell_xmpp_address": "10.42.32.3"}, "video_xmpp_chat_domain is '', not a DNS name"),
-        ("video", STACK_NAMES | {"swell_xmpp_address": "chat-lb"}, "'chat-lb', not an IP address"),
-    ],
-    ids=[
-        "chat-from-the-stack",
-        "chat-without-a-domain",
-        "chat-trailing-dot",
-        "chat-turn-without-a-host",
-        "video-from-the-stack",
-        "video-without-an-address",
-        "video-without-a-domain",
-        "video-address-is-a-name",
-    ],
+    ("role", "given", "refusal"), [v[1:] for v in VALIDATIONS], ids=[v[0] for v in VALIDATIONS]
 )
-def test_chat_and_video_refuse_to_run_without_the_stacks_xmpp_names(
+def test_roles_refuse_to_run_without_what_the_stack_gives_them(
     tmp_path: Path, role: str, given: dict[str, Any], refusal: str | None
 ) -> None:
-    # The roles' first tasks (tasks/validate.yml), run alone: no placeholder domain is left to fall
-    # back on, so a host without the stack's names stops before anything is installed or written.
+    # The roles' first tasks (tasks/validate.yml), run alone: no placeholder domain, address or password
+    # is left to fall back on, so a host without the stack's values stops before anything is
+    # installed or written.
     (tmp_path / "ansible.cfg").write_text(
         f"[defaults]\nroles_path = {PLAYBOOKS / 'roles'}\nfilter_plugins = {PLAYBOOKS / 'filter_plugins'}\n"
     )
@@ -247,14 +296,25 @@ def test_cidrs_are_split_by_ip_version_for_nftables() -> None:
 
 # Role variables that hold a secret (stacks/bootstrap.py TIER_SECRETS delivers them).
 SECRET_VARS = (
-    "chat_jvb_password",
-    "chat_turn_secret",
-    "chat_xmpp_tls_key",
+    "jitsi_shard_jvb_password",
+    "jitsi_shard_turn_secret",
+    "jitsi_shard_xmpp_tls_key",
+    "jitsi_shard_focus_secret",
     "video_xmpp_password",
     "video_turn_secret",
+    "chat_redis_password",
+    "chat_redis_url",
+    "chat_store_password",
 )
 # Templates whose rendered file holds one of them: the task writing it must hide its diff too.
-SECRET_TEMPLATES = {"jvb.conf.j2", "turnserver.conf.j2", "prosody.cfg.lua.j2"}
+SECRET_TEMPLATES = {
+    "jvb.conf.j2",
+    "turnserver.conf.j2",
+    "prosody.cfg.lua.j2",
+    "jicofo.conf.j2",
+    "chat.env.j2",
+    "redis.conf.j2",
+}
 
 
 def role_tasks() -> list[tuple[str, dict[str, Any]]]:
@@ -268,7 +328,7 @@ def role_tasks() -> list[tuple[str, dict[str, Any]]]:
 
 def test_secret_templates_are_the_ones_that_use_secrets() -> None:
     # Keeps SECRET_TEMPLATES true: a template that starts writing a secret out must join the list
-    # (a mere test such as `{% if chat_turn_secret | length > 0 %}` writes nothing).
+    # (a mere test such as `{% if jitsi_shard_turn_secret | length > 0 %}` writes nothing).
     written = re.compile(r"\{\{\s*(" + "|".join(SECRET_VARS) + r")\b")
     using = {p.name for p in (PLAYBOOKS / "roles").glob("*/templates/*.j2") if written.search(p.read_text())}
     assert using == SECRET_TEMPLATES
@@ -286,6 +346,9 @@ def test_every_task_touching_a_secret_hides_its_output() -> None:
     assert any("Register the video bridges' account" in w for w in touching)
     assert any("Write the bridge's configuration" in w for w in touching)
     assert any("Write coturn's configuration" in w for w in touching)
+    assert any("Register Jicofo's focus account" in w for w in touching)
+    assert any("Write where the chat store is" in w for w in touching)
+    assert any("Write Redis's configuration" in w for w in touching)
 
 
 def test_no_secret_is_ever_on_a_command_line() -> None:
@@ -299,5 +362,108 @@ def test_no_secret_is_ever_on_a_command_line() -> None:
                 {k: v for k, v in args.items() if k != "stdin"} if isinstance(args, dict) else args
             )
             assert not any(var in line for var in SECRET_VARS), where
-    register = dict(role_tasks())["chat/prosody.yml: Register the video bridges' account"]
-    assert "chat_jvb_password" in register["ansible.builtin.command"]["stdin"]
+    register = dict(role_tasks())["jitsi_shard/prosody.yml: Register the video bridges' account"]
+    assert "jitsi_shard_jvb_password" in register["ansible.builtin.command"]["stdin"]
+    focus = dict(role_tasks())["jitsi_shard/jicofo.yml: Register Jicofo's focus account"]
+    assert "jitsi_shard_focus_secret" in focus["ansible.builtin.command"]["stdin"]
+
+
+class _MetadataStandIn:
+    """A stand-in for the OpenStack metadata service (not Nova): serves one `meta_data.json` on
+    127.0.0.1, as http://169.254.169.254/openstack/latest/meta_data.json answers an instance."""
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        import http.server
+        import threading
+
+        body = json.dumps({"uuid": "00000000-0000-4000-8000-000000000001", "meta": meta}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = self.path == "/openstack/latest/meta_data.json"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body if found else b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/openstack/latest/meta_data.json"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+SHARD_CASES = [
+    # The Nova metadata the stack wrote at creation decides; swell_shard (swell configure) overrides.
+    ("from-the-metadata", {"shard": "1", "tier": "video"}, {}, "ADDRESS=10.42.80.12"),
+    ("given-by-swell-configure", {"shard": "1"}, {"swell_shard": "0"}, "ADDRESS=10.42.80.11"),
+    ("unknown-shard", {"shard": "7"}, {}, "This bridge's shard is '7'"),
+    ("no-shard-in-the-metadata", {"tier": "video"}, {}, "This bridge's shard is ''"),
+]
+
+
+@pytest.mark.parametrize(
+    ("meta", "given", "expected"), [c[1:] for c in SHARD_CASES], ids=[c[0] for c in SHARD_CASES]
+)
+def test_the_video_role_reads_its_shard_from_the_metadata_service(
+    tmp_path: Path, meta: dict[str, str], given: dict[str, str], expected: str
+) -> None:
+    # The video role's shard tasks, run alone against the stand-in: the bridge's XMPP address is
+    # its shard's Prosody, chosen by the instance's Nova metadata `shard`.
+    service = _MetadataStandIn(meta)
+    try:
+        roles, filters = PLAYBOOKS / "roles", PLAYBOOKS / "filter_plugins"
+        (tmp_path / "ansible.cfg").write_text(
+            f"[defaults]\nroles_path = {roles}\nfilter_plugins = {filters}\n"
+        )
+        play = [
+            {
+                "name": "Find a bridge's shard",
+                "hosts": "localhost",
+                "connection": "local",
+                "gather_facts": False,
+                "tasks": [
+                    # public: the role's defaults (video_xmpp_address) stay visible after it.
+                    {
+                        "ansible.builtin.include_role": {
+                            "name": "video",
+                            "tasks_from": "shard",
+                            "public": True,
+                        }
+                    },
+                    {"ansible.builtin.debug": {"msg": "ADDRESS={{ video_xmpp_address }}"}},
+                ],
+            }
+        ]
+        (tmp_path / "shard.yml").write_text(yaml.safe_dump(play))
+        given_vars = {
+            "swell_jitsi_shards": {"0": "10.42.80.11", "1": "10.42.80.12"},
+            "video_metadata_url": service.url,
+            # The module runs here, in this interpreter (interpreter discovery may find another).
+            "ansible_python_interpreter": sys.executable,
+            **given,
+        }
+        (tmp_path / "vars.json").write_text(json.dumps(given_vars))
+        result = subprocess.run(
+            [BIN / "ansible-playbook", "-i", "localhost,", "-e", "@vars.json", "shard.yml"],
+            cwd=tmp_path,
+            env={**ENV, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        service.close()
+    output = result.stdout + result.stderr
+    assert expected in output, output
+    assert (result.returncode == 0) == expected.startswith("ADDRESS="), output

@@ -1,8 +1,11 @@
 """Scale the tiers of one Pulumi stack with the Automation API, from a background worker.
 
 A tier's layout is the stack's configuration: `swell:tiers.<tier>.count` (serving instances),
-`.instances` (their indices) and `.retiring` (indices being drained: running, load balancer member
-at weight 0). The loop never waits for `pulumi up`:
+`.instances` (their indices), `.retiring` (indices being drained: running, load balancer member
+at weight 0), and the warm pool: `.warm` (shelved, configured, no member) and `.filling` (created for
+the pool and being configured, no member). An index moves between these sets in place (the stack
+changes its power state and its member only: stacks/tier.py); an index in none is deleted. The loop
+never waits for `pulumi up`:
 
 - `apply` (and `scale`) record the tier's target and return. A newer target for a tier replaces a
   queued one (it supersedes it); a worker thread per stack takes every queued tier at once and runs
@@ -20,7 +23,14 @@ at weight 0). The loop never waits for `pulumi up`:
   outlives the autoscaler, even on SIGKILL.
 - A stack locked by a concurrent update (someone's `pulumi up`) is retried with exponential backoff.
 - `capacity` and `members` answer from memory (what was asked for, and the outputs of the last
-  update: ready instances and Nova `created` times), so a pass costs no CLI call.
+  update: ready instances, each one's `pool` and Nova `created` times), so a pass costs no CLI call.
+- When a warm-pool member is `ready`: a warm one once the update that shelved it has landed (its
+  output entry says `pool: warm`); a filling one once it is deployed and `cold_lead_s` have passed
+  since its Nova creation time, the time cloud-init and ansible-pull take to configure it (the same
+  lead time the autoscaler's `warm_pool.cold_lead_s` assumes; nothing on the instance is probed), after
+  which it may be shelved. A new index never goes straight to `warm` (the provider creates it
+  running, and shelving it then would keep an unconfigured disk), nor a filling one before it is
+  ready: `apply` refuses both.
 - Errors carry the last lines of the CLI's stderr, never its environment; a failed update is
   reported once through `failures(tier)` and the tier's target falls back to what is deployed, so
   the loop decides (and asks) again.
@@ -46,7 +56,7 @@ from pulumi import automation as auto
 from pulumi.automation._cmd import CommandResult, OnOutput, create_command_error
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from autoscaler.ports import ActuationError, Capacity, Member
+from autoscaler.ports import POOL_FILLING, POOL_WARM, ActuationError, Capacity, Member
 
 TIERS_KEY = "swell:tiers"
 # Commands that change resources get the update timeout; every other CLI call is quick.
@@ -74,6 +84,14 @@ class PulumiSettings:
     read_back: bool = True
     # How often the idle worker re-reads the stack outputs (an SRE's update changes them).
     reread_s: float = 60.0
+    # How long after its Nova creation time a filling (warm-pool) instance counts as configured, so
+    # it may be shelved: create + boot + cloud-init + ansible-pull, the cold lead time (600 s is the
+    # simulator's and the autoscaler's default; measure it per tier). Per tier where it differs.
+    cold_lead_s: float = 600.0
+    cold_lead_s_by_tier: Mapping[str, float] = field(default_factory=dict)
+
+    def cold_lead(self, tier: str) -> float:
+        return float(self.cold_lead_s_by_tier.get(tier, self.cold_lead_s))
 
 
 def _tail(text: str, lines: int = 3) -> str:
@@ -206,22 +224,64 @@ class GuardedPulumiCommand(auto.PulumiCommand):
 
 @dataclass(frozen=True)
 class Layout:
+    """A tier's four sets of indices, as `swell:tiers.<tier>` holds them."""
+
     serving: tuple[int, ...]
     retiring: tuple[int, ...] = ()
+    warm: tuple[int, ...] = ()
+    filling: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, serving: Sequence[int], retiring: Sequence[int] = ()) -> Layout:
-        return cls(tuple(sorted(set(serving))), tuple(sorted(set(retiring))))
+    def of(
+        cls,
+        serving: Sequence[int],
+        retiring: Sequence[int] = (),
+        warm: Sequence[int] = (),
+        filling: Sequence[int] = (),
+    ) -> Layout:
+        return cls(*(tuple(sorted(set(s))) for s in (serving, retiring, warm, filling)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": len(self.serving), "instances": list(self.serving), "retiring": list(self.retiring)}
+        return {
+            "count": len(self.serving),
+            "instances": list(self.serving),
+            "retiring": list(self.retiring),
+            "warm": list(self.warm),
+            "filling": list(self.filling),
+        }
+
+    @property
+    def existing(self) -> set[int]:
+        return {*self.serving, *self.retiring, *self.warm, *self.filling}
+
+    def pool_of(self, index: int) -> str:
+        return POOL_WARM if index in self.warm else POOL_FILLING if index in self.filling else ""
+
+    def describe(self) -> str:
+        pool = [f"{name} {len(s)}" for name, s in (("warm", self.warm), ("filling", self.filling)) if s]
+        return f"{len(self.serving)}" + (f" ({', '.join(pool)})" if pool else "")
+
+
+def _overlaps(sets: Mapping[str, Sequence[int]]) -> list[str]:
+    """Each index that is in two of the sets, named with both."""
+    names = list(sets)
+    found = []
+    for n, later in enumerate(names):
+        for earlier in names[:n]:
+            both = sorted(set(sets[later]) & set(sets[earlier]))
+            if both:
+                found.append(f"{both} in both {earlier} and {later}")
+    return found
 
 
 def _layout_of(spec: Mapping[str, Any]) -> Layout:
     count = int(spec.get("count", 0))
     serving = spec.get("instances")
     return Layout.of(
-        range(count) if serving is None else [int(i) for i in serving], spec.get("retiring") or []
+        range(count) if serving is None else [int(i) for i in serving],
+        [int(i) for i in spec.get("retiring") or []],
+        [int(i) for i in spec.get("warm") or []],
+        [int(i) for i in spec.get("filling") or []],
     )
 
 
@@ -268,24 +328,35 @@ class PulumiActuator:
     def capacity(self, tier: str) -> Capacity:
         target = self._target(tier)
         deployed = self._deployed_entries(tier)
-        ready = sum(1 for i in target.serving if i in deployed and not deployed[i].get("retiring"))
-        return Capacity(current=len(target.serving), ready=ready)
+        ready = sum(1 for i in target.serving if _serves(deployed.get(i)))
+        return Capacity(
+            current=len(target.serving), ready=ready, warm=len(target.warm), filling=len(target.filling)
+        )
 
     def members(self, tier: str) -> list[Member]:
         target = self._target(tier)
         deployed = self._deployed_entries(tier)
         now = self.clock()
         out = []
-        for index in sorted({*target.serving, *target.retiring}):
+        for index in sorted(target.existing):
             entry = deployed.get(index, {})
+            started_at = _epoch(entry.get("created"), default=now)
+            pool = target.pool_of(index)
+            if pool == POOL_WARM:
+                ready = entry.get("pool") == POOL_WARM  # the shelve has landed
+            elif pool == POOL_FILLING:
+                ready = self._configured(tier, entry, started_at, now)
+            else:
+                ready = index in target.serving and _serves(entry)
             out.append(
                 Member(
                     index=index,
-                    started_at=_epoch(entry.get("created"), default=now),
+                    started_at=started_at,
                     retiring=index in target.retiring,
-                    ready=bool(entry) and not entry.get("retiring") and index in target.serving,
+                    ready=ready,
                     # Asked to retire, but the update taking it out of rotation has not landed.
-                    in_rotation=index in target.retiring and bool(entry) and not entry.get("retiring"),
+                    in_rotation=index in target.retiring and _serves(entry),
+                    pool=pool,
                 )
             )
         return out
@@ -298,15 +369,18 @@ class PulumiActuator:
         warm: Sequence[int] = (),
         filling: Sequence[int] = (),
     ) -> None:
-        if warm or filling:
+        sets = {"serving": serving, "retiring": retiring, "warm": warm, "filling": filling}
+        overlaps = _overlaps(sets)
+        negative = sorted(i for s in sets.values() for i in s if i < 0)
+        if overlaps or negative:
+            problems = overlaps + ([f"negative indices {negative}"] if negative else [])
             raise ActuationError(
-                f"{self.name}: no warm pool yet (asked for warm {list(warm)}, filling {list(filling)})"
+                f"{tier}: refusing layout serving={list(serving)} retiring={list(retiring)} "
+                f"warm={list(warm)} filling={list(filling)}: {'; '.join(problems)} "
+                "(each index in one set, indices >= 0)",
+                retryable=False,
             )
-        layout = Layout.of(serving, retiring)
-        if set(layout.serving) & set(layout.retiring) or any(i < 0 for i in (*serving, *retiring)):
-            raise ActuationError(
-                f"{tier}: refusing layout serving={list(serving)} retiring={list(retiring)}", retryable=False
-            )
+        layout = Layout.of(serving, retiring, warm, filling)
         lo, hi = self.limits(tier)
         if not lo <= len(layout.serving) <= hi:
             raise ActuationError(
@@ -314,27 +388,40 @@ class PulumiActuator:
                 f"allow {lo}..{hi}",
                 retryable=False,
             )
-        if layout == self._target(tier):
+        in_max = len(layout.serving) + len(layout.warm) + len(layout.filling)
+        if in_max > hi:
+            raise ActuationError(
+                f"refusing {tier}: {len(layout.serving)} serving + {len(layout.warm)} warm + "
+                f"{len(layout.filling)} filling is {in_max}, above the stack's {TIERS_KEY}.{tier}.max {hi}",
+                retryable=False,
+            )
+        current = self._target(tier)
+        if layout == current:
             return  # idempotent: already asked for (queued, in flight or deployed)
+        self._check_shelving(tier, layout, current)
         with self._cv:
             self._queued[tier] = layout  # a newer target supersedes a queued one
             self._cv.notify_all()
         self._start()
 
     def scale(self, tier: str, desired: int) -> None:
-        """Without a drain: grow by taking retiring instances back first, then new indices; shrink
-        by removing the highest serving indices at once (what the stack did before drains)."""
+        """Without a drain: grow by taking retiring instances back first, then warm ones (unshelved),
+        then filling ones, then new indices; shrink by removing the highest serving indices at once
+        (what the stack did before drains). The pool is otherwise left as it is."""
         if desired < 0:
             raise ActuationError(f"refusing to scale {tier} to {desired} instances", retryable=False)
         current = self._target(tier)
-        serving, retiring = list(current.serving), list(current.retiring)
-        while len(serving) < desired and retiring:
-            serving.append(retiring.pop())
-        free = (i for i in range(10**6) if i not in serving and i not in retiring)
+        serving = list(current.serving)
+        spare = [list(current.retiring), list(current.warm), list(current.filling)]
+        for source in spare:
+            while len(serving) < desired and source:
+                serving.append(source.pop())
+        taken = current.existing
+        free = (i for i in range(10**6) if i not in taken)
         while len(serving) < desired:
             serving.append(next(free))
         serving = sorted(serving)[:desired]
-        self.apply(tier, serving, retiring)
+        self.apply(tier, serving, *spare)
 
     def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
         # Sessions on each instance come from Prometheus (`autoscaler.adapters.prometheus`); the
@@ -369,6 +456,8 @@ class PulumiActuator:
                     "since": flight.started_at,
                     "targets": {t: len(layout.serving) for t, layout in flight.targets.items()},
                     "retiring": {t: list(layout.retiring) for t, layout in flight.targets.items()},
+                    "warm": {t: list(layout.warm) for t, layout in flight.targets.items()},
+                    "filling": {t: list(layout.filling) for t, layout in flight.targets.items()},
                 },
                 "queued": {t: len(layout.serving) for t, layout in self._queued.items()},
                 "last": self._last,
@@ -414,6 +503,39 @@ class PulumiActuator:
             self._worker.join(timeout=self.settings.cancel_grace_s + 10)
 
     # --- internals ------------------------------------------------------------------------------
+    def _configured(self, tier: str, entry: Mapping[str, Any], started_at: float, now: float) -> bool:
+        """A filling instance is configured (may be shelved) once deployed, running, and the cold
+        lead time past its creation (see the module docstring)."""
+        return (
+            bool(entry)
+            and entry.get("pool") != POOL_WARM
+            and now - started_at >= self.settings.cold_lead(tier)
+        )
+
+    def _check_shelving(self, tier: str, layout: Layout, current: Layout) -> None:
+        """Refuse to shelve what is not configured: a new index straight to warm, or a filling one
+        before it is ready (see the module docstring)."""
+        new = sorted(set(layout.warm) - current.existing - set(self._deployed_entries(tier)))
+        if new:
+            raise ActuationError(
+                f"{tier}: refusing warm={list(layout.warm)}: {new} have no instance yet; a new instance "
+                "goes to filling first (created, configured, then shelved), never straight to warm",
+                retryable=False,
+            )
+        early = [
+            m for m in self.members(tier) if m.pool == POOL_FILLING and m.index in layout.warm and not m.ready
+        ]
+        if early:
+            lead = self.settings.cold_lead(tier)
+            when = ", ".join(
+                f"{m.index} (ready {max(0.0, m.started_at + lead - self.clock()):.0f} s from now)"
+                for m in early
+            )
+            raise ActuationError(
+                f"{tier}: refusing to shelve filling instance(s) still being configured: {when}; "
+                f"a filling instance is configured {lead:g} s after its creation (cold_lead_s)"
+            )
+
     def _start(self) -> None:
         with self._cv:
             if not self._started:
@@ -574,7 +696,7 @@ class PulumiActuator:
             self._known = known
             self._finish(batch, f"not written, the stack would refuse it: {refused}")
             return
-        what = ", ".join(f"{t} -> {len(layout.serving)}" for t, layout in sorted(batch.items()))
+        what = ", ".join(f"{t} -> {layout.describe()}" for t, layout in sorted(batch.items()))
         try:
             stack.set_all_config_json(_tiers_json(tiers))
             for attempt in Retrying(
@@ -658,6 +780,12 @@ def _refusal(config: Mapping[str, Any], tiers: Mapping[str, Any], stack: str) ->
     except ConfigError as exc:
         return "; ".join(exc.problems)
     return None
+
+
+def _serves(entry: Mapping[str, Any] | None) -> bool:
+    """Deployed in rotation: neither retiring nor in the pool (outputs from before the warm pool
+    carry no `pool`)."""
+    return entry is not None and bool(entry) and not entry.get("retiring") and not entry.get("pool")
 
 
 def _epoch(text: Any, default: float) -> float:

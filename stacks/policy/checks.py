@@ -74,14 +74,21 @@ def flavor_allowed(resource_type: str, props: Mapping[str, Any], allowed: Collec
 
 
 def tier_metadata(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """Every instance carries Nova metadata `tier` (openstack_sd and the inventory select on it)."""
+    """Every instance carries Nova metadata `tier` naming a tier (openstack_sd and the inventory select
+    on it), or `group` naming a fixed group of the catalog (chat store, shards), never both."""
     if resource_type != INSTANCE:
         return []
-    tier = (props.get("metadata") or {}).get("tier")
-    known = tiers.names()
-    if tier in known:
+    metadata = props.get("metadata") or {}
+    tier, group = metadata.get("tier"), metadata.get("group")
+    catalog = tiers.load()
+    if tier in catalog.names and group is None:
         return []
-    return [f"instance metadata tier is {tier!r}; expected one of: {', '.join(known)}"]
+    if group in catalog.fixed_names and tier is None:
+        return []
+    return [
+        f"instance metadata tier is {tier!r} and group {group!r}; expected a tier (one of: "
+        f"{', '.join(catalog.names)}) or a fixed group (one of: {', '.join(catalog.fixed_names)})"
+    ]
 
 
 @dataclass(frozen=True)
@@ -116,10 +123,24 @@ def anti_affinity(instances: Sequence[InstanceRef], server_groups: Mapping[str, 
     return violations
 
 
+# pulumi-openstack compute.Instance `powerState` of a warm-pool instance (stacks/tier.py).
+SHELVED = "shelved_offloaded"
+
+
 def within_quota(
-    flavors: Sequence[str], quota: catalog.Quota, table: Mapping[str, catalog.Flavor]
+    flavors: Sequence[str], quota: catalog.Quota, table: Mapping[str, catalog.Flavor], shelved: int = 0
 ) -> list[str]:
-    """The stack's instances, vCPUs and RAM stay within the project's quota."""
+    """The stack's instances, vCPUs and RAM stay within the project's quota, shelved (warm-pool)
+    instances counted in full; `shelved` says how many of `flavors` are shelved, for the message.
+
+    Why in full (docs/ovhcloud.md, "Quota"): a shelved_offloaded server always counts against the
+    `instances` quota. Against `cores` and `ram` it counts when Nova counts usage from its cell
+    databases, the default (`[quota] count_usage_from_placement = False`); counted from placement
+    (that option, or the unified limits driver) it holds no allocation and does not, but unshelving
+    it is then refused unless the project has room for its cores and RAM. Either way the pool needs
+    that room to be of use. Source: OpenStack Nova, "Manage quotas", section "Quota usage from
+    placement", https://docs.openstack.org/nova/latest/admin/quotas.html#quota-usage-from-placement
+    """
     known = [table[f] for f in flavors if f in table]
     asked = {
         "instances": len(flavors),
@@ -127,8 +148,13 @@ def within_quota(
         "GB of RAM": sum(f.ram_gb for f in known),
     }
     limits = {"instances": quota.instances, "vCPUs": quota.vcpus, "GB of RAM": quota.ram_gb}
+    counted = (
+        f" (including {shelved} shelved warm-pool instances, counted in full: unshelving needs the room)"
+        if shelved
+        else ""
+    )
     return [
-        f"the stack asks for {asked[what]} {what}, above the {limits[what]} of quota {quota.name!r}"
+        f"the stack asks for {asked[what]} {what}{counted}, above the {limits[what]} of quota {quota.name!r}"
         for what in asked
         if asked[what] > limits[what]
     ]
@@ -173,6 +199,9 @@ def check_all(
     ]
     by_policy["instance-in-anti-affinity-group"] += anti_affinity(refs, groups)
     by_policy["counts-within-quota"] += within_quota(
-        [str(props.get("flavorName")) for props, _ in instances], quota, cat.flavors
+        [str(props.get("flavorName")) for props, _ in instances],
+        quota,
+        cat.flavors,
+        shelved=sum(1 for props, _ in instances if props.get("powerState") == SHELVED),
     )
     return by_policy

@@ -55,8 +55,11 @@ def _anti_affinity(args: StackValidationArgs, report: ReportViolation) -> None:
 def _quota(args: StackValidationArgs, report: ReportViolation) -> None:
     cat = catalog.load()
     quota = checks.quota_from_config(args.get_config(), cat)
-    flavors = [str(r.props.get("flavorName")) for r in args.resources if r.resource_type == checks.INSTANCE]
-    for message in checks.within_quota(flavors, quota, cat.flavors):
+    instances = [r for r in args.resources if r.resource_type == checks.INSTANCE]
+    flavors = [str(r.props.get("flavorName")) for r in instances]
+    # Shelved (warm-pool) instances count in full: see checks.within_quota for why.
+    shelved = sum(1 for r in instances if r.props.get("powerState") == checks.SHELVED)
+    for message in checks.within_quota(flavors, quota, cat.flavors, shelved=shelved):
         report(message, None)
 
 
@@ -85,7 +88,10 @@ def policies() -> list[Policy]:
         ),
         StackValidationPolicy(
             name="counts-within-quota",
-            description="Instances, vCPUs and RAM stay within the configured OVHcloud quota.",
+            description=(
+                "Instances, vCPUs and RAM stay within the configured OVHcloud quota; shelved "
+                "(warm-pool) instances count in full."
+            ),
             validate=_quota,
             config_schema=PolicyConfigSchema(
                 properties={

@@ -65,9 +65,13 @@ def admin_cidrs(outputs: StackOutputs, settings: InventorySettings) -> list[str]
 
 
 def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[str, Any]:
-    """The inventory for site.yml: groups web, chat and video, hosts named like the instances."""
-    known = tier_catalog.names()
-    tiers = settings.tiers or known
+    """The inventory for site.yml: a group per tier (web, chat, video) and per fixed group
+    (chat_store, shard), hosts named like the instances; a placed instance (a bridge) gets its
+    member as `swell_shard`, as the video role would read it from its Nova metadata."""
+    catalog = tier_catalog.load()
+    known = (*catalog.names, *catalog.fixed_names)
+    # By default every tier, and the fixed groups the stack has (older stacks have none).
+    tiers = settings.tiers or (*catalog.names, *(g for g in catalog.fixed_names if g in outputs.fixed))
     unknown = [t for t in tiers if t not in known]
     if unknown:
         raise StackOutputsError(f"unknown tier(s) {', '.join(unknown)}; tiers are {', '.join(known)}")
@@ -85,11 +89,16 @@ def build_inventory(outputs: StackOutputs, settings: InventorySettings) -> dict[
     for tier in tiers:
         hosts: dict[str, Any] = {}
         for instance in outputs.instances(tier):
+            if instance.pool == "warm":
+                continue  # shelved: unreachable; it was configured before it was shelved
             hosts[instance.name] = {
                 "ansible_host": _ansible_host(instance, settings.address),
                 "swell_private_ip": str(instance.private_ip),
                 **settings.extra_host_vars,
             }
+            member = outputs.placement(tier, instance)
+            if member is not None:
+                hosts[instance.name]["swell_shard"] = str(member)
         # The tier's stack variables as group vars: `-e` still overrides them (extra vars win).
         children[tier] = {"hosts": hosts, "vars": {"swell_tier": tier, **outputs.variables(tier)}}
     if not any(group["hosts"] for group in children.values()):

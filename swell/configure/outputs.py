@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -28,6 +28,7 @@ INVENTORY_VARS = frozenset(
         "swell_admin_cidrs",
         "swell_private_ip",
         "swell_tier_catalog",
+        "swell_shard",
     }
 )
 
@@ -43,6 +44,18 @@ def _known_tier(name: str) -> str:
 Tier = Annotated[str, AfterValidator(_known_tier)]
 
 
+def _known_fixed_group(name: str) -> str:
+    known = tier_catalog.load().fixed_names
+    if name not in known:
+        raise ValueError(f"unknown fixed group {name!r}; fixed groups: {', '.join(known)}")
+    return name
+
+
+FixedGroupName = Annotated[str, AfterValidator(_known_fixed_group)]
+# A stack variable's value: a name, an address, a port, or addresses by key (the shards' Prosody).
+StackVariable = str | int | dict[str, str]
+
+
 class StackOutputsError(ValueError):
     """The stack outputs file cannot be used; the message says where and why."""
 
@@ -53,9 +66,14 @@ class Instance(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # The instance's index in its tier (absent from hand-written files).
+    index: int | None = None
     private_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     public_ipv4: ipaddress.IPv4Address | None = None
     public_ipv6: ipaddress.IPv6Address | None = None
+    # The warm pool (docs/stacks.md, "Warm pool"): "" serving or retiring, "filling" (running, being
+    # configured), "warm" (shelved: not running, nothing to configure until it is unshelved).
+    pool: Literal["", "filling", "warm"] = ""
 
 
 class LoadBalancer(BaseModel):
@@ -75,6 +93,32 @@ class TierOutputs(BaseModel):
 
     instances: list[Instance] = Field(default_factory=list)
     load_balancer: LoadBalancer | None = None
+
+
+def _stack_variables_only(where: str, found: dict[str, StackVariable]) -> None:
+    # Only the stack's own variables, never one the inventory sets itself (swell_tier, ...) nor a
+    # role's variable: a hand-edited file must not reach past the contract.
+    for name in found:
+        if not re.fullmatch(r"swell_[a-z0-9_]+", name) or name in INVENTORY_VARS:
+            raise ValueError(
+                f"{where}: {name!r} is not a stack variable (swell_<name>, none of "
+                f"{', '.join(sorted(INVENTORY_VARS))})"
+            )
+
+
+class FixedGroupOutputs(BaseModel):
+    """A fixed group's instances (chat store, shards) and the variables its user_data gives."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    instances: list[Instance] = Field(default_factory=list)
+    vars: dict[str, StackVariable] = Field(default_factory=dict)
+
+    @field_validator("vars")
+    @classmethod
+    def _own(cls, found: dict[str, StackVariable]) -> dict[str, StackVariable]:
+        _stack_variables_only("fixed group", found)
+        return found
 
 
 class PrivateNetwork(BaseModel):
@@ -101,26 +145,23 @@ class StackOutputs(BaseModel):
     # Optional: where SSH may come from. Not part of the stack outputs contract today, so
     # `swell configure --admin-cidr` can give it instead.
     admin_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
-    # Where each tier finds the others (the XMPP domain, the chat load balancer's VIP, the TURN
-    # host): the very variables the stack writes into the tier's user_data (the tier catalog's
-    # `bootstrap.vars`, stacks/bootstrap.py), given to the tier's group. Absent from older stacks:
-    # `-e` gives them instead.
-    tier_vars: dict[Tier, dict[str, str | int]] = Field(default_factory=dict)
+    # Where each tier finds the others (the XMPP domain, the shards' Prosody addresses by shard, the
+    # chat store's address, the TURN host): the very variables the stack writes into the tier's
+    # user_data (the tier catalog's `bootstrap.vars`, stacks/bootstrap.py), given to the tier's
+    # group. Absent from older stacks: `-e` gives them instead.
+    tier_vars: dict[Tier, dict[str, StackVariable]] = Field(default_factory=dict)
+    # The fixed groups (chat store, shards): instances and variables, configured like tiers.
+    fixed: dict[FixedGroupName, FixedGroupOutputs] = Field(default_factory=dict)
+    # A placed tier's members (video: each bridge's shard), by instance index: `swell_shard` per host.
+    placements: dict[Tier, dict[int, int]] = Field(default_factory=dict)
 
     @field_validator("tier_vars")
     @classmethod
     def _stack_variables_only(
-        cls, tier_vars: dict[str, dict[str, str | int]]
-    ) -> dict[str, dict[str, str | int]]:
-        # Only the stack's own variables, never one the inventory sets itself (swell_tier, ...) nor a
-        # role's variable: a hand-edited file must not reach past the contract.
+        cls, tier_vars: dict[str, dict[str, StackVariable]]
+    ) -> dict[str, dict[str, StackVariable]]:
         for tier, found in tier_vars.items():
-            for name in found:
-                if not re.fullmatch(r"swell_[a-z0-9_]+", name) or name in INVENTORY_VARS:
-                    raise ValueError(
-                        f"{tier}: {name!r} is not a stack variable (swell_<name>, none of "
-                        f"{', '.join(sorted(INVENTORY_VARS))})"
-                    )
+            _stack_variables_only(tier, found)
         return tier_vars
 
     @field_validator("admin_cidrs", mode="before")
@@ -145,14 +186,24 @@ class StackOutputs(BaseModel):
                 seen[instance.name] = tier
         return tiers
 
-    def variables(self, tier: str) -> dict[str, str | int]:
-        """The stack variables of one tier (none when the stack gives none)."""
+    def variables(self, tier: str) -> dict[str, StackVariable]:
+        """The stack variables of one tier or fixed group (none when the stack gives none)."""
+        if tier in self.fixed:
+            return dict(self.fixed[tier].vars)
         return dict(self.tier_vars.get(tier, {}))
 
     def instances(self, tier: str) -> list[Instance]:
-        """The instances of one tier (none when the stack has no such tier)."""
+        """The instances of one tier or fixed group (none when the stack has no such group)."""
+        if tier in self.fixed:
+            return list(self.fixed[tier].instances)
         outputs = self.tiers.get(tier)
         return list(outputs.instances) if outputs else []
+
+    def placement(self, tier: str, instance: Instance) -> int | None:
+        """The member (shard) an instance of a placed tier belongs to, if the stack says."""
+        if instance.index is None:
+            return None
+        return self.placements.get(tier, {}).get(instance.index)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -7,8 +7,8 @@ cancel / stack output / stack history, in the formats the CLI uses, and records 
 arguments (one JSON list per line in `.pulumi-standin/calls.jsonl` of the working directory). It
 edits `Pulumi.<stack>.yaml` as `pulumi config set` does, so the stack program can then be run under
 Pulumi's mocks with the configuration the actuator wrote. `up` builds outputs following the stack
-outputs contract of ARCHITECTURE.md from the configured instances (index, retiring, created); it
-provisions nothing. Like a backend, it keeps the config of the last successful update
+outputs contract of ARCHITECTURE.md from the configured instances (index, retiring, pool, created);
+it provisions nothing. Like a backend, it keeps the config of the last successful update
 (`config refresh` writes it back) and a lock while an update runs (`cancel` removes it; an up killed
 with SIGKILL leaves it, a SIGINT releases it).
 
@@ -113,22 +113,28 @@ def _outputs(stack: str, config: dict, created: dict) -> dict:
         serving = spec.get("instances")
         serving = range(int(spec.get("count", 0))) if serving is None else serving
         retiring = set(spec.get("retiring") or [])
+        pool = {
+            **dict.fromkeys(spec.get("filling") or [], "filling"),
+            **dict.fromkeys(spec.get("warm") or [], "warm"),
+        }
+        existing = sorted({*serving, *retiring, *pool})
         born = {int(k): v for k, v in created.get(tier, {}).items()}
         instances = []
-        for i in sorted({*serving, *retiring}):
+        for i in existing:
             born.setdefault(i, now)
             instances.append(
                 {
                     "name": f"swell-{stack}-{tier}-{i}",
                     "index": i,
                     "retiring": i in retiring,
+                    "pool": pool.get(i, ""),
                     "created": born[i],
                     "private_ip": f"10.42.{n}.{10 + i}",
                     "public_ipv4": None,
                     "public_ipv6": None,
                 }
             )
-        created[tier] = {str(i): born[i] for i in sorted({*serving, *retiring})}
+        created[tier] = {str(i): born[i] for i in existing}
         out["tiers"][tier] = {"instances": instances, "load_balancer": None}  # type: ignore[index]
     return out
 

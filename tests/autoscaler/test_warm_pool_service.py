@@ -241,3 +241,21 @@ def test_turning_the_pool_off_deletes_what_is_left_of_it(tmp_path: Path) -> None
     assert sorted(fleet.serving["web"]) == [0, 1, 2, 3][: record["desired"]], "a scale-up unshelves first"
     assert fleet.calls[-1][3:] == (None, None), "the call without a pool"
     assert "pool" not in record
+
+
+def test_the_pulumi_actuator_takes_a_filling_instance_as_configured_after_the_tiers_cold_lead() -> None:
+    """Wiring: one definition of the cold lead time per tier, for sizing the pool and for the Pulumi
+    actuator's readiness of a filling instance (docs/stacks.md, "Warm pool")."""
+    from autoscaler.adapters.pulumi import PulumiActuator
+    from autoscaler.wiring import build_actuators
+
+    cfg = config(
+        "/tmp/unused",
+        web={"warm_pool": {**POOL, "size": 2, "cold_lead_s": 900}},
+        video={"warm_pool": {**POOL, "size": 1, "cold_lead_s": 300, "warm_lead_s": 60}},
+    )
+    actuators = build_actuators(cfg)
+    pulumi = actuators["web"]
+    assert isinstance(pulumi, PulumiActuator) and actuators["video"] is pulumi  # one stack, one actuator
+    assert (pulumi.settings.cold_lead("web"), pulumi.settings.cold_lead("video")) == (900.0, 300.0)
+    pulumi.close()

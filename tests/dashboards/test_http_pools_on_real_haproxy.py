@@ -1,19 +1,21 @@
 """Bridges' XMPP sessions are not chat demand, shown on a real HAProxy (Debian's; Octavia's amphora
 runs HAProxy too) and the project's real rule file.
 
-Chat's load balancer carries two pools: the HTTP one (WebSocket and BOSH: chat's users) and the
-video bridges' XMPP logins, a TCP pool of its own (stacks/listeners.py, `XMPP`). In production the
-`pool` label is `<pool id>:<listener id>` (UUIDs), so the rules cannot leave the XMPP pool out by
-name; they count only the pools that export `http_requests_total` (dashboards/mixin.py,
-`http_pools`). This test checks that premise where it comes from: HAProxy rendered from the spec's
-two listeners, three bridges connected through the TCP one, the exposition scraped, renamed as
-Octavia's prometheus-proxy renames it, and given to promtool with the committed rules: chat's demand
-stays the HTTP pool's sessions, while the plain sum over pools would count the bridges.
+A balanced tier's load balancer may carry a TCP pool besides its HTTP one: a catalog entry's
+`extra_listeners: [xmpp]` (stacks/listeners.py, `XMPP`), as chat's did for the video bridges' XMPP
+logins before the bridges moved to their Jitsi shard's Prosody (issue 14). In production the `pool`
+label is `<pool id>:<listener id>` (UUIDs), so the rules cannot leave such a pool out by name; they
+count only the pools that export `http_requests_total` (dashboards/mixin.py, `http_pools`). This
+test checks that premise where it comes from: HAProxy rendered from chat's spec with that TCP
+listener added, three bridges connected through it, the exposition scraped, renamed as Octavia's
+prometheus-proxy renames it, and given to promtool with the committed rules: chat's demand stays the
+HTTP pool's sessions, while the plain sum over pools would count the bridges.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import socket
@@ -38,9 +40,10 @@ BRIDGES = 3
 
 
 def amphora_config(metrics_port: int, https_port: int, xmpp_port: int, member_port: int) -> str:
-    """Chat's traffic listener (HTTP, TLS off as in the drill) and its XMPP listener (TCP), as the
-    amphora renders them (macros.j2: `mode <protocol>`, `balance`, timeouts), on 127.0.0.1."""
-    spec = listeners.spec("chat")
+    """Chat's traffic listener (HTTP, TLS off as in the drill) and an XMPP listener (TCP) beside it,
+    as the amphora renders them (macros.j2: `mode <protocol>`, `balance`, timeouts), on 127.0.0.1."""
+    chat = listeners.spec("chat")
+    spec = dataclasses.replace(chat, listeners=(*chat.listeners, listeners.XMPP))
     (xmpp, own) = next((x, p) for x, p in spec.own_pools if x.name == "xmpp")
     traffic = spec.traffic
     return "\n".join(

@@ -139,7 +139,12 @@ DISCOVERED = [
     ("video", SITE.stack, "Ext-Net", "51.68.0.31", "swell-prod-gra11-video-0"),  # the bridge's public address
     ("web", "staging", "swell-staging", "10.43.16.11", "swell-staging-web-0"),  # another stack, same project
     ("db", SITE.stack, SITE.private_network, "10.42.60.5", "hand-made-db"),  # not a swell tier
+    ("web", SITE.stack, SITE.private_network, "10.42.16.12", "swell-prod-gra11-web-1"),
+    ("chat", SITE.stack, SITE.private_network, "10.42.32.12", "swell-prod-gra11-chat-1"),
 ]
+# Nova's status where not ACTIVE: a warm-pool instance is shelved (no exporter runs: dropped); one
+# in ERROR stays a target, so that it shows as down.
+STATUS = {"swell-prod-gra11-web-1": "SHELVED_OFFLOADED", "swell-prod-gra11-chat-1": "ERROR"}
 
 
 def _openstack_like(rows: list[tuple[str, str, str, str, str]], port: int) -> list[dict[str, Any]]:
@@ -147,6 +152,7 @@ def _openstack_like(rows: list[tuple[str, str, str, str, str]], port: int) -> li
     for tier, stack, pool, address, name in rows:
         (group,) = openstack_sd_targets([(tier, f"{address}:{port}", name)], Site(stack=stack))
         group["labels"]["__meta_openstack_address_pool"] = pool
+        group["labels"]["__meta_openstack_instance_status"] = STATUS.get(name, "ACTIVE")
         groups.append(group)
     return groups
 
@@ -171,13 +177,69 @@ def test_a_real_prometheus_keeps_exactly_this_stacks_instances_on_the_private_ne
             data = json.loads(http_get(f"{url}/api/v1/targets?state=active"))["data"]["activeTargets"]
             return [t["labels"] for t in data]
 
-        wait_until(lambda: len(active()) >= 4, "the discovered targets")
+        wait_until(lambda: len(active()) >= 5, "the discovered targets")
         labels = sorted(active(), key=lambda t: (t["job"], t["instance"]))
     assert [(t["job"], t["tier"], t["instance"]) for t in labels] == [
         ("jvb", "video", "swell-prod-gra11-video-0"),
         ("node", "chat", "swell-prod-gra11-chat-0"),
+        ("node", "chat", "swell-prod-gra11-chat-1"),
         ("node", "video", "swell-prod-gra11-video-0"),
         ("node", "web", "swell-prod-gra11-web-0"),
+    ]
+
+
+@needs_prometheus
+@pytest.mark.slow
+def test_a_real_prometheus_scrapes_the_fixed_groups_apart_and_labels_bridges_with_their_shard(
+    tmp_path: Path,
+) -> None:
+    """The chat store and the Jitsi shards (Nova metadata `group`) go to `node-fixed` with a `group`
+    label and no `tier` (per-tier rules never see them); a bridge's metadata `shard` becomes a label.
+    The drill has no fixed group, so the job's discovery is swapped here for a file, as openstack_sd
+    would list the project."""
+    rows = [
+        # (metadata, address, name)
+        ({"group": "chat_store"}, "10.42.0.40", "swell-prod-gra11-chat-store-0"),
+        ({"group": "shard"}, "10.42.0.41", "swell-prod-gra11-shard-0"),
+        ({"group": "shard", "stack": "staging"}, "10.43.0.41", "swell-staging-shard-0"),  # another stack
+        ({"group": "backups"}, "10.42.0.42", "hand-made-backups"),  # not a swell group
+        ({"tier": "video", "shard": "1"}, "10.42.48.12", "swell-prod-gra11-video-1"),
+    ]
+    groups = []
+    for meta, address, name in rows:
+        sd_labels = {
+            "__meta_openstack_tag_stack": meta.get("stack", SITE.stack),
+            "__meta_openstack_address_pool": SITE.private_network,
+            "__meta_openstack_instance_name": name,
+            "__meta_openstack_instance_status": "ACTIVE",
+        }
+        sd_labels |= {f"__meta_openstack_tag_{k}": v for k, v in meta.items() if k != "stack"}
+        groups.append({"targets": [f"{address}:9100"], "labels": sd_labels})
+    listed = tmp_path / "openstack.json"
+    listed.write_text(json.dumps(groups))
+    config = drill_scrape_config(
+        _production(),
+        node_file_sd=listed,
+        jvb_file_sd=tmp_path / "none.json",
+        lb_targets=[],
+        autoscaler_targets=[],
+        rule_file=prometheus.HERE / "rules" / "swell.rules.yml",
+    )
+    (fixed,) = [job for job in config["scrape_configs"] if job["job_name"] == "node-fixed"]
+    fixed.pop("static_configs")
+    fixed["file_sd_configs"] = [{"files": [str(listed)], "refresh_interval": "1s"}]
+    with running_prometheus(tmp_path / "prometheus", config) as (url, _):
+
+        def active() -> list[dict[str, str]]:
+            data = json.loads(http_get(f"{url}/api/v1/targets?state=active"))["data"]["activeTargets"]
+            return [t["labels"] for t in data]
+
+        wait_until(lambda: len(active()) >= 3, "the discovered targets")
+        labels = sorted(active(), key=lambda t: (t["job"], t["instance"]))
+    assert [(t["job"], t.get("tier"), t.get("group"), t.get("shard"), t["instance"]) for t in labels] == [
+        ("node", "video", None, "1", "swell-prod-gra11-video-1"),
+        ("node-fixed", None, "chat_store", None, "swell-prod-gra11-chat-store-0"),
+        ("node-fixed", None, "shard", None, "swell-prod-gra11-shard-0"),
     ]
 
 

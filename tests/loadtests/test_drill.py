@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from autoscaler.adapters.procguard import die_with_parent
+from loadtests.faults import INJECTED_ACTUATION_ERROR
 from tests.realparts import wait_until
 
 SWELL = str(Path(sys.executable).with_name("swell"))
@@ -115,7 +116,9 @@ def test_faults_the_loop_holds_replaces_and_retries(tmp_path: Path) -> None:
     assert kill["replaced"] and kill["started_after"] >= 1
     assert kill["replaced_at_s"] - kill["seen_dead_s"] < 6  # within a few passes (2 s each)
     assert error["kind"] == "actuator-error"
-    failed = {d["tier"] for d in json.loads(done.stdout)["decisions"] if d["error"]}
+    decisions = json.loads(done.stdout)["decisions"]
+    failed = {d["tier"] for d in decisions if INJECTED_ACTUATION_ERROR in (d["error"] or "")}
+    assert error["errors"] > 0 and failed
     assert set(error["retried"]) == failed  # every tier whose scaling failed got it applied later
     assert "held during the outage" in (out / "report.md").read_text()
     assert_nothing_left(out)
@@ -185,7 +188,10 @@ def running_drill(out: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[psu
         time.sleep(8)  # the loop runs and the rise has begun (load seconds 7-33 at speed 90)
         children = psutil.Process(proc.pid).children(recursive=True)
         pids = json.loads((out / "parts.json").read_text())["pids"]
-        assert set(pids.values()) <= {c.pid for c in children}, "HAProxy, Prometheus and Locust are children"
+        assert "allocator" in pids, "the video allocator runs"
+        assert set(pids.values()) <= {c.pid for c in children}, (
+            "HAProxy, Prometheus, Locust and the allocator are children"
+        )
         assert len(children) >= 3 + 4, "and at least the minimum instances (web 2, chat 1, video 1)"
         yield proc, children
     finally:

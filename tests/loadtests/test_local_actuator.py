@@ -159,6 +159,28 @@ def test_stopping_an_instance_with_open_sessions_counts_them_as_dropped(
         ws.close()
 
 
+def test_a_drained_bridge_is_removed_by_graceful_shutdown_and_exits_by_itself(
+    setup: tuple[LocalActuator, HAProxyPorts, Path],
+) -> None:
+    """The JVB's way out: once its conference has ended, the removal sends the graceful shutdown
+    (`POST /colibri/shutdown`) and the bridge process exits by itself, with code 0, nothing cut."""
+    actuator, _, tmp = setup
+    actuator.apply("video", [0, 1], [])
+    wait_until(lambda: actuator.capacity("video").ready == 2, "two ready bridges", 15)
+    port = actuator.port_of("video", 1)
+    assert port is not None
+    ws = _join(port, "standup")
+    actuator.apply("video", [0], [1])
+    ws.close()
+    wait_until(lambda: actuator.sessions("video", [1]) == {1: 0}, "the conference ended", 5)
+    actuator.apply("video", [0], [])
+    at_exit = json.loads((tmp / "instances" / f"video-{port}.exit.json").read_text())
+    assert at_exit == {"sessions": 0, "draining": True, "graceful_shutdown": True}
+    events = [(e["event"], e["port"]) for e in actuator.events()]
+    assert ("exited (graceful shutdown)", port) in events
+    assert actuator.dropped_sessions()["video"] == 0
+
+
 def test_a_dead_instance_is_dropped_and_close_leaves_nothing(
     setup: tuple[LocalActuator, HAProxyPorts, Path],
 ) -> None:

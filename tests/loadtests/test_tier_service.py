@@ -128,12 +128,47 @@ def test_chat_fans_out_to_the_room(service: Callable[..., int]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--tier", "mail", "--port", "1"], ["--tier", "web", "--port", "1", "--hard-cap", "0.5"]],
-    ids=["unknown-kind", "hard-cap-below-one"],
+    [
+        ["--tier", "mail", "--port", "1"],
+        ["--tier", "web", "--port", "1", "--hard-cap", "0.5"],
+        ["--tier", "chat", "--port", "1", "--allocator", "http://127.0.0.1:9"],
+        ["--tier", "video", "--port", "1", "--allocator", "127.0.0.1:9"],
+        ["--tier", "video", "--port", "1", "--allocator", "http://127.0.0.1:9", "--report-interval", "0"],
+    ],
+    ids=[
+        "unknown-kind",
+        "hard-cap-below-one",
+        "allocator-for-chat",
+        "allocator-not-a-url",
+        "report-interval-0",
+    ],
 )
 def test_bad_arguments_exit_2(args: list[str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "loadtests.tier_service", *args], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 2
-    assert "--tier" in done.stderr or "--hard-cap" in done.stderr
+    assert any(
+        option in done.stderr for option in ("--tier", "--hard-cap", "--allocator", "--report-interval")
+    )
+
+
+def test_a_bridge_that_cannot_register_exits_naming_the_allocator() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.tier_service",
+            "--tier",
+            "video",
+            "--port",
+            str(free_port()),
+            "--allocator",
+            f"http://127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "cannot register with the allocator at http://127.0.0.1:" in done.stderr

@@ -27,7 +27,7 @@ def test_the_fourth_tier_gets_instances_security_group_server_group_and_load_bal
     recorded: engine.Recording,
 ) -> None:
     instances = {r.inputs["name"]: r for r in recorded.of_type(engine.INSTANCE)}
-    mine = {n: r for n, r in instances.items() if r.inputs["metadata"]["tier"] == NAME}
+    mine = {n: r for n, r in instances.items() if r.inputs["metadata"].get("tier") == NAME}
     assert sorted(mine) == [f"swell-dev-{NAME}-0", f"swell-dev-{NAME}-1"]
     assert all(r.inputs["securityGroups"] == [f"swell-dev-{NAME}"] for r in mine.values())
     # Not public: the private network only.

@@ -87,3 +87,54 @@ def test_a_drain_the_actuator_writes_is_what_the_program_declares(
     actuator.apply("web", [0, 2], [])  # phase 2: drained, removed
     assert actuator.wait_idle(60) and actuator.failures("web") == []
     assert declared() == ({0, 2}, {0: 1, 2: 1})
+
+
+def test_a_warm_pool_the_actuator_writes_is_what_the_program_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refill (filling: running, no member), shelve (warm: shelved_offloaded, no member), then
+    activation with a refill in the same update: each step written by the actuator, declared by the
+    program; the activated instance only changes its power state and gains its member."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    values = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    values["config"]["swell:tiers"]["web"].update(count=1, max=4)
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(values))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" "$@"\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    # A cold lead time of 0: a filling instance counts as configured as soon as it is deployed.
+    actuator = PulumiActuator(PulumiSettings(work_dir=project, stack="dev", cold_lead_s=0))
+
+    def declared() -> tuple[engine.Recording, dict[int, str], dict[int, int]]:
+        rec = engine.run(yaml.safe_load((project / "Pulumi.dev.yaml").read_text())["config"], "dev")
+        states = {
+            int(n.rsplit("-", 1)[1]): r.inputs["powerState"]
+            for n, r in rec.named(engine.INSTANCE).items()
+            if n.startswith("web-")
+        }
+        weights = {
+            int(n.rsplit("-", 1)[1]): m.inputs["weight"]
+            for n, m in rec.named(engine.MEMBER).items()
+            if n.startswith("web-lb-member-")
+        }
+        return rec, states, weights
+
+    actuator.apply("web", [0], [], filling=[1, 2])
+    assert actuator.wait_idle(60) and actuator.failures("web") == []
+    assert declared()[1:] == ({0: "active", 1: "active", 2: "active"}, {0: 1})
+    actuator.apply("web", [0], [], warm=[1, 2])
+    assert actuator.wait_idle(60) and actuator.failures("web") == []
+    shelved, states, weights = declared()
+    assert (states, weights) == ({0: "active", 1: "shelved_offloaded", 2: "shelved_offloaded"}, {0: 1})
+    actuator.apply("web", [0, 1], [], warm=[2], filling=[3])
+    assert actuator.wait_idle(60) and actuator.failures("web") == []
+    active, states, weights = declared()
+    assert states == {0: "active", 1: "active", 2: "shelved_offloaded", 3: "active"}
+    assert weights == {0: 1, 1: 1}
+    before, after = shelved.named(engine.INSTANCE)["web-1"], active.named(engine.INSTANCE)["web-1"]
+    assert {k for k in after.inputs if after.inputs[k] != before.inputs.get(k)} == {"powerState"}

@@ -1,7 +1,8 @@
 """The instance bootstrap under Pulumi's mocks: the user_data each tier gets (cloud-init's own schema
-check, the files it writes, the pinned ansible-pull command), the service secrets in it for chat and
-video only, sent to the engine as a Pulumi secret, and never in the outputs, logs, errors or
-`swell preview`; the playbooks ref pinned to a commit on production stacks.
+check, the files it writes, the pinned ansible-pull command), of the tiers and of the fixed groups
+(chat store, shards), the service secrets in it only where the catalog names them, sent to the
+engine as a Pulumi secret, and never in the outputs, logs, errors or `swell preview`; the playbooks
+ref pinned to a commit on production stacks.
 
 Canary secrets (random per run) stand in for real ones: a test that finds one where it must not be
 fails, and the positive checks (the canary IS in the chat/video user_data) keep the negative ones
@@ -56,6 +57,7 @@ def canaries() -> dict[str, str]:
         "turnSecret": f"CANARYTURN{tag}turnsecret",
         "xmppTlsCertificate": f"-----BEGIN CERTIFICATE-----\nCANARYCERT{tag}\n-----END CERTIFICATE-----\n",
         "xmppTlsKey": f"-----BEGIN PRIVATE KEY-----\nCANARYKEY{tag}\n-----END PRIVATE KEY-----\n",
+        "chatStorePassword": f"CANARYSTORE{tag}chatstore",
     }
 
 
@@ -80,6 +82,7 @@ def unwrap(value: Any) -> str:
 
 
 def user_data_of(rec: engine.Recording, tier: str) -> dict[str, Any]:
+    """The first instance's cloud-init document, of a tier or of a fixed group."""
     inst = rec.named(engine.INSTANCE)[f"{tier}-0"]
     text = unwrap(inst.inputs["userData"])
     assert text.startswith("#cloud-config\n")
@@ -108,25 +111,28 @@ def expected_pull(tier: str) -> list[str]:
         "--extra-vars",
         "@/etc/swell/ansible-vars.json",
     ]
-    if tier != "web":
+    if SECRET_FILES[tier] is not None:
         argv += ["--extra-vars", "@/etc/swell/secrets.json"]
     return [*argv, "playbooks/pull.yml"]
 
 
-# Where each tier finds the others, from swell:xmpp (Pulumi.prod-gra11.yaml) and the chat load
-# balancer: nothing secret, and nothing a role would otherwise leave at a placeholder.
-CHAT_VIP = "10.42.32.3"  # what the offline engine answers for chat-lb's VIP in 10.42.0.0/16
+# Where each tier (and fixed group) finds the others, from swell:xmpp (Pulumi.prod-gra11.yaml) and
+# the fixed groups' private addresses: nothing secret, and nothing a role would otherwise leave at a
+# placeholder. The offline engine answers these addresses for chat_store-0 and shard-0 in 10.42.0.0/16.
+STORE_IP, SHARD_IP = "10.42.64.11", "10.42.80.11"
 TIER_VARS: dict[str, dict[str, Any]] = {
     "web": {},
-    "chat": {
+    "chat": {"swell_chat_store_address": STORE_IP, "swell_chat_store_port": 6379},
+    "video": {
         "swell_xmpp_domain": "meet.example.org",
+        "swell_jitsi_shards": {"0": SHARD_IP},
+        "swell_xmpp_port": 5222,
         "swell_turn_host": "turn.example.org",
         "swell_turn_port": 443,
     },
-    "video": {
+    "chat_store": {},
+    "shard": {
         "swell_xmpp_domain": "meet.example.org",
-        "swell_xmpp_address": CHAT_VIP,
-        "swell_xmpp_port": 5222,
         "swell_turn_host": "turn.example.org",
         "swell_turn_port": 443,
     },
@@ -140,24 +146,37 @@ def vars_file(rec: engine.Recording, tier: str, index: int = 0) -> dict[str, Any
     return content
 
 
-def test_the_bridges_are_told_the_chat_load_balancers_vip_and_depend_on_it() -> None:
-    # The XMPP address in every bridge's user_data is the VIP Octavia gave chat's load balancer (the
-    # mocks answer one from the private network), and Pulumi records the dependency: the load
-    # balancer exists before a bridge is created, so a new bridge never boots without its address.
-    rec = engine.run(with_tiers(stack_values("prod-gra11"), video=3, chat=2), "prod-gra11")
-    (chat_lb,) = [r for r in rec.of_type(engine.LOAD_BALANCER) if r.name == "chat-lb"]
-    vip = chat_lb.state["vipAddress"]
-    assert vip == rec.outputs["tiers"]["chat"]["load_balancer"]["vip_address"] == CHAT_VIP
+def test_the_bridges_are_told_every_shards_prosody_and_chat_its_store_and_each_depends_on_them() -> None:
+    # Every bridge's user_data names each shard's Prosody by shard (the role keeps its own, named in
+    # its Nova metadata); chat's names the chat store. Pulumi records the dependencies: those
+    # instances exist before a bridge or a chat server is created, so none boots without its address.
+    values = with_tiers(stack_values("prod-gra11"), video=3, chat=2)
+    values["swell:shards"] = 2
+    rec = engine.run(values, "prod-gra11")
+    instances = rec.named(engine.INSTANCE)
+    shards = {str(i): instances[f"shard-{i}"].state["networks"][-1]["fixedIpV4"] for i in range(2)}
+    assert shards["0"] == SHARD_IP and shards["1"] != SHARD_IP
+    assert [i["private_ip"] for i in rec.outputs["fixed"]["shard"]["instances"]] == [shards["0"], shards["1"]]
     for i in range(3):
-        assert vars_file(rec, "video", i)["swell_xmpp_address"] == vip
-        bridge = rec.named(engine.INSTANCE)[f"video-{i}"]
-        assert chat_lb.urn in bridge.property_dependencies["userData"]
-    # Chat and web are not tied to it: their user_data is known before any load balancer exists.
-    for tier in ("chat", "web"):
-        assert "swell_xmpp_address" not in vars_file(rec, tier)
-        assert chat_lb.urn not in rec.named(engine.INSTANCE)[f"{tier}-0"].property_dependencies.get(
-            "userData", ()
+        assert vars_file(rec, "video", i)["swell_jitsi_shards"] == shards
+        bridge = instances[f"video-{i}"]
+        assert {instances["shard-0"].urn, instances["shard-1"].urn} <= set(
+            bridge.property_dependencies["userData"]
         )
+    for i in range(2):
+        assert vars_file(rec, "chat", i)["swell_chat_store_address"] == STORE_IP
+        assert instances["chat_store-0"].urn in instances[f"chat-{i}"].property_dependencies["userData"]
+    # Web is tied to neither: its user_data is known before any fixed group exists.
+    assert "userData" not in instances["web-0"].property_dependencies or not (
+        set(instances["web-0"].property_dependencies["userData"])
+        & {instances["shard-0"].urn, instances["chat_store-0"].urn}
+    )
+    assert set(vars_file(rec, "web")) == {
+        "swell_tier",
+        "swell_stack",
+        "swell_private_network_cidr",
+        "swell_admin_cidrs",
+    }
 
 
 @pytest.mark.parametrize(
@@ -169,7 +188,7 @@ def test_the_xmpp_names_come_from_swell_xmpp(domain: str, turn_host: str) -> Non
     values = stack_values("prod-gra11")
     values["swell:xmpp"] = {"domain": domain, "turnHost": turn_host}
     rec = engine.run(values, "prod-gra11")
-    for tier in ("chat", "video"):
+    for tier in ("shard", "video"):
         got = vars_file(rec, tier)
         assert (got["swell_xmpp_domain"], got["swell_turn_host"], got["swell_turn_port"]) == (
             domain,
@@ -192,14 +211,19 @@ def test_swell_configure_gives_each_tier_the_variables_its_user_data_gives() -> 
         # reads its checkout's, at the same commit) are the inventory's own.
         own = ("swell_region", "swell_tier_catalog")
         assert {k: v for k, v in group.items() if k.startswith("swell_") and k not in own} == wanted
-    assert rec.outputs["tier_vars"]["video"]["swell_xmpp_address"] == CHAT_VIP
+    assert rec.outputs["tier_vars"]["video"]["swell_jitsi_shards"] == {"0": SHARD_IP}
+    assert rec.outputs["tier_vars"]["chat"]["swell_chat_store_address"] == STORE_IP
 
 
 def test_tier_vars_refuse_a_missing_address_and_a_clash_with_the_base_variables() -> None:
-    endpoints = bootstrap.Endpoints("meet.example.org", None, 5222, "turn.example.org", 443)
-    with pytest.raises(ValueError, match="video: no value for swell_xmpp_address"):
+    endpoints = bootstrap.Endpoints("meet.example.org", 5222, "turn.example.org", 443)
+    with pytest.raises(ValueError, match="video: no value for swell_jitsi_shards"):
         bootstrap.tier_vars("video", endpoints)
-    assert bootstrap.tier_vars("chat", endpoints)["swell_xmpp_domain"] == "meet.example.org"
+    with pytest.raises(
+        ValueError, match="chat: no value for swell_chat_store_address, swell_chat_store_port"
+    ):
+        bootstrap.tier_vars("chat", endpoints)
+    assert bootstrap.tier_vars("shard", endpoints)["swell_xmpp_domain"] == "meet.example.org"
     b = bootstrap.Bootstrap(
         tier="chat",
         stack="s",
@@ -215,23 +239,27 @@ def test_tier_vars_refuse_a_missing_address_and_a_clash_with_the_base_variables(
 
 SECRET_FILES = {
     "web": None,
-    "chat": {
-        "chat_jvb_password": "xmppBridgePassword",
-        "chat_turn_secret": "turnSecret",
-        "chat_xmpp_tls_certificate": "xmppTlsCertificate",
-        "chat_xmpp_tls_key": "xmppTlsKey",
-    },
+    # The chat servers log in to the chat store; nothing of Prosody's any more.
+    "chat": {"chat_redis_password": "chatStorePassword"},
     # The bridge trusts the certificate; it never gets Prosody's key.
     "video": {
         "video_xmpp_password": "xmppBridgePassword",
         "video_turn_secret": "turnSecret",
         "video_xmpp_ca_certificate": "xmppTlsCertificate",
     },
+    "chat_store": {"chat_store_password": "chatStorePassword"},
+    # Prosody (the bridges' account, TURN credentials, its certificate and key) and Jicofo.
+    "shard": {
+        "jitsi_shard_jvb_password": "xmppBridgePassword",
+        "jitsi_shard_turn_secret": "turnSecret",
+        "jitsi_shard_xmpp_tls_certificate": "xmppTlsCertificate",
+        "jitsi_shard_xmpp_tls_key": "xmppTlsKey",
+    },
 }
 
 
 @pytest.mark.skipif(not Path(CLOUD_INIT).exists(), reason="Debian's cloud-init package is not installed")
-@pytest.mark.parametrize("tier", ["web", "chat", "video"])
+@pytest.mark.parametrize("tier", ["web", "chat", "video", "chat_store", "shard"])
 def test_user_data_passes_cloud_init_schema_and_follows_the_bootstrap_contract(
     tier: str, with_secrets: tuple[dict[str, str], engine.Recording], tmp_path: Path
 ) -> None:
@@ -281,7 +309,7 @@ def test_every_instance_gets_its_user_data_as_a_pulumi_secret(monkeypatch: pytes
     monkeypatch.setattr(engine, "RecordingMonitor", Spy)
     rec = engine.run(prod_with(canaries()), "prod-gra11", secret_keys=SECRET_KEYS)
     instances = rec.of_type(engine.INSTANCE)
-    assert len(instances) == 35
+    assert len(instances) == 37  # 35 in the tiers, the chat store and one shard
     for inst in instances:
         unwrap(inst.inputs["userData"])
         assert "userData" in seen[inst.name]
@@ -295,6 +323,7 @@ def test_no_secret_in_outputs_logs_or_other_resources(
     assert all(
         m in unwrap(rec.named(engine.INSTANCE)["video-0"].inputs["userData"]) for m in markers(values)[:3]
     )
+    assert markers(values)[4] in unwrap(rec.named(engine.INSTANCE)["chat-0"].inputs["userData"])
     exported = json.dumps(rec.outputs)
     others = json.dumps([(r.name, r.inputs) for r in rec.resources if r.type != engine.INSTANCE], default=str)
     instance_rest = json.dumps(
@@ -375,7 +404,7 @@ def test_swell_preview_with_secrets_prints_none_of_them() -> None:
     as_json = runner.invoke(app, ["preview", "--stack", "prod-gra11", "--json", *sets])
     human = runner.invoke(app, ["preview", "--stack", "prod-gra11", *sets], env={"COLUMNS": "200"})
     assert (as_json.exit_code, human.exit_code) == (0, 0), as_json.output + human.output
-    assert json.loads(as_json.stdout)["summary"]["instances"] == 35  # it did run the program
+    assert json.loads(as_json.stdout)["summary"]["instances"] == 37  # it did run the program
     for marker in markers(values):
         assert marker not in as_json.output
         assert marker not in human.output

@@ -100,13 +100,65 @@ BAD = [
         "retiring-and-serving",
         _set("swell:tiers.web.retiring", [0]),
         "swell:tiers.web.retiring",
-        r"\[0\] also serve",
+        r"\[0\] also in swell:tiers.web.instances",
+    ),
+    # The warm pool (`warm`: shelved, `filling`: being configured for it): indices like the others,
+    # each in one set only, and within max.
+    ("warm-negative-index", _set("swell:tiers.web.warm", [-1]), "swell:tiers.web.warm", ">= 0"),
+    (
+        "filling-index-twice",
+        _set("swell:tiers.web.filling", [2, 2]),
+        "swell:tiers.web.filling",
+        "appears twice",
+    ),
+    ("warm-not-a-list", _set("swell:tiers.web.warm", "1,2"), "swell:tiers.web.warm", "tuple|list"),
+    (
+        "warm-and-serving",
+        _set("swell:tiers.web.warm", [0]),
+        "swell:tiers.web.warm",
+        r"\[0\] also in swell:tiers.web.instances",
+    ),
+    (
+        "filling-and-warm",
+        _all(_set("swell:tiers.web.warm", [2]), _set("swell:tiers.web.filling", [2])),
+        "swell:tiers.web.filling",
+        r"\[2\] also in swell:tiers.web.warm",
+    ),
+    (
+        "filling-and-retiring",
+        _all(_set("swell:tiers.web.retiring", [4]), _set("swell:tiers.web.filling", [4])),
+        "swell:tiers.web.filling",
+        r"\[4\] also in swell:tiers.web.retiring",
+    ),
+    (
+        "warm-and-explicit-serving",
+        _all(_set("swell:tiers.web.instances", [5]), _set("swell:tiers.web.warm", [5])),
+        "swell:tiers.web.warm",
+        r"\[5\] also in swell:tiers.web.instances",
+    ),
+    (
+        "pool-above-max",
+        _all(_set("swell:tiers.web.warm", [1, 2]), _set("swell:tiers.web.filling", [3])),
+        "swell:tiers.web.warm",
+        "1 serving \\+ 2 warm \\+ 1 filling is 4, above max 3",
+    ),
+    (
+        "pool-counts-against-the-quota",
+        _all(
+            _set("swell:tiers.web.max", 12),
+            _set("swell:tiers.web.warm", list(range(1, 9))),
+            _set("swell:tiers.web.filling", [9]),
+            _set("swell:quota", "10-vms"),
+        ),
+        "swell:quota",
+        # web 1 + 9 in the pool, chat, video and the two fixed groups (chat store, shard)
+        r"14 instances \(including 9 warm or filling instances",
     ),
     (
         "retiring-instances-count-against-the-quota",
         _all(_set("swell:tiers.web.retiring", list(range(1, 21))), _set("swell:quota", "20-vms")),
         "swell:quota",
-        "23 instances",
+        "25 instances",  # 20 retiring, web-0, chat, video and the two fixed groups (chat store, shard)
     ),
     (
         "misspelled-tier-key",
@@ -254,7 +306,7 @@ BAD = [
         "over-quota",
         _all(_set("swell:quota", "10-vms"), _set("swell:tiers.web.flavor", "r3-32")),
         "swell:quota",
-        "48 GB of RAM",
+        "64 GB of RAM",  # r3-32 web, b3-8 chat, c3-8 video, b3-8 chat store and shard
     ),
 ]
 

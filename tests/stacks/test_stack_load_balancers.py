@@ -144,42 +144,27 @@ def test_each_load_balancer_declares_exactly_the_listeners_pool_and_monitor_of_i
         }
 
 
-def test_the_bridges_reach_chats_prosody_through_a_private_tcp_listener() -> None:
-    # The XMPP endpoint of ARCHITECTURE.md ("Where a bridge logs in"): TCP 5222 on chat's load
-    # balancer, private network only, passed through to Prosody's 5222 on every chat instance.
-    rec = engine.run(stack_values("prod-gra11"), "prod-gra11")
-    xmpp = _mine(rec, LISTENER, "chat")["chat-lb-xmpp"].inputs
-    assert (xmpp["protocol"], xmpp["protocolPort"], xmpp["allowedCidrs"]) == ("TCP", 5222, ["10.42.0.0/16"])
-    assert "defaultTlsContainerRef" not in xmpp  # Prosody does STARTTLS with its own certificate
-    (pool,) = [r for r in _mine(rec, POOL, "chat").values() if r.inputs["protocol"] == "TCP"]
-    assert pool.inputs["listenerId"] == "chat-lb-xmpp-id"
-    monitor = _mine(rec, MONITOR, "chat")["chat-lb-xmpp-monitor"].inputs
-    assert monitor["type"] == "TCP" and not {"httpMethod", "urlPath", "expectedCodes"} & set(monitor)
-    addresses = {i["private_ip"] for i in rec.outputs["tiers"]["chat"]["instances"]}
-    xmpp_members = [
-        m for n, m in _mine(rec, engine.MEMBER, "chat").items() if n.startswith("chat-lb-xmpp-member-")
-    ]
-    assert {m.inputs["address"] for m in xmpp_members} == addresses and len(addresses) == 5
-    assert {m.inputs["protocolPort"] for m in xmpp_members} == {5222}
-    # Web has no such listener: nothing but the bridges needs XMPP over TCP.
-    assert {r.inputs["protocol"] for r in _mine(rec, LISTENER, "web").values()} == {
+def test_chats_load_balancer_is_plain_http_with_no_xmpp_listener_and_no_persistence() -> None:
+    # Chat servers are stateless (docs/chat.md): no session pins a user to one, and Prosody is not on
+    # them any more (the bridges log in to their shard's Prosody, stacks/fixed.py). So no TCP listener
+    # for XMPP, no cookie persistence, and a retiring chat instance drains from its one pool.
+    values = with_tiers(stack_values("prod-gra11"), chat=2)
+    values["swell:tiers"]["chat"].update(instances=[0, 2], retiring=[1])
+    rec = engine.run(values, "prod-gra11")
+    assert {r.inputs["protocol"] for r in _mine(rec, LISTENER, "chat").values()} == {
         "TERMINATED_HTTPS",
         "HTTP",
         "PROMETHEUS",
     }
-
-
-def test_a_retiring_chat_instance_drains_from_the_xmpp_pool_as_from_the_tiers() -> None:
-    # A scale-down's first phase (docs/stacks.md, "Scaling"): the retiring instance takes no new
-    # HTTP connections and no new bridge logins; the bridges logged in keep their session.
-    values = with_tiers(stack_values("prod-gra11"), chat=2)
-    values["swell:tiers"]["chat"].update(instances=[0, 2], retiring=[1])
-    rec = engine.run(values, "prod-gra11")
-    members = _mine(rec, engine.MEMBER, "chat")
-    for prefix in ("chat-lb-member-", "chat-lb-xmpp-member-"):
-        mine = {n.removeprefix(prefix): m for n, m in members.items() if n.startswith(prefix)}
-        weights = {int(i): m.inputs["weight"] for i, m in mine.items()}
-        assert weights == {0: 1, 1: 0, 2: 1}, prefix
+    (pool,) = _mine(rec, POOL, "chat").values()
+    assert (pool.inputs["lbMethod"], pool.inputs.get("persistence")) == ("LEAST_CONNECTIONS", None)
+    members = {n.removeprefix("chat-lb-member-"): m for n, m in _mine(rec, engine.MEMBER, "chat").items()}
+    assert {int(i): m.inputs["weight"] for i, m in members.items()} == {0: 1, 1: 0, 2: 1}
+    # Nothing on the chat instances listens for XMPP: 5222 is closed on them.
+    chat_ports = {
+        r.inputs["portRangeMin"] for r in rec.of_type(engine.SEC_GROUP_RULE) if r.name.startswith("chat-in-")
+    }
+    assert 5222 not in chat_ports
 
 
 @pytest.mark.parametrize("tier", sorted(listeners.specs()))
@@ -226,8 +211,7 @@ def test_the_prometheus_listeners_answer_only_the_monitoring_networks(
             r.inputs["protocolPort"]
             == rec.outputs["tiers"][r.name.split("-")[0]]["load_balancer"]["prometheus_port"]
         )
-    # Traffic listeners stay open to everyone (they are the service); the bridges' XMPP listener
-    # answers the private network only, whatever the monitoring networks are.
+    # Traffic listeners stay open to everyone (they are the service).
     assert {
         r.name: r.inputs.get("allowedCidrs")
         for r in rec.of_type(LISTENER)
@@ -237,7 +221,6 @@ def test_the_prometheus_listeners_answer_only_the_monitoring_networks(
         "web-lb-http": None,
         "chat-lb-https": None,
         "chat-lb-http": None,
-        "chat-lb-xmpp": ["10.42.0.0/16"],
     }
 
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from autoscaler.config import load_config
 from stacks import config as stack_config
 from stacks import engine
+from swell import tiers
 from swell.cli import app
 from tests.stacks.stack_fixtures import ROOT
 
@@ -70,10 +71,13 @@ def plan(project: Path, calibrations: Path, *args: str) -> dict[str, Any]:
 
 
 def instances_per_tier(recording: Any) -> dict[str, int]:
+    """Instances per tier; the fixed groups (chat store, shards) are not the plan's."""
     out: dict[str, int] = {}
+    fixed = tiers.load().fixed_names
     for name in recording.named(engine.INSTANCE):
         tier = name.rsplit("-", 1)[0]
-        out[tier] = out.get(tier, 0) + 1
+        if tier not in fixed:
+            out[tier] = out.get(tier, 0) + 1
     return out
 
 

@@ -160,8 +160,9 @@ def test_a_seeded_violation_in_a_recorded_stack_is_caught_by_its_policy() -> Non
     assert len(result["flavor-in-allow-list"]) == 1
     assert len(result["instance-has-tier-metadata"]) == 1
     assert [m.split()[1] for m in result["instance-in-anti-affinity-group"]] == ["swell-dev-web-1"]
-    assert len(result["no-management-port-open-to-the-world"]) == 3  # one SSH rule per tier
-    assert result["counts-within-quota"] == ["the stack asks for 4 instances, above the 1 of quota 'tiny'"]
+    # One SSH rule per tier and per fixed group (chat store, shard).
+    assert len(result["no-management-port-open-to-the-world"]) == 5
+    assert result["counts-within-quota"] == ["the stack asks for 6 instances, above the 1 of quota 'tiny'"]
 
 
 def test_the_policy_pack_is_built_only_in_its_entry_point() -> None:
@@ -222,4 +223,22 @@ def test_the_pack_links_instances_to_server_groups_by_dependency_and_enforces_th
         "expected one of: anti-affinity, soft-anti-affinity"
         for i in range(3)
     ]
-    assert found["counts-within-quota"] == ["the stack asks for 5 instances, above the 4 of quota 'custom'"]
+    # web 3, chat 1, video 1, and the fixed groups: the chat store and one shard.
+    assert found["counts-within-quota"] == ["the stack asks for 7 instances, above the 4 of quota 'custom'"]
+
+
+def test_the_pack_counts_shelved_warm_pool_instances_against_the_quota_and_says_so() -> None:
+    """Warm (shelved) instances count in full (checks.within_quota says why, with its source)."""
+    values = with_tiers(stack_values("dev"), web=1)
+    values["swell:tiers"]["web"].update(max=8, warm=[1, 2, 3], filling=[4])
+    rec = engine.run(values, "dev")
+    found = _crossguard(rec, {"quota": {"instances": 8, "vcpus": 100, "ramGb": 1000}})
+    # web 1 + 3 warm + 1 filling, chat 1, video 1, and the fixed groups: the chat store and one shard.
+    assert found["counts-within-quota"] == [
+        "the stack asks for 9 instances (including 3 shelved warm-pool instances, counted in full: "
+        "unshelving needs the room), above the 8 of quota 'custom'"
+    ]
+    assert (
+        checks.check_all(_recorded(rec), catalog.Quota("roomy", 9, 100, 1000), CAT)["counts-within-quota"]
+        == []
+    )
