@@ -34,7 +34,8 @@ def _view(snap: dict[str, Any]) -> Table:
     def tier_cell(name: str) -> str:
         t = tiers[name]
         demand = "-" if t["demand"] is None else f"{t['demand']:.0f}"
-        return f"{t['ready']}/{t['requested']} d={demand}"
+        warm = f" w={t['warm']}" if t.get("warm") else ""
+        return f"{t['ready']}/{t['requested']} d={demand}{warm}"
 
     p95 = snap["p95_ms"]
     table.add_row(
@@ -46,7 +47,9 @@ def _view(snap: dict[str, Any]) -> Table:
         f"{snap['cpu']:.0f}%",
         *(tier_cell(name) for name in tiers),
     )
-    table.caption = f"instances ready/requested, d = demand; last action: {snap['decision']}"[:200]
+    table.caption = f"instances ready/requested, d = demand, w = warm pool; last action: {snap['decision']}"[
+        :200
+    ]
     return table
 
 
@@ -58,6 +61,8 @@ def drill_command(
     out: Path,
     as_json: bool,
     base_users: int,
+    warm_pool: bool = True,
+    memory: bool = True,
 ) -> None:
     err = Console(stderr=True)
     try:
@@ -68,6 +73,8 @@ def drill_command(
             autoscale=not no_autoscale,
             faults=tuple(Fault.parse(f) for f in faults),
             base_users=base_users,
+            warm_pool=warm_pool,
+            memory=memory,
         )
         options.validate()
     except ValueError as exc:
@@ -96,6 +103,7 @@ def drill_command(
     verdict = "[green]held[/green]" if slo["held"] else "[red]broken[/red]"
     err.print(
         f"SLO {verdict}: p95 {slo['p95_ms']} ms, errors {slo['error_rate']:.2%}; "
-        f"sessions cut by scale-down: {slo['dropped_sessions']}"
+        f"sessions cut by scale-down: {slo['dropped_sessions']}; "
+        f"warm pool {'on' if options.warm_pool else 'off'}"
     )
     raise typer.Exit(EXIT_HELD if slo["held"] else EXIT_BROKEN)

@@ -6,6 +6,9 @@ monkey-patches the interpreter).
 
 from __future__ import annotations
 
+import itertools
+import math
+
 from autoscaler.sim.generate import SPIKE_RISE_S
 
 HOUR = 3600.0
@@ -49,3 +52,19 @@ CURVES: dict[str, Curve] = {
 def nominal_length_s(profile: str) -> float:
     """How long `profile` runs, in nominal seconds (its last point)."""
     return CURVES[profile][-1][0]
+
+
+def profile_growth_per_s(profile: str) -> float:
+    """The profile's steepest rise as a growth rate (per nominal second): the largest
+    ln(m_b / m_a) / (t_b - t_a) over consecutive points. The spike's x4 within 10 minutes is
+    ln 4 / 600 s: projected across a 600 s cold lead time, x4 again. What swell's warm-pool sizer
+    would remember (`growth_memory`) after a day with the same rise; 0 for a profile that never rises."""
+    curve = CURVES[profile]
+    return max(
+        (
+            math.log(b / a) / (tb - ta)
+            for (ta, a), (tb, b) in itertools.pairwise(curve)
+            if tb > ta and b > a > 0
+        ),
+        default=0.0,
+    )

@@ -9,13 +9,16 @@ real service, wired in `loadtests.wiring`), and Locust headless in its own proce
 starts through `loadtests.processes`: stopped together on success, failure, Ctrl-C or SIGTERM, and
 killed by the kernel should the drill itself be killed.
 
-Time is compressed by `speed`: the load shape, the boot delay, every time constant of the policy
-(`compress_time`) and every range, offset and `for:` of production's rules (`compress_rules`: a
-1-minute rate window stays one nominal minute) are divided by it. The web tier's lead time adds
-half the compressed rate window, as the signal lags by that much. Prometheus starts once the base
-load runs, and the loop's first pass waits one rate window: production's series have been there
-for hours, and a window that began on an idle load balancer would ramp from zero, which the
-policy would take for a surge (and pre-scale on it, as earlier drills did).
+Time is compressed by `speed`: the load shape, the boot delays (cold and warm), every time
+constant of the policy (`compress_time`) and every range, offset and `for:` of production's rules
+(`compress_rules`: a 1-minute rate window stays one nominal minute) are divided by it. The web
+tier's lead times add half the compressed rate window, as the signal lags by that much.
+Prometheus starts once the base load runs, and the loop's first pass waits one rate window:
+production's series have been there for hours, and a window that began on an idle load balancer
+would ramp from zero, which the policy would take for a surge (and pre-scale on it, as earlier
+drills did). For the same reason the warm pool the first pass asks for is filled at once
+(production's has been there for hours), and swell starts remembering the profile's steepest rise
+(`loadtests.wiring.remembered_state`), unless `--no-memory`.
 
 This module never imports locust (it monkey-patches the interpreter with gevent).
 """
@@ -130,7 +133,8 @@ class Drill:
                     t: LocalTierSettings(
                         backend=f"{t}-pool",
                         slots=slots,
-                        boot_delay_s=o.boot_delay_s,
+                        boot_delay_s=o.cold_delay_s(t),
+                        warm_delay_s=o.warm_delay_s(t),
                         bridge_metrics=tiers.load().get(t).bridge_metrics,
                         service_args=redis_args
                         if t in chat_tiers
@@ -382,13 +386,17 @@ class Drill:
         o = self.o
         deadline = self.load_started_at + o.load_s + 60.0  # Locust ends with its shape; bound it anyway
         next_pass = time.time()
-        assert self.locust is not None and self.faults is not None
+        assert self.locust is not None and self.faults is not None and self.actuator is not None
         while time.time() < deadline:
             now = time.time()
             rel = now - self.load_started_at
             self.faults.advance(rel)
             if o.autoscale and now >= next_pass and now >= self.autoscaler_starts_at:
+                # The pool the first pass asks for is there at once, as production's has been for
+                # hours (the drill starts warm); later refills take the cold delay.
+                self.actuator.fill_at_once = not self.decisions
                 result = scaler.run_once()
+                self.actuator.fill_at_once = False
                 for d in result.decisions:
                     d["t"] = round(d["at"] - self.load_started_at, 3)
                     self.decisions.append(d)
@@ -420,11 +428,14 @@ class Drill:
             tl.demand[tier].append(demand.get(tier))
             tl.ready[tier].append(cap.ready)
             tl.requested[tier].append(cap.current)
+            tl.warm[tier].append(cap.warm)
+            tl.filling[tier].append(cap.filling)
             tl.ready_seen[tier].append(None if ready_seen is None else ready_seen.get(tier, 0.0))
             snapshot["tiers"][tier] = {
                 "demand": demand.get(tier),
                 "ready": cap.ready,
                 "requested": cap.current,
+                "warm": cap.warm,
             }
         self.requests.poll()
         recent = [r for r in self.requests.requests if r.t >= time.time() - LIVE_WINDOW_S]

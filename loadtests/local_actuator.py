@@ -15,16 +15,35 @@ instance is then registered where production finds it:
   metadata), scraped as job `node` (readiness) and, for video, in a second file scraped as `jvb`.
 
 It is a `Fleet`: an instance's index is its slot (slot - 1), and the loop's two-phase scale-down
-drives it as it drives the Pulumi stack. `apply(serving, retiring)`: a new serving index starts an
-instance in that slot; a retiring one is taken out of rotation (HAProxy `state drain`: no new
-connections, open ones kept, as Octavia's weight 0) and told to drain (`POST /colibri/drain/enable`
-on the instance, the Jitsi Videobridge's drain API: chat and video open no new rooms there); a
-retiring index serving again is taken back (`state ready`, `/colibri/drain/disable`); an index in
-neither is stopped. `sessions()` reads each retiring instance's open sessions from
-`GET /colibri/drain`. A stopped instance writes the sessions it still had (`--exit-report`):
-`dropped_sessions()` counts those a scale-down cut. `capacity()` reports the serving instances
-asked for (booting and ready) and the ready ones; an instance that died is dropped from both, so
-the next pass of the loop replaces it. `scale` is idempotent. Failures raise `ActuationError`.
+drives it as it drives the Pulumi stack. `apply(serving, retiring, warm, filling)`: a new serving
+index starts an instance in that slot, ready after the tier's cold delay; a retiring one is taken
+out of rotation (HAProxy `state drain`: no new connections, open ones kept, as Octavia's weight 0)
+and told to drain (`POST /colibri/drain/enable` on the instance, the Jitsi Videobridge's drain API:
+chat and video open no new rooms there); a retiring index serving again is taken back
+(`state ready`, `/colibri/drain/disable`); an index in none of the four sets is stopped.
+
+The warm pool (issue 15) stands in for OpenStack's shelving (`shelved_offloaded`: CPU and RAM
+freed, the configured disk kept):
+
+- a new `filling` index is an instance being created and configured for the pool: it holds its
+  slot (in maintenance) but runs no process, and is configured (`Member.ready`) once the cold delay
+  has passed;
+- a configured filling instance moved to `warm` is shelved: still no process;
+- a retiring (drained) or serving instance moved to `warm` is shelved: its process is stopped
+  (sessions it still had are counted as cut, as for any stop) and it leaves HAProxy;
+- a `warm` index moved to `serving` is unshelved: a process starts in its slot, ready after the
+  tier's warm delay (unshelve and boot, no configuration again); a `filling` one moved to `serving`
+  starts at once and is ready when its configuration would have finished (the rest of its cold
+  delay).
+
+Shelving an instance whose configuration has not finished (filling, or still booting cold) is
+refused, as is a new index put straight into `warm` (a pool instance is configured before it is
+shelved) or a running one put back to `filling`. `sessions()` reads each retiring instance's open
+sessions from `GET /colibri/drain`. A stopped instance writes the sessions it still had
+(`--exit-report`): `dropped_sessions()` counts those a scale-down cut. `capacity()` reports the
+serving instances asked for (booting and ready), the ready ones, and the pool (`warm`,
+`filling`); an instance that died is dropped, so the next pass of the loop replaces it. `scale` is
+idempotent. Failures raise `ActuationError`; a refused layout changes nothing.
 
 Instances start through `loadtests.processes` (each in its own process group, SIGKILLed if the
 drill dies), into the drill's `Children` when given one, so that the drill stops them together with
@@ -55,25 +74,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoscaler.ports import ActuationError, Capacity, Member
+from autoscaler.ports import POOL_FILLING, POOL_WARM, ActuationError, Capacity, Member
 from loadtests.plumbing import free_port
 from loadtests.processes import Children, stop_all
 
 BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
+# The warm pool: being created and configured for it (no process), and shelved (no process).
+FILLING, WARM = POOL_FILLING, POOL_WARM
 HAPROXY_ERRORS = ("No such", "Require", "Unknown", "invalid", "not found", "can't", "cannot")
 
 
 @dataclass(frozen=True)
 class LocalTierSettings:
     """One tier: its HAProxy backend (with `slots` server-template slots named `s1..sN`), the boot
-    delay, whether its instances export bridge metrics (listed for the `jvb` job too), and extra
-    arguments for `loadtests.tier_service` (which reads the tier's service from the catalog)."""
+    delays, whether its instances export bridge metrics (listed for the `jvb` job too), and extra
+    arguments for `loadtests.tier_service` (which reads the tier's service from the catalog).
+
+    `boot_delay_s` is the cold delay (create, boot, configure: a new instance, and the filling of a
+    pool instance); `warm_delay_s` the warm one (unshelve and boot), by default the cold one."""
 
     backend: str
     slots: int
     boot_delay_s: float = 20.0
+    warm_delay_s: float | None = None
     service_args: tuple[str, ...] = ()
     bridge_metrics: bool = False
+
+    @property
+    def warm_s(self) -> float:
+        return self.boot_delay_s if self.warm_delay_s is None else self.warm_delay_s
 
 
 @dataclass(frozen=True)
@@ -91,27 +120,33 @@ class LocalActuatorSettings:
 class Instance:
     tier: str
     slot: int
-    port: int
-    proc: subprocess.Popen[bytes]
-    asked_at: float
-    ready_at: float
+    port: int  # 0 while no process runs (filling, warm)
+    proc: subprocess.Popen[bytes] | None
+    asked_at: float  # created: billing starts here, and stays there across shelving
+    ready_at: float  # serving from (booting), or configured from (filling)
     state: str = BOOTING
     report: Path | None = None  # where the instance writes the sessions open at its stop
+    configured_at: float = 0.0  # its disk is configured from then: it may be shelved
+    report_configured: bool = False  # the `configured` event of a filling instance is recorded
 
     @property
     def index(self) -> int:
         return self.slot - 1
+
+    def configured(self, now: float) -> bool:
+        return now >= self.configured_at
 
 
 @dataclass
 class Event:
     at: float
     tier: str
-    event: str  # started, ready, draining, stopped, died
-    port: int
+    event: str  # started, ready, draining, taken_back, stopped, died; filling, configured, shelved, deleted
+    port: int  # 0: no process (a pool instance)
+    index: int = -1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "tier": self.tier, "event": self.event, "port": self.port}
+        return {"at": self.at, "tier": self.tier, "event": self.event, "port": self.port, "index": self.index}
 
 
 def haproxy_command(socket_path: Path, command: str, timeout_s: float = 2.0) -> str:
@@ -218,6 +253,9 @@ class LocalActuator:
         self._book = _Book()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="local-actuator", daemon=True)
+        # While set, a new pool instance is configured at once (the drill's first pass: production's
+        # pool has been filled for hours, as `bootstrap` starts the minimum without a boot delay).
+        self.fill_at_once = False
         self._write_file_sd()
 
     # --- the Actuator port -------------------------------------------------------------------
@@ -225,7 +263,13 @@ class LocalActuator:
         self._tier(tier)
         with self._lock:
             live = self._live(tier)
-            return Capacity(current=len(live), ready=sum(1 for i in live if i.state == READY))
+            pool = [i.state for i in self._book.instances if i.tier == tier]
+            return Capacity(
+                current=len(live),
+                ready=sum(1 for i in live if i.state == READY),
+                warm=pool.count(WARM),
+                filling=pool.count(FILLING),
+            )
 
     def scale(self, tier: str, desired: int) -> None:
         """Without a drain: grow into the lowest free slots; shrink by stopping the newest first
@@ -245,10 +289,18 @@ class LocalActuator:
     def members(self, tier: str) -> list[Member]:
         self._tier(tier)
         with self._lock:
+            now = self.clock()
             return [
-                Member(i.index, i.asked_at, retiring=i.state == DRAINING, ready=i.state == READY)
+                Member(
+                    i.index,
+                    i.asked_at,
+                    retiring=i.state == DRAINING,
+                    # Serving: it serves; filling: configured, so it may be shelved; warm: always.
+                    ready=i.state in (READY, WARM) or (i.state == FILLING and i.configured(now)),
+                    pool=i.state if i.state in (FILLING, WARM) else "",
+                )
                 for i in self._book.instances
-                if i.tier == tier and i.state in (BOOTING, READY, DRAINING)
+                if i.tier == tier and i.state in (BOOTING, READY, DRAINING, FILLING, WARM)
             ]
 
     def apply(
@@ -259,40 +311,88 @@ class LocalActuator:
         warm: Sequence[int] = (),
         filling: Sequence[int] = (),
     ) -> None:
-        if warm or filling:
-            raise ActuationError(
-                f"{self.name}: no warm pool yet (asked for warm {list(warm)}, filling {list(filling)})"
-            )
         spec = self._tier(tier)
-        wanted, draining = set(serving), set(retiring)
-        if wanted & draining or any(i < 0 or i >= spec.slots for i in wanted | draining):
+        sets = {
+            "serving": set(serving),
+            "retiring": set(retiring),
+            "warm": set(warm),
+            "filling": set(filling),
+        }
+        every = [i for indices in sets.values() for i in indices]
+        if len(every) != len(set(every)) or any(i < 0 or i >= spec.slots for i in every):
             raise ActuationError(
-                f"{tier}: refusing serving={sorted(wanted)} retiring={sorted(draining)}: indices "
-                f"0..{spec.slots - 1} (the HAProxy backend {spec.backend} has {spec.slots} slots), "
-                "each in one list",
+                f"{tier}: refusing "
+                + " ".join(f"{name}={sorted(indices)}" for name, indices in sets.items())
+                + f": indices 0..{spec.slots - 1} (the HAProxy backend {spec.backend} has {spec.slots} "
+                "slots), each in one set",
                 retryable=False,
             )
+        wanted, draining, shelved, pooling = sets["serving"], sets["retiring"], sets["warm"], sets["filling"]
         stopping: list[Instance] = []
         with self._lock:
+            now = self.clock()
             mine = {i.index: i for i in self._book.instances if i.tier == tier and i.state != GONE}
+            self._refuse_impossible_moves(tier, mine, shelved, pooling, now)
             for index in sorted(wanted):
                 inst = mine.get(index)
                 if inst is None:
                     self._spawn(tier, spec, spec.boot_delay_s, slot=index + 1)
                 elif inst.state == DRAINING:
                     self._take_back(inst)
+                elif inst.state == WARM:  # unshelve: boots without configuring again
+                    self._activate(inst, spec, now + spec.warm_s, "unshelved")
+                elif inst.state == FILLING:  # running already: ready when configured
+                    self._activate(inst, spec, max(now, inst.ready_at), "activated")
+            for index in sorted(pooling - mine.keys()):
+                self._fill(tier, spec, index)
             for index, inst in mine.items():
-                if index in wanted:
+                if index in wanted or index in pooling:
                     continue
-                if index in draining and inst.state == READY:
+                if index in shelved:
+                    if inst.state == FILLING:
+                        self._note_configured(inst, now)  # the reconciler may not have yet
+                        inst.state = WARM
+                        self._event(inst, "shelved")
+                    elif inst.state != WARM:  # running (drained, serving or unshelved): shelve it
+                        stopping.append(inst)
+                        self._shelve(inst)
+                elif index in draining and inst.state == READY:
                     self._drain(inst)
                 elif index in draining and inst.state == DRAINING:
                     continue
+                elif inst.proc is None:  # a pool instance deleted: no process to stop
+                    self._retire(inst, "deleted")
                 else:  # removed (drained, or booting with nothing to drain)
                     stopping.append(inst)
                     self._retire(inst, "stopped")
         for inst in stopping:
             self._stop_process(inst, count_dropped=True)
+            with self._lock:
+                if inst.state == WARM:  # shelved: unshelved, it runs a new process on a new port
+                    inst.proc, inst.port = None, 0
+
+    def _refuse_impossible_moves(
+        self, tier: str, mine: Mapping[int, Instance], shelved: set[int], pooling: set[int], now: float
+    ) -> None:
+        """Shelving needs a configured disk, and filling is where a pool instance begins: refuse,
+        before changing anything, a layout that asks otherwise (OpenStack would shelve a half-
+        configured instance, which would then serve without its configuration)."""
+        for index in sorted(shelved):
+            inst = mine.get(index)
+            if inst is None:
+                why = "a new instance is created for the pool as filling, then shelved once configured"
+            elif inst.state != WARM and not inst.configured(now):
+                why = f"its configuration ends in {inst.configured_at - now:.1f} s ({inst.state})"
+            else:
+                continue
+            raise ActuationError(f"{tier}: cannot shelve index {index} (warm): {why}", retryable=False)
+        for index in sorted(pooling):
+            inst = mine.get(index)
+            if inst is not None and inst.state != FILLING:
+                raise ActuationError(
+                    f"{tier}: index {index} is {inst.state}: only a new index goes to filling",
+                    retryable=False,
+                )
 
     def sessions(self, tier: str, indices: Sequence[int]) -> Mapping[int, int | None]:
         with self._lock:
@@ -300,7 +400,7 @@ class LocalActuator:
         out: dict[int, int | None] = {}
         for index in indices:
             port = ports.get(index)
-            out[index] = None if port is None else _drain_state(port).get("sessions")
+            out[index] = None if not port else _drain_state(port).get("sessions")  # 0: no process
         return out
 
     def port_of(self, tier: str, index: int) -> int | None:
@@ -309,7 +409,7 @@ class LocalActuator:
                 (
                     i.port
                     for i in self._book.instances
-                    if i.tier == tier and i.index == index and i.state != GONE
+                    if i.tier == tier and i.index == index and i.state != GONE and i.port
                 ),
                 None,
             )
@@ -324,13 +424,24 @@ class LocalActuator:
         self._thread.start()
         return self
 
-    def bootstrap(self, counts: Mapping[str, int], timeout_s: float = 30.0) -> None:
-        """Start `counts` instances per tier without a boot delay, and wait until all are ready."""
+    def bootstrap(
+        self, counts: Mapping[str, int], timeout_s: float = 30.0, warm: Mapping[str, int] | None = None
+    ) -> None:
+        """Start `counts` instances per tier without a boot delay, and wait until all are ready;
+        `warm`: that many configured, shelved instances per tier besides (a pool already filled)."""
         with self._lock:
             for tier, n in counts.items():
                 spec = self._tier(tier)
                 for _ in range(n - len(self._live(tier))):
                     self._spawn(tier, spec, 0.0)
+            for tier, n in (warm or {}).items():
+                spec = self._tier(tier)
+                for _ in range(n - self.capacity(tier).warm):
+                    now = self.clock()
+                    inst = Instance(tier, self._free_slot(tier, spec, None), 0, None, now, now, WARM)
+                    inst.configured_at = now
+                    self._book.instances.append(inst)
+                    self._event(inst, "shelved")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(self.capacity(t).ready >= n for t, n in counts.items()):
@@ -345,6 +456,7 @@ class LocalActuator:
             if not ready:
                 return None
             victim = ready[0]
+            assert victim.proc is not None  # ready: it runs
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(victim.proc.pid, signal.SIGKILL)
             return victim.port
@@ -354,7 +466,7 @@ class LocalActuator:
             out: dict[str, dict[str, int]] = {}
             for tier in self.settings.tiers:
                 states = [i.state for i in self._book.instances if i.tier == tier]
-                out[tier] = {s: states.count(s) for s in (BOOTING, READY, DRAINING)}
+                out[tier] = {s: states.count(s) for s in (BOOTING, READY, DRAINING, FILLING, WARM)}
             return out
 
     def events(self) -> list[dict[str, Any]]:
@@ -369,7 +481,7 @@ class LocalActuator:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         with self._lock:
-            procs = [i.proc for i in self._book.instances if i.state != GONE]
+            procs = [i.proc for i in self._book.instances if i.state != GONE and i.proc is not None]
             for inst in self._book.instances:
                 inst.state = GONE
         return procs
@@ -389,16 +501,52 @@ class LocalActuator:
         return [i for i in self._book.instances if i.tier == tier and i.state in (BOOTING, READY)]
 
     def _event(self, inst: Instance, what: str) -> None:
-        self._book.events.append(Event(self.clock(), inst.tier, what, inst.port))
+        self._book.events.append(Event(self.clock(), inst.tier, what, inst.port, inst.index))
 
     def _spawn(
         self, tier: str, spec: LocalTierSettings, boot_delay_s: float, slot: int | None = None
     ) -> None:
+        """A new instance (cold: create, boot, configure), ready `boot_delay_s` from now."""
+        inst = Instance(tier, self._free_slot(tier, spec, slot), 0, None, asked_at=0.0, ready_at=0.0)
+        self._start_process(inst, spec)
+        inst.asked_at = self.clock()
+        inst.ready_at = inst.configured_at = inst.asked_at + boot_delay_s
+        self._book.instances.append(inst)
+        self._event(inst, "started")
+
+    def _fill(self, tier: str, spec: LocalTierSettings, index: int) -> None:
+        """A new pool instance: created and configuring for the cold delay, no process (it serves
+        nothing and has no load balancer member until activated)."""
+        now = self.clock()
+        ready = now if self.fill_at_once else now + spec.boot_delay_s
+        inst = Instance(
+            tier, self._free_slot(tier, spec, index + 1), 0, None, now, ready, FILLING, configured_at=ready
+        )
+        self._book.instances.append(inst)
+        self._event(inst, "filling")
+
+    def _note_configured(self, inst: Instance, now: float) -> None:
+        """Record, once, that a filling instance's configuration has finished."""
+        if inst.state == FILLING and inst.configured(now) and not inst.report_configured:
+            inst.report_configured = True
+            self._event(inst, "configured")
+
+    def _activate(self, inst: Instance, spec: LocalTierSettings, ready_at: float, what: str) -> None:
+        """A pool instance to serving: its process starts now, ready at `ready_at`."""
+        self._start_process(inst, spec)
+        inst.state, inst.ready_at = BOOTING, ready_at
+        self._event(inst, what)
+
+    def _free_slot(self, tier: str, spec: LocalTierSettings, slot: int | None) -> int:
         used = {i.slot for i in self._book.instances if i.tier == tier and i.state != GONE}
         free = [s for s in range(1, spec.slots + 1) if s not in used and (slot is None or s == slot)]
         if not free:
             raise ActuationError(f"{tier}: HAProxy slot {slot or 'any'} of {spec.backend} is in use")
+        return free[0]
+
+    def _start_process(self, inst: Instance, spec: LocalTierSettings) -> None:
         port = free_port()
+        tier = inst.tier
         cmd = [self.settings.python, "-m", "loadtests.tier_service", "--tier", tier, "--port", str(port)]
         report = log = None
         if self.settings.log_dir is not None:
@@ -407,13 +555,21 @@ class LocalActuator:
             log = self.settings.log_dir / f"{tier}-{port}.log"
             cmd += ["--exit-report", str(report)]
         try:
-            proc = self.children.start([*cmd, *spec.service_args], log)
+            inst.proc = self.children.start([*cmd, *spec.service_args], log)
         except OSError as exc:
             raise ActuationError(f"{tier}: cannot start an instance: {exc}") from None
-        now = self.clock()
-        inst = Instance(tier, free[0], port, proc, asked_at=now, ready_at=now + boot_delay_s, report=report)
-        self._book.instances.append(inst)
-        self._event(inst, "started")
+        inst.port, inst.report = port, report
+
+    def _shelve(self, inst: Instance) -> None:
+        """Out of HAProxy and file_sd, then (the caller, outside the lock) its process stopped:
+        the configured disk stays, nothing runs."""
+        if self.settings.tiers[inst.tier].bridge_metrics and graceful_exit(inst.proc, inst.port):
+            self._event(inst, "exited (graceful shutdown)")  # as `_retire`: a bridge leaves gracefully
+        inst.state = WARM
+        self._event(inst, "shelved")
+        with contextlib.suppress(ActuationError):
+            haproxy_command(self.settings.haproxy_socket, f"set server {self._server(inst)} state maint")
+        self._write_file_sd()
 
     def _server(self, inst: Instance) -> str:
         return f"{self.settings.tiers[inst.tier].backend}/s{inst.slot}"
@@ -435,6 +591,7 @@ class LocalActuator:
         self._write_file_sd()
 
     def _stop_process(self, inst: Instance, count_dropped: bool) -> None:
+        assert inst.proc is not None, "only a running instance is stopped"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(inst.proc.pid, signal.SIGTERM)
         try:
@@ -486,6 +643,9 @@ class LocalActuator:
         now = self.clock()
         with self._lock:
             for inst in self._book.instances:
+                if inst.proc is None:
+                    self._note_configured(inst, now)
+                    continue
                 if inst.state in (BOOTING, READY, DRAINING) and inst.proc.poll() is not None:
                     self._retire(inst, "died")
                 elif inst.state == BOOTING and now >= inst.ready_at and _healthy(inst.port):

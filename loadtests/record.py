@@ -20,6 +20,9 @@ class Timeline:
     ready: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
     requested: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
     ready_seen: dict[str, list[float | None]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
+    # The warm pool: shelved instances, and those being filled for it.
+    warm: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
+    filling: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in tiers.names()})
     cpu_busy: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -32,6 +35,8 @@ class Timeline:
                     "ready": self.ready[tier],
                     "requested": self.requested[tier],
                     "ready_in_prometheus": self.ready_seen[tier],
+                    "warm": self.warm[tier],
+                    "filling": self.filling[tier],
                 }
                 for tier in self.demand
             },

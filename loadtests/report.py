@@ -107,7 +107,15 @@ def _fault_outcomes(rec: DrillRecord) -> list[dict[str, Any]]:
             t0 = rec.load_started_at + start
             died = next((e for e in events if e["event"] == "died" and e["at"] >= t0), None)
             killed = kill_target()
-            started = [e for e in events if e["event"] == "started" and e["at"] > t0 and e["tier"] == killed]
+            # Started after the kill: created, or taken from the warm pool (unshelved, or activated
+            # while filling).
+            started = [
+                e
+                for e in events
+                if e["event"] in ("started", "unshelved", "activated")
+                and e["at"] > t0
+                and e["tier"] == killed
+            ]
             # Replaced: the instances asked for are back to the count before the kill.
             t, asked = rec.timeline.t, rec.timeline.requested[killed]
             before = next((n for ts, n in zip(reversed(t), reversed(asked), strict=True) if ts < start), None)
@@ -185,6 +193,11 @@ def build_report(rec: DrillRecord) -> dict[str, Any]:
             "start_instances": ready[0] if ready else plan.min,
             "peak_instances": max(ready) if ready else plan.min,
             "peak_requested": max(requested) if requested else plan.min,
+            # The warm pool: shelved instances at the start and at most, and the delays (real s).
+            "start_warm": tl.warm[tier][0] if tl.warm[tier] else 0,
+            "peak_warm": max(tl.warm[tier], default=0),
+            "cold_delay_s": round(o.cold_delay_s(tier), 2),
+            "warm_delay_s": round(o.warm_delay_s(tier), 2),
             "capacity_per_instance": plan.capacity_per_instance,
             "unit": plan.unit,
             "peak_demand": round(float(finite.max()), 2) if len(finite) else None,
@@ -230,6 +243,8 @@ def build_report(rec: DrillRecord) -> dict[str, Any]:
         "duration_s": round(rec.finished_at - rec.started_at, 1),
         "load_s": round((tl.t[-1] if tl.t else 0.0), 1),
         "boot_delay_s": round(o.boot_delay_s, 2),
+        "warm_pool": o.warm_pool,
+        "memory": o.memory,
         "interval_s": o.interval_s,
         "base_users": o.base_users,
         "peak_users": max((u for _, u in rec.users), default=0),
@@ -261,13 +276,21 @@ def build_report(rec: DrillRecord) -> dict[str, Any]:
                     "error",
                 )
             }
+            # The warm pool this pass (target, keep, reason, warm, filling, what moved), if any.
+            | ({"pool": d["pool"]} if d.get("pool") else {})
             for d in rec.decisions
-            if d["direction"] != "hold" or d["error"] or d is rec.decisions[-1]
+            if d["direction"] != "hold" or d["error"] or d is rec.decisions[-1] or _pool_moved(d)
         ],
         "instance_events": [{**e, "t": round(e["at"] - rec.load_started_at, 2)} for e in rec.instance_events],
         "timeline": {**tl.to_dict(), "requests": _per_second(rec)},
     }
     return report
+
+
+def _pool_moved(decision: dict[str, Any]) -> bool:
+    """Whether the pass moved instances into, within or out of the warm pool."""
+    pool = decision.get("pool") or {}
+    return any(pool.get(k) for k in ("activated", "refilled", "shelved", "trimmed"))
 
 
 def _fmt(v: Any, spec: str = "") -> str:
@@ -308,7 +331,16 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
         f"{s['chat_messages']['late']} late (> {s['chat_messages']['late_after_s']:g} s).",
         "",
         f"Duration {report['duration_s']:.0f} s (load {report['load_s']:.0f} s); boot delay "
-        f"{report['boot_delay_s']:.1f} s; users {report['base_users']} -> {report['peak_users']}. CPU: the "
+        f"{report['boot_delay_s']:.1f} s cold, "
+        + ", ".join(f"{_fmt(t['warm_delay_s'], '.1f')} s warm ({n})" for n, t in report["tiers"].items())
+        + "; warm pool "
+        + (
+            "on (peak warm: " + ", ".join(f"{n} {t['peak_warm']}" for n, t in report["tiers"].items()) + ")"
+            if report.get("warm_pool")
+            else "off"
+        )
+        + (", swell remembering the profile's rise" if report.get("memory") else ", swell without memory")
+        + f"; users {report['base_users']} -> {report['peak_users']}. CPU: the "
         f"drill's own processes {report['cpu']['drill_busy_pct']}% of {report['cpu']['cores']} cores; "
         f"the whole machine (shared) {_fmt(report['cpu']['busy_mean_pct'])}% mean, "
         f"{_fmt(report['cpu']['busy_max_pct'])}% max.",
@@ -373,6 +405,8 @@ def plot_timeline(report: dict[str, Any], path: Path) -> Path:
         demand = [np.nan if v is None else v / cap for v in data["demand"]]
         ax.plot(t, demand, color=colors[tier], lw=0.8, ls="--", label=f"{tier} demand / capacity")
         ax.step(t, data["ready"], color=colors[tier], lw=1.2, where="post", label=f"{tier} ready")
+        if any(data.get("warm") or []):
+            ax.step(t, data["warm"], color=colors[tier], lw=0.8, ls=":", where="post", label=f"{tier} warm")
     ax.set_ylabel("instances")
     ax.legend(fontsize=7, ncol=3, loc="upper left")
     req = tl["requests"]

@@ -212,6 +212,7 @@ app.command(
         "swell drill --profile spike --json",
         "swell drill --profile surge400 --fault prometheus-outage@60:20 --fault kill-instance@90",
         "swell drill --no-autoscale --out build/baseline   # the same load on the minimum",
+        "swell drill --profile spike --no-warm-pool --out build/cold   # the same load, no warm pool",
     ),
 )
 def _drill(
@@ -231,6 +232,20 @@ def _drill(
     no_autoscale: Annotated[
         bool, typer.Option("--no-autoscale", help="Keep the minimum instances: the baseline.")
     ] = False,
+    no_warm_pool: Annotated[
+        bool,
+        typer.Option(
+            "--no-warm-pool",
+            help="No pool of shelved instances (warm_pool.enabled false): new ones take the cold delay.",
+        ),
+    ] = False,
+    no_memory: Annotated[
+        bool,
+        typer.Option(
+            "--no-memory",
+            help="swell starts without the memory of the profile's steepest rise: a first surge ever.",
+        ),
+    ] = False,
     faults: Annotated[
         list[str] | None,
         typer.Option(
@@ -245,7 +260,17 @@ def _drill(
     """Rehearse a surge on this machine: HAProxy, Prometheus, tier instances, the autoscaler, Locust."""
     from loadtests.cli import drill_command
 
-    drill_command(profile, speed, no_autoscale, faults or [], out, as_json, base_users)
+    drill_command(
+        profile,
+        speed,
+        no_autoscale,
+        faults or [],
+        out,
+        as_json,
+        base_users,
+        warm_pool=not no_warm_pool,
+        memory=not no_memory,
+    )
 
 
 @app.command(

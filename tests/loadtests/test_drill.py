@@ -255,3 +255,37 @@ def test_bad_options_exit_2_naming_them(tmp_path: Path, args: list[str], message
     assert done.returncode == 2
     assert message in done.stderr
     assert not (tmp_path / "d").exists()  # nothing started, nothing written
+
+
+@needs_parts
+@pytest.mark.slow
+def test_a_compressed_spike_is_met_from_the_warm_pool(tmp_path: Path) -> None:
+    """The warm pool end to end (issue 15): the first pass fills a pool (swell remembering the
+    spike's rise), the rise unshelves warm instances, which serve after the warm delay where a new
+    one takes the cold delay, and the report records the pool."""
+    out = tmp_path / "drill"
+    done = subprocess.run(
+        [SWELL, "drill", "--profile", "spike", "--speed", "30", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["warm_pool"] is True and report["memory"] is True
+    web = report["tiers"]["web"]
+    assert web["warm_delay_s"] < web["cold_delay_s"]
+    assert web["peak_warm"] >= 2, web  # x4 remembered: more than the x1.25 minimum's one instance
+    assert max(report["timeline"]["tiers"]["web"]["warm"]) == web["peak_warm"]
+    events = [e for e in report["instance_events"] if e["tier"] == "web"]
+    unshelved = [e for e in events if e["event"] == "unshelved"]
+    assert unshelved, "the rise took instances from the pool"
+    for e in unshelved:
+        ready = next(
+            r for r in events if r["index"] == e["index"] and r["event"] == "ready" and r["at"] > e["at"]
+        )
+        assert web["warm_delay_s"] <= ready["at"] - e["at"] < web["cold_delay_s"], (e, ready)
+    pools = [d["pool"] for d in report["decisions"] if d["tier"] == "web" and "pool" in d]
+    assert any(p["refilled"] for p in pools) and any(p["activated"] for p in pools)
+    assert "warm pool on" in (out / "report.md").read_text()
+    assert_nothing_left(out)

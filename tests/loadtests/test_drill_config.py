@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -17,10 +18,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autoscaler.config import parse_config
-from autoscaler.core.policies.swell import SERVICE_TIMING, SwellParams
+from autoscaler.config import WarmPoolConfig, parse_config
+from autoscaler.core.policies.swell import SERVICE_TIMING, SwellParams, SwellState
+from autoscaler.core.state import state_from_dict
 from dashboards.prometheus import PRODUCTION, Site, drill_scrape_config, openstack_sd_targets
-from loadtests.options import DEFAULT_SPEED, DrillOptions
+from loadtests.curves import profile_growth_per_s
+from loadtests.options import (
+    DEFAULT_SPEED,
+    NOMINAL_COLD_BOOT_S,
+    NOMINAL_WARM_BOOT_S,
+    DrillOptions,
+    catalog_plans,
+)
 from loadtests.plumbing import (
     DRILL_OMITTED,
     RULES,
@@ -33,7 +42,7 @@ from loadtests.plumbing import (
     prometheus_config,
     write_yaml,
 )
-from loadtests.wiring import autoscaler_config
+from loadtests.wiring import autoscaler_config, remembered_state
 from stacks import listeners
 from tests.realparts import wait_until
 
@@ -49,10 +58,63 @@ def test_every_time_constant_of_the_policy_is_compressed_with_the_speed(profile:
         for f in fields(SwellParams):
             if f.name.endswith("_s") and f.name not in SERVICE_TIMING:
                 assert tier.policy_params[f.name] == pytest.approx(getattr(defaults, f.name) / speed), f.name
-        assert tier.lead_time_s >= options.boot_delay_s
+        assert tier.warm_pool.shrink_after_s == pytest.approx(WarmPoolConfig().shrink_after_s / speed)
     web, chat = cfg.tiers["web"], cfg.tiers["chat"]
-    assert web.lead_time_s == pytest.approx(options.boot_delay_s + drill_rate_window_lag_s(speed))
-    assert chat.lead_time_s == pytest.approx(options.boot_delay_s)
+    lag = drill_rate_window_lag_s(speed)
+    assert web.lead_time_s == pytest.approx(options.cold_delay_s("web") + lag)
+    assert chat.lead_time_s == pytest.approx(options.cold_delay_s("chat"))
+
+
+@pytest.mark.parametrize("warm_pool", [True, False], ids=["warm-pool", "no-warm-pool"])
+def test_the_autoscaler_plans_across_the_delays_the_local_actuator_waits(
+    warm_pool: bool, tmp_path: Path
+) -> None:
+    """One definition: each tier's nominal cold and warm delays (production's defaults, those of the
+    autoscaler's `warm_pool` block) are what the drill's instances wait and what its autoscaler
+    plans across, both compressed by the speed; `--no-warm-pool` turns only the pool off."""
+    options = DrillOptions(out=tmp_path, profile="spike", warm_pool=warm_pool)
+    speed = options.effective_speed
+    cfg = parse_config(autoscaler_config(options, "http://127.0.0.1:9", tmp_path / "s.db"), source="drill")
+    defaults = WarmPoolConfig()
+    for name, tier in cfg.tiers.items():
+        lag = tier.lead_time_s - options.cold_delay_s(name)
+        assert lag == pytest.approx(drill_rate_window_lag_s(speed) if name == "web" else 0.0)
+        assert tier.warm_pool.enabled is warm_pool
+        assert options.plans[name].cold_boot_s == NOMINAL_COLD_BOOT_S == defaults.cold_lead_s
+        assert options.plans[name].warm_boot_s == NOMINAL_WARM_BOOT_S == defaults.warm_lead_s
+        assert tier.warm_pool.cold_lead_s == pytest.approx(NOMINAL_COLD_BOOT_S / speed + lag)
+        assert tier.warm_pool.warm_lead_s == pytest.approx(NOMINAL_WARM_BOOT_S / speed + lag)
+        assert tier.actuator.boot_delay_s == pytest.approx(options.cold_delay_s(name))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("profile", "rise", "within_s"),
+    [("spike", 4.0, 600.0), ("surge400", 5.0, 2400.0), ("flash", 4.0, 60.0), ("daily", 4.5, 3 * 3600.0)],
+    ids=["spike", "surge400", "flash", "daily"],
+)
+def test_swell_starts_remembering_the_profiles_steepest_rise(
+    profile: str, rise: float, within_s: float, tmp_path: Path
+) -> None:
+    """The drill's memory (as after a day like this one): swell's growth memory is the profile's
+    steepest rise per real second, which its warm-pool sizer projects across the cold lead time;
+    nothing else of the state is set, and `--no-memory` starts from nothing."""
+    assert profile_growth_per_s(profile) == pytest.approx(math.log(rise) / within_s)
+    options = DrillOptions(out=tmp_path, profile=profile)
+    state = remembered_state(options, now=1000.0)
+    for name in options.plans:
+        swell = state_from_dict(SwellState, state.policy_state[name])
+        assert swell.growth_memory == pytest.approx(math.log(rise) / within_s * options.effective_speed)
+        assert swell._replace(growth_memory=0.0) == SwellState()
+        assert state.history_since[name] == 1000.0
+    assert remembered_state(dataclasses.replace(options, memory=False), now=1000.0).is_empty()
+    assert profile_growth_per_s("soak") == 0.0
+
+
+def test_a_warm_delay_not_shorter_than_the_cold_one_is_refused(tmp_path: Path) -> None:
+    plans = catalog_plans()
+    plans["chat"] = dataclasses.replace(plans["chat"], warm_boot_s=600.0)
+    with pytest.raises(ValueError, match="tier chat: warm_boot_s"):
+        DrillOptions(out=tmp_path, plans=plans).validate()
 
 
 def strip_durations(text: str) -> str:
