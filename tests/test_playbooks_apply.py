@@ -314,10 +314,14 @@ def test_admin_user_gets_exactly_its_key(converged: Converged) -> None:
             ["ip saddr { 10.42.0.0/16 } tcp dport 6379 accept"],
             ["dport 80 ", "\n        tcp dport 6379"],
         ),
+        # The shard also takes Prosody's WebSocket and BOSH on 80, from web's nginx (private only).
         (
             "shard",
-            ["ip saddr { 10.42.0.0/16 } tcp dport 5222 accept"],
-            ["dport 80 ", "\n        tcp dport 5222"],
+            [
+                "ip saddr { 10.42.0.0/16 } tcp dport 5222 accept",
+                "ip saddr { 10.42.0.0/16 } tcp dport 80 accept",
+            ],
+            ["\n        tcp dport 80 ", "\n        tcp dport 5222"],
         ),
     ],
     ids=["web", "chat", "video", "chat_store", "shard"],
@@ -485,6 +489,8 @@ def test_pull_playbook_gives_a_converged_host_nothing_to_do(converged: Converged
         "swell_stack": "test-chroot",
         "swell_private_network_cidr": "10.42.0.0/16",
         "swell_admin_cidrs": ["203.0.113.0/24", "2001:db8:ad::/48"],
+        # The tier's stack variables, as stacks/bootstrap.py writes them into the user_data.
+        **TIER_VARS["web"],
     }
     inventory = {
         "all": {
