@@ -9,7 +9,7 @@ package: `loadtests/local_actuator.py`, wired by `loadtests/wiring.py`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,6 +109,19 @@ class Member:
 
 POOL_FILLING = "filling"
 POOL_WARM = "warm"
+
+
+def overlapping(sets: Mapping[str, Iterable[int]]) -> list[str]:
+    """Each index that a layout puts in two of its sets (serving, retiring, warm, filling), named with
+    both: a Fleet refuses such a layout."""
+    names = list(sets)
+    found = []
+    for n, later in enumerate(names):
+        for earlier in names[:n]:
+            both = sorted(set(sets[later]) & set(sets[earlier]))
+            if both:
+                found.append(f"{both} in both {earlier} and {later}")
+    return found
 
 
 class Fleet(Actuator, Protocol):

@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoscaler.ports import POOL_FILLING, POOL_WARM, ActuationError, Capacity, Member
+from autoscaler.ports import POOL_FILLING, POOL_WARM, ActuationError, Capacity, Member, overlapping
 from loadtests.plumbing import free_port
 from loadtests.processes import Children, stop_all
 
@@ -319,7 +319,7 @@ class LocalActuator:
             "filling": set(filling),
         }
         every = [i for indices in sets.values() for i in indices]
-        if len(every) != len(set(every)) or any(i < 0 or i >= spec.slots for i in every):
+        if overlapping(sets) or any(i < 0 or i >= spec.slots for i in every):
             raise ActuationError(
                 f"{tier}: refusing "
                 + " ".join(f"{name}={sorted(indices)}" for name, indices in sets.items())

@@ -56,7 +56,7 @@ from pulumi import automation as auto
 from pulumi.automation._cmd import CommandResult, OnOutput, create_command_error
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from autoscaler.ports import POOL_FILLING, POOL_WARM, ActuationError, Capacity, Member
+from autoscaler.ports import POOL_FILLING, POOL_WARM, ActuationError, Capacity, Member, overlapping
 
 TIERS_KEY = "swell:tiers"
 # Commands that change resources get the update timeout; every other CLI call is quick.
@@ -262,18 +262,6 @@ class Layout:
         return f"{len(self.serving)}" + (f" ({', '.join(pool)})" if pool else "")
 
 
-def _overlaps(sets: Mapping[str, Sequence[int]]) -> list[str]:
-    """Each index that is in two of the sets, named with both."""
-    names = list(sets)
-    found = []
-    for n, later in enumerate(names):
-        for earlier in names[:n]:
-            both = sorted(set(sets[later]) & set(sets[earlier]))
-            if both:
-                found.append(f"{both} in both {earlier} and {later}")
-    return found
-
-
 def _layout_of(spec: Mapping[str, Any]) -> Layout:
     count = int(spec.get("count", 0))
     serving = spec.get("instances")
@@ -370,7 +358,7 @@ class PulumiActuator:
         filling: Sequence[int] = (),
     ) -> None:
         sets = {"serving": serving, "retiring": retiring, "warm": warm, "filling": filling}
-        overlaps = _overlaps(sets)
+        overlaps = overlapping(sets)
         negative = sorted(i for s in sets.values() for i in s if i < 0)
         if overlaps or negative:
             problems = overlaps + ([f"negative indices {negative}"] if negative else [])
